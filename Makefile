@@ -1,0 +1,57 @@
+# Makefile for the withdrawal extension (PGXS)
+
+EXTENSION = withdrawal
+EXTVERSION = 1.0.0
+
+MODULE_big = withdrawal
+OBJS = \
+	src/withdrawal.o \
+	src/util.o \
+	src/audit.o \
+	src/ledger.o \
+	src/lifecycle.o \
+	src/policy.o \
+	src/request.o \
+	src/review.o \
+	src/secrets.o \
+	src/shmem.o \
+	src/worker.o \
+	src/dispatch.o \
+	src/processor_sandbox.o \
+	src/processor_http.o \
+	src/processor_stripe.o \
+	src/webhook.o \
+	src/reconcile.o
+
+PGFILEDESC = "withdrawal - user payouts inside PostgreSQL"
+
+# The install script is assembled from the ordered parts in sql/install/,
+# one per subsystem, so that each part sits next to its peers by concern.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+
+# Listed by name: sql/ also holds the extension scripts.
+REGRESS = core bad_input roles audit
+REGRESS_OPTS = --inputdir=. --temp-config=test/regress.conf
+
+SHLIB_LINK += -lcurl -lssl -lcrypto
+PG_CPPFLAGS += -I$(srcdir)/src
+
+EXTRA_CLEAN = tmp_check_regress
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
+	cat $^ > $@
+
+# TAP tests against an installed extension; tools/test.sh sets PATH to a
+# private installation so that nothing is installed system-wide.
+PROVE_TESTS ?= $(wildcard test/t/*.pl)
+.PHONY: prove-installcheck
+prove-installcheck:
+	rm -rf $(CURDIR)/tmp_check
+	cd $(srcdir) && TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='6$(DEF_PGPORT)' \
+	   PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+	   $(PROVE) -I $(pgxsdir)/src/test/perl -I test/perl $(PROVE_FLAGS) $(PROVE_TESTS)

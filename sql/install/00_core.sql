@@ -1,0 +1,369 @@
+/* withdrawal: core schema (money model, ledger, withdrawals, audit) */
+
+\echo Use "CREATE EXTENSION withdrawal" to load this file. \quit
+
+/*
+ * Roles are cluster-wide and may already exist from an installation in
+ * another database, so they are created only when missing.
+ */
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdrawal_app') THEN
+		CREATE ROLE withdrawal_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdrawal_ops') THEN
+		CREATE ROLE withdrawal_ops NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdrawal_auditor') THEN
+		CREATE ROLE withdrawal_auditor NOLOGIN;
+	END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA withdrawal FROM PUBLIC;
+GRANT USAGE ON SCHEMA withdrawal TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
+
+/* Trigger functions implemented in C, used by several tables below. */
+CREATE FUNCTION withdrawal.append_only() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_append_only'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.append_only() IS
+	'trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables';
+
+CREATE FUNCTION withdrawal.config_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_config_changed'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.config_changed() IS
+	'trigger: invalidates the per-backend caches of policy, channel, processor and currency rows';
+
+CREATE FUNCTION withdrawal.status_guard() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_status_guard'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.status_guard() IS
+	'trigger: refuses withdrawal status changes that are not documented transitions (WD005)';
+
+/* ISO 4217 currencies with their number of minor-unit digits. */
+CREATE TABLE withdrawal.currency (
+	code		text PRIMARY KEY CHECK (code OPERATOR(pg_catalog.~) '^[A-Z]{3}$'),
+	minor_unit	smallint NOT NULL CHECK (minor_unit BETWEEN 0 AND 4)
+);
+COMMENT ON TABLE withdrawal.currency IS 'ISO 4217 alphabetic codes accepted by the ledger';
+INSERT INTO withdrawal.currency (code, minor_unit) VALUES
+	('AED', 2),
+	('AFN', 2),
+	('ALL', 2),
+	('AMD', 2),
+	('ANG', 2),
+	('AOA', 2),
+	('ARS', 2),
+	('AUD', 2),
+	('AWG', 2),
+	('AZN', 2),
+	('BAM', 2),
+	('BBD', 2),
+	('BDT', 2),
+	('BGN', 2),
+	('BHD', 3),
+	('BIF', 0),
+	('BMD', 2),
+	('BND', 2),
+	('BOB', 2),
+	('BRL', 2),
+	('BSD', 2),
+	('BTN', 2),
+	('BWP', 2),
+	('BYN', 2),
+	('BZD', 2),
+	('CAD', 2),
+	('CDF', 2),
+	('CHF', 2),
+	('CLP', 0),
+	('CNY', 2),
+	('COP', 2),
+	('CRC', 2),
+	('CUP', 2),
+	('CVE', 2),
+	('CZK', 2),
+	('DJF', 0),
+	('DKK', 2),
+	('DOP', 2),
+	('DZD', 2),
+	('EGP', 2),
+	('ERN', 2),
+	('ETB', 2),
+	('EUR', 2),
+	('FJD', 2),
+	('FKP', 2),
+	('GBP', 2),
+	('GEL', 2),
+	('GHS', 2),
+	('GIP', 2),
+	('GMD', 2),
+	('GNF', 0),
+	('GTQ', 2),
+	('GYD', 2),
+	('HKD', 2),
+	('HNL', 2),
+	('HTG', 2),
+	('HUF', 2),
+	('IDR', 2),
+	('ILS', 2),
+	('INR', 2),
+	('IQD', 3),
+	('IRR', 2),
+	('ISK', 0),
+	('JMD', 2),
+	('JOD', 3),
+	('JPY', 0),
+	('KES', 2),
+	('KGS', 2),
+	('KHR', 2),
+	('KMF', 0),
+	('KPW', 2),
+	('KRW', 0),
+	('KWD', 3),
+	('KYD', 2),
+	('KZT', 2),
+	('LAK', 2),
+	('LBP', 2),
+	('LKR', 2),
+	('LRD', 2),
+	('LSL', 2),
+	('LYD', 3),
+	('MAD', 2),
+	('MDL', 2),
+	('MGA', 2),
+	('MKD', 2),
+	('MMK', 2),
+	('MNT', 2),
+	('MOP', 2),
+	('MRU', 2),
+	('MUR', 2),
+	('MVR', 2),
+	('MWK', 2),
+	('MXN', 2),
+	('MYR', 2),
+	('MZN', 2),
+	('NAD', 2),
+	('NGN', 2),
+	('NIO', 2),
+	('NOK', 2),
+	('NPR', 2),
+	('NZD', 2),
+	('OMR', 3),
+	('PAB', 2),
+	('PEN', 2),
+	('PGK', 2),
+	('PHP', 2),
+	('PKR', 2),
+	('PLN', 2),
+	('PYG', 0),
+	('QAR', 2),
+	('RON', 2),
+	('RSD', 2),
+	('RUB', 2),
+	('RWF', 0),
+	('SAR', 2),
+	('SBD', 2),
+	('SCR', 2),
+	('SDG', 2),
+	('SEK', 2),
+	('SGD', 2),
+	('SHP', 2),
+	('SLE', 2),
+	('SOS', 2),
+	('SRD', 2),
+	('SSP', 2),
+	('STN', 2),
+	('SVC', 2),
+	('SYP', 2),
+	('SZL', 2),
+	('THB', 2),
+	('TJS', 2),
+	('TMT', 2),
+	('TND', 3),
+	('TOP', 2),
+	('TRY', 2),
+	('TTD', 2),
+	('TWD', 2),
+	('TZS', 2),
+	('UAH', 2),
+	('UGX', 0),
+	('USD', 2),
+	('UYU', 2),
+	('UZS', 2),
+	('VES', 2),
+	('VND', 0),
+	('VUV', 0),
+	('WST', 2),
+	('XAF', 0),
+	('XCD', 2),
+	('XOF', 0),
+	('XPF', 0),
+	('YER', 2),
+	('ZAR', 2),
+	('ZMW', 2),
+	('ZWL', 2);
+
+/* Accounts: the application's users. */
+CREATE TABLE withdrawal.account (
+	account_id	text PRIMARY KEY CHECK (pg_catalog.octet_length(account_id) BETWEEN 1 AND 64),
+	kyc_level	integer NOT NULL DEFAULT 0 CHECK (kyc_level >= 0),
+	frozen		boolean NOT NULL DEFAULT false,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE withdrawal.account IS 'application users: KYC level and freeze flag';
+
+/*
+ * Wallets cache the ledger: available = sum of the wallet's "available"
+ * entries, held = its "held" entries, paid_out = its "settled" entries.
+ * The CHECKs make a negative balance impossible whatever the code does.
+ */
+CREATE TABLE withdrawal.wallet (
+	wallet_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id	text NOT NULL REFERENCES withdrawal.account,
+	currency	text NOT NULL REFERENCES withdrawal.currency,
+	available	bigint NOT NULL DEFAULT 0 CHECK (available >= 0),
+	held		bigint NOT NULL DEFAULT 0 CHECK (held >= 0),
+	paid_out	bigint NOT NULL DEFAULT 0 CHECK (paid_out >= 0),
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	UNIQUE (account_id, currency)
+) WITH (fillfactor = 80);
+COMMENT ON TABLE withdrawal.wallet IS 'per (account, currency) balances, a cache of the ledger kept in the same transaction';
+
+/*
+ * The ledger.  A transaction is the set of entries sharing a txn_id; its
+ * amounts sum to zero.  Buckets: "available" and "held" are the wallet's own
+ * accounts; "funding" (the reward source) and "settled" (money paid out) are
+ * house accounts of the currency, and "held" summed over wallets is the
+ * house payout clearing account.  House accounts are sums of entries, never
+ * a row that every transaction would lock.  The entries name the wallet
+ * they concern on every leg so that house balances can be attributed.
+ *
+ * The partial unique index makes each once-only effect (debit, refund,
+ * settle, return) of a withdrawal impossible to post twice.
+ */
+CREATE SEQUENCE withdrawal.ledger_txn_seq;
+CREATE TABLE withdrawal.ledger_entry (
+	txn_id		bigint NOT NULL,
+	leg			smallint NOT NULL CHECK (leg > 0),
+	kind		text NOT NULL CHECK (kind IN ('credit', 'debit', 'refund', 'settle', 'return')),
+	wallet_id	bigint NOT NULL,
+	currency	text NOT NULL,
+	bucket		text NOT NULL CHECK (bucket IN ('funding', 'available', 'held', 'settled')),
+	amount		bigint NOT NULL CHECK (amount <> 0),
+	withdrawal_id uuid,
+	credit_id	uuid,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (txn_id, leg),
+	CHECK ((kind = 'credit') = (credit_id IS NOT NULL)),
+	CHECK ((kind = 'credit') = (withdrawal_id IS NULL))
+);
+CREATE UNIQUE INDEX ledger_entry_once ON withdrawal.ledger_entry (withdrawal_id, kind)
+	WHERE leg = 1 AND withdrawal_id IS NOT NULL;
+COMMENT ON TABLE withdrawal.ledger_entry IS 'append-only double-entry ledger; entries of one txn_id sum to zero';
+COMMENT ON INDEX withdrawal.ledger_entry_once IS 'at most one debit, refund, settle and return per withdrawal';
+CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON withdrawal.ledger_entry
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON withdrawal.ledger_entry
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+
+/* Credits (rewards paid into wallets), with their idempotency keys. */
+CREATE TABLE withdrawal.credit (
+	transfer_id	uuid PRIMARY KEY,
+	idempotency_key text NOT NULL UNIQUE CHECK (pg_catalog.octet_length(idempotency_key) BETWEEN 1 AND 255),
+	account_id	text NOT NULL,
+	currency	text NOT NULL,
+	amount		bigint NOT NULL CHECK (amount > 0),
+	reference	text CHECK (pg_catalog.octet_length(reference) <= 1024),
+	metadata	jsonb NOT NULL,
+	available_after bigint NOT NULL,
+	txn_id		bigint NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE withdrawal.credit IS 'rewards credited to wallets; the idempotency key replays the first result';
+CREATE TRIGGER credit_append_only BEFORE UPDATE OR DELETE ON withdrawal.credit
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+
+/* Withdrawals. */
+CREATE TABLE withdrawal.withdrawal (
+	withdrawal_id uuid PRIMARY KEY,
+	idempotency_key text NOT NULL UNIQUE CHECK (pg_catalog.octet_length(idempotency_key) BETWEEN 1 AND 255),
+	account_id	text NOT NULL,
+	currency	text NOT NULL,
+	amount		bigint NOT NULL CHECK (amount > 0),
+	channel		text NOT NULL,
+	destination	jsonb NOT NULL CHECK (pg_catalog.jsonb_typeof(destination) = 'object'),
+	context		jsonb NOT NULL CHECK (pg_catalog.jsonb_typeof(context) = 'object'),
+	device_id	text,
+	ip			inet,
+	status		text NOT NULL CHECK (status IN ('review', 'queued', 'dispatching', 'submitted', 'paid',
+									 'failed', 'rejected', 'canceled', 'returned', 'dead')),
+	reason		text,
+	requested_by name NOT NULL,
+	attempts	integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	last_error	text,
+	processor_ref text,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+) WITH (fillfactor = 70);
+CREATE INDEX withdrawal_account_created ON withdrawal.withdrawal (account_id, created_at);
+CREATE INDEX withdrawal_open ON withdrawal.withdrawal (status, updated_at)
+	WHERE status IN ('review', 'queued', 'dispatching', 'submitted', 'dead');
+CREATE INDEX withdrawal_processor_ref ON withdrawal.withdrawal (processor_ref)
+	WHERE processor_ref IS NOT NULL;
+COMMENT ON TABLE withdrawal.withdrawal IS 'one row per withdrawal request, with its lifecycle status';
+CREATE TRIGGER withdrawal_status_guard BEFORE UPDATE OF status ON withdrawal.withdrawal
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION withdrawal.status_guard();
+
+/* Approvals of withdrawals held for manual review (four-eyes). */
+CREATE TABLE withdrawal.approval (
+	withdrawal_id uuid NOT NULL REFERENCES withdrawal.withdrawal,
+	approver	name NOT NULL,
+	note		text CHECK (pg_catalog.octet_length(note) <= 1024),
+	approved_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (withdrawal_id, approver)
+);
+COMMENT ON TABLE withdrawal.approval IS 'manual-review approvals; two distinct approvers above the four-eyes threshold';
+CREATE TRIGGER approval_append_only BEFORE UPDATE OR DELETE ON withdrawal.approval
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+
+/*
+ * The audit log.  Rows are appended with the transaction that acts; a
+ * sealer (the worker, or verify_audit()) later links them, in the order it
+ * finds them committed, into a SHA-256 hash chain stored in audit_seal.
+ * Chaining at insert time would make the chain head a lock that every
+ * request holds until its commit is flushed, serialising all commits.
+ */
+CREATE TABLE withdrawal.audit_log (
+	audit_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	logged_at	timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	actor		name NOT NULL,
+	action		text NOT NULL,
+	withdrawal_id uuid,
+	account_id	text,
+	before_status text,
+	after_status text,
+	detail		jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE withdrawal.audit_log IS 'append-only audit log, hash-chained through withdrawal.audit_seal';
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON withdrawal.audit_log
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON withdrawal.audit_log
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+
+CREATE TABLE withdrawal.audit_seal (
+	seq			bigint PRIMARY KEY,
+	audit_id	bigint NOT NULL UNIQUE,
+	row_hash	bytea NOT NULL,
+	chain_hash	bytea NOT NULL,
+	sealed_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE withdrawal.audit_seal IS 'hash chain over audit_log: chain_hash = sha256(previous chain_hash || row_hash)';
+CREATE TRIGGER audit_seal_append_only BEFORE UPDATE OR DELETE ON withdrawal.audit_seal
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER audit_seal_no_truncate BEFORE TRUNCATE ON withdrawal.audit_seal
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();

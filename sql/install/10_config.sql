@@ -1,0 +1,87 @@
+
+/* withdrawal: ops-editable configuration (processors, channels, policy) */
+
+/*
+ * Payment processors.  Secrets are never stored here: api_secret and
+ * webhook_secret name entries of the file set by withdrawal.secrets_file.
+ */
+CREATE TABLE withdrawal.processor (
+	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+	driver		text NOT NULL CHECK (driver IN ('sandbox', 'http', 'stripe')),
+	base_url	text CHECK (pg_catalog.octet_length(base_url) <= 2048),
+	api_secret	text,
+	webhook_secret text,
+	webhook_scheme text NOT NULL DEFAULT 'hmac-sha256'
+				CHECK (webhook_scheme IN ('stripe', 'standard', 'hmac-sha256')),
+	webhook_tolerance interval NOT NULL DEFAULT '300 seconds'
+				CHECK (webhook_tolerance > '0'::interval),
+	connect_timeout_ms integer NOT NULL DEFAULT 2000 CHECK (connect_timeout_ms > 0),
+	request_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (request_timeout_ms > 0),
+	settings	jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
+	CHECK (driver = 'sandbox' OR base_url IS NOT NULL)
+);
+COMMENT ON TABLE withdrawal.processor IS 'payment processors: driver, endpoint, secret names, webhook scheme, timeouts';
+
+/*
+ * Channels: how a user is paid (bank, alipay, paypal, stripe...), each
+ * through one processor, with flow control, an opening window and staged
+ * release.  rate_per_second NULL means no rate limit; open_from/open_until
+ * NULL means always open; a window whose end is before its start crosses
+ * midnight.
+ */
+CREATE TABLE withdrawal.channel (
+	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+	processor	text NOT NULL REFERENCES withdrawal.processor,
+	enabled		boolean NOT NULL DEFAULT true,
+	rate_per_second double precision CHECK (rate_per_second > 0),
+	burst		integer NOT NULL DEFAULT 1 CHECK (burst >= 1),
+	max_in_flight integer CHECK (max_in_flight >= 1),
+	open_from	time,
+	open_until	time,
+	timezone	text NOT NULL DEFAULT 'UTC',
+	release_percent integer NOT NULL DEFAULT 100 CHECK (release_percent BETWEEN 0 AND 100),
+	CHECK ((open_from IS NULL) = (open_until IS NULL))
+);
+COMMENT ON TABLE withdrawal.channel IS 'payout channels: processor, rate limit, in-flight cap, opening window, staged release';
+
+/*
+ * Risk policy per currency; the row with currency '*' applies to currencies
+ * without a row of their own.  NULL limits are off.
+ */
+CREATE TABLE withdrawal.policy (
+	currency	text PRIMARY KEY CHECK (currency = '*' OR currency OPERATOR(pg_catalog.~) '^[A-Z]{3}$'),
+	min_amount	bigint NOT NULL DEFAULT 1 CHECK (min_amount >= 1),
+	max_amount	bigint CHECK (max_amount >= 1),
+	daily_amount_limit bigint CHECK (daily_amount_limit >= 1),
+	daily_count_limit integer CHECK (daily_count_limit >= 1),
+	velocity_window interval NOT NULL DEFAULT '1 hour' CHECK (velocity_window > '0'::interval),
+	velocity_account_limit integer CHECK (velocity_account_limit >= 1),
+	velocity_device_limit integer CHECK (velocity_device_limit >= 1),
+	velocity_ip_limit integer CHECK (velocity_ip_limit >= 1),
+	review_threshold bigint CHECK (review_threshold >= 1),
+	kyc_threshold bigint CHECK (kyc_threshold >= 1),
+	kyc_level_required integer NOT NULL DEFAULT 1 CHECK (kyc_level_required >= 0),
+	four_eyes_threshold bigint CHECK (four_eyes_threshold >= 1),
+	timezone	text NOT NULL DEFAULT 'UTC',
+	CHECK (max_amount IS NULL OR max_amount >= min_amount)
+);
+COMMENT ON TABLE withdrawal.policy IS 'risk policy per currency (''*'' is the default); NULL limits are off';
+
+/*
+ * A fresh install works out of the box through the sandbox processor, with
+ * a permissive policy.  Operators must set their own policy before going
+ * live.
+ */
+INSERT INTO withdrawal.processor (name, driver, webhook_scheme) VALUES ('sandbox', 'sandbox', 'hmac-sha256');
+INSERT INTO withdrawal.channel (name, processor) VALUES ('sandbox', 'sandbox');
+INSERT INTO withdrawal.policy (currency) VALUES ('*');
+
+CREATE TRIGGER processor_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.processor
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
+CREATE TRIGGER channel_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.channel
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
+CREATE TRIGGER policy_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.policy
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
+CREATE TRIGGER currency_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.currency
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
+

@@ -1,0 +1,146 @@
+
+/* withdrawal: core SQL API (wallets, credits, withdrawals, integrity) */
+
+/*
+ * Every entry point is SECURITY DEFINER with a pinned search_path: callers
+ * hold EXECUTE only, never rights on the tables.  None is STRICT, so that a
+ * NULL argument is an error (22023) rather than a silent NULL result.
+ */
+
+CREATE FUNCTION withdrawal.credit(account_id text, currency text, amount bigint,
+								  idempotency_key text, reference text DEFAULT NULL,
+								  metadata jsonb DEFAULT '{}',
+								  OUT transfer_id uuid, OUT available bigint, OUT replayed boolean)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_credit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb) IS
+	'credits a reward into a wallet (created on first use); idempotent per key';
+
+CREATE FUNCTION withdrawal.balance(account_id text, currency text,
+								   OUT available bigint, OUT held bigint, OUT paid_out bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_balance'
+	LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.balance(text, text) IS
+	'available, held and paid-out balances of a wallet';
+
+CREATE FUNCTION withdrawal.set_account(account_id text, kyc_level integer DEFAULT NULL,
+									   frozen boolean DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'withdrawal_set_account'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.set_account(text, integer, boolean) IS
+	'ops: records an account''s KYC level and freezes or unfreezes it (NULL leaves a field as is)';
+
+CREATE FUNCTION withdrawal.request(account_id text, currency text, amount bigint, channel text,
+								   destination jsonb, idempotency_key text,
+								   context jsonb DEFAULT '{}',
+								   OUT withdrawal_id uuid, OUT status text, OUT replayed boolean)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_request'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.request(text, text, bigint, text, jsonb, text, jsonb) IS
+	'requests a withdrawal: screens it, holds the funds and queues the payout, idempotently per key';
+
+CREATE FUNCTION withdrawal.cancel(withdrawal_id uuid, reason text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_cancel'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.cancel(uuid, text) IS
+	'cancels a withdrawal that has not been dispatched yet and refunds it';
+
+CREATE FUNCTION withdrawal.approve(withdrawal_id uuid, note text DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_approve'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.approve(uuid, text) IS
+	'ops: approves a withdrawal held for review as session_user; returns the resulting status';
+
+CREATE FUNCTION withdrawal.reject(withdrawal_id uuid, reason text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_reject'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.reject(uuid, text) IS
+	'ops: rejects a withdrawal that has not been paid and refunds it';
+
+CREATE VIEW withdrawal.withdrawals AS
+	SELECT withdrawal_id, account_id, currency, amount, channel, idempotency_key,
+		   status, reason, attempts, last_error, processor_ref, created_at, updated_at
+	  FROM withdrawal.withdrawal;
+COMMENT ON VIEW withdrawal.withdrawals IS 'one row per withdrawal';
+
+CREATE FUNCTION withdrawal.get(withdrawal_id uuid)
+	RETURNS withdrawal.withdrawals
+	AS 'MODULE_PATHNAME', 'withdrawal_get'
+	LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.get(uuid) IS 'one withdrawal (WD007 when unknown)';
+
+/* Internal: lets the owner (and tests) drive a documented transition. */
+CREATE FUNCTION withdrawal.transition(withdrawal_id uuid, to_status text, reason text DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_transition'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.transition(uuid, text, text) IS
+	'owner only: applies a documented status transition with its money movement; returns the previous status';
+
+CREATE FUNCTION withdrawal.seal_audit()
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'withdrawal_seal_audit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.seal_audit() IS
+	'links audit rows appended since the last seal into the SHA-256 hash chain; returns how many';
+
+CREATE FUNCTION withdrawal.verify_audit(OUT ok boolean, OUT checked bigint, OUT first_bad_id bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_audit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_audit() IS
+	'seals pending audit rows, then recomputes every row hash and the chain; reports the first tampered row';
+
+CREATE FUNCTION withdrawal.check_invariants()
+	RETURNS TABLE (check_name text, violations bigint, detail text)
+	AS 'MODULE_PATHNAME', 'withdrawal_check_invariants'
+	LANGUAGE C STABLE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.check_invariants() IS
+	'integrity checks of the books; a clean database reports zero violations on every row';
+
+/* Privileges: EXECUTE only, per role (PUBLIC loses everything in 95_privileges). */
+
+GRANT EXECUTE ON FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb),
+	withdrawal.balance(text, text),
+	withdrawal.request(text, text, bigint, text, jsonb, text, jsonb),
+	withdrawal.cancel(uuid, text),
+	withdrawal.get(uuid)
+	TO withdrawal_app;
+
+GRANT EXECUTE ON FUNCTION withdrawal.approve(uuid, text),
+	withdrawal.reject(uuid, text),
+	withdrawal.set_account(text, integer, boolean),
+	withdrawal.balance(text, text),
+	withdrawal.get(uuid),
+	withdrawal.check_invariants(),
+	withdrawal.seal_audit()
+	TO withdrawal_ops;
+GRANT SELECT ON withdrawal.withdrawals TO withdrawal_ops;
+
+GRANT EXECUTE ON FUNCTION withdrawal.balance(text, text),
+	withdrawal.get(uuid),
+	withdrawal.check_invariants(),
+	withdrawal.verify_audit()
+	TO withdrawal_auditor;
+GRANT SELECT ON withdrawal.withdrawals, withdrawal.audit_log, withdrawal.audit_seal,
+	withdrawal.ledger_entry, withdrawal.policy, withdrawal.channel, withdrawal.processor
+	TO withdrawal_auditor;

@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.h
+ *	  The append-only, hash-chained audit log.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/audit.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAWAL_AUDIT_H
+#define WITHDRAWAL_AUDIT_H
+
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/*
+ * Appends an audit row in the caller's transaction and SPI connection.
+ * actor NULL means session_user.  Any of withdrawal_id, account_id,
+ * before_status, after_status and detail may be NULL.
+ */
+extern void WithdrawalAudit(const char *action, const char *actor,
+							const pg_uuid_t *withdrawal_id,
+							const char *account_id,
+							const char *before_status,
+							const char *after_status,
+							Jsonb *detail);
+
+/*
+ * Links unsealed audit rows into the hash chain; returns how many were
+ * sealed.  Runs in the caller's transaction and SPI connection.
+ */
+extern int64 WithdrawalAuditSeal(void);
+
+#endif							/* WITHDRAWAL_AUDIT_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.h
+ *	  Risk policy and channel rules applied to withdrawal requests, and the
+ *	  per-backend caches of policy and channel rows.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/policy.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAWAL_POLICY_H
+#define WITHDRAWAL_POLICY_H
+
+#include "utils/jsonb.h"
+
+/* What request() knows when it asks for a decision */
+typedef struct WithdrawalRequestData
+{
+	const char *account_id;
+	const char *currency;
+	int64		amount;
+	const char *channel;
+	Jsonb	   *destination;
+	Jsonb	   *context;
+	const char *device_id;		/* context.device_id, or NULL */
+	const char *ip;				/* context.ip, validated, or NULL */
+	int			kyc_level;		/* of the account */
+} WithdrawalRequestData;
+
+typedef enum WithdrawalRiskOutcome
+{
+	WITHDRAWAL_RISK_ACCEPT,		/* queue for payout */
+	WITHDRAWAL_RISK_REVIEW,		/* hold for manual review */
+	WITHDRAWAL_RISK_REJECT		/* record as rejected; no money moves */
+} WithdrawalRiskOutcome;
+
+typedef struct WithdrawalRiskDecision
+{
+	WithdrawalRiskOutcome outcome;
+	char	   *reason;			/* machine-readable, e.g. "review_threshold" */
+} WithdrawalRiskDecision;
+
+/*
+ * Checks the channel (unknown: WD007; disabled, outside its window or not
+ * yet released to this account: WD004).  Runs before the debit.
+ */
+extern void WithdrawalChannelCheck(const WithdrawalRequestData *req);
+
+/*
+ * Applies the hard limits (WD003) and returns the risk outcome.  Runs in
+ * the caller's transaction and SPI connection, before the debit.
+ */
+extern void WithdrawalPolicyScreen(const WithdrawalRequestData *req,
+								   WithdrawalRiskDecision *decision);
+
+/* Four-eyes threshold for a currency, or -1 when there is none */
+extern int64 WithdrawalFourEyesThreshold(const char *currency);
+
+/* Drops the cached rows; called when configuration tables change */
+extern void WithdrawalPolicyInvalidate(void);
+
+#endif							/* WITHDRAWAL_POLICY_H */

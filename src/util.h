@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.h
+ *	  Argument validation and SPI helpers shared by the SQL entry points.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/util.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAWAL_UTIL_H
+#define WITHDRAWAL_UTIL_H
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/*
+ * Argument checks.  Each raises 22023 (invalid_parameter_value) naming the
+ * argument when the value is NULL, empty or too long, and returns the value
+ * as a palloc'd C string (or the detoasted datum).
+ */
+extern char *WithdrawalArgText(FunctionCallInfo fcinfo, int argno,
+							   const char *argname, int maxbytes);
+extern char *WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
+									 const char *argname, int maxbytes);
+extern int64 WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno,
+								 const char *argname);
+extern Jsonb *WithdrawalArgObject(FunctionCallInfo fcinfo, int argno,
+								  const char *argname, bool null_is_empty);
+extern pg_uuid_t *WithdrawalArgUuid(FunctionCallInfo fcinfo, int argno,
+									const char *argname);
+extern char *WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno);
+
+/* true when code is a known ISO 4217 code (cached per backend) */
+extern bool WithdrawalCurrencyKnown(const char *code);
+
+/* A fresh random (version 4) UUID */
+extern pg_uuid_t *WithdrawalNewUuid(void);
+
+/*
+ * Prepared statements kept for the life of the backend.  *plan is set on
+ * first use; the plan cache re-plans after DDL.
+ */
+extern SPIPlanPtr WithdrawalPrepare(SPIPlanPtr *plan, const char *sql,
+									int nargs, Oid *argtypes);
+
+/* SPI_execute_plan that raises unless the result code is expected */
+extern void WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
+							  bool read_only, long count, int expected);
+
+/* Accessors for the first row of SPI_tuptable */
+extern Datum WithdrawalSpiGet(int row, int col, bool *isnull);
+extern char *WithdrawalSpiGetText(int row, int col);
+
+/* The session user's name, for audit and approvals */
+extern char *WithdrawalActor(void);
+
+/* Forget cached configuration (currency list and the policy cache) */
+extern void WithdrawalConfigCacheInit(void);
+
+#endif							/* WITHDRAWAL_UTIL_H */

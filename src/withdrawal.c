@@ -1,0 +1,203 @@
+/*-------------------------------------------------------------------------
+ *
+ * withdrawal.c
+ *	  Module entry point: PG_MODULE_MAGIC, _PG_init and the GUCs.
+ *
+ * The SQL API works whether or not the library is preloaded; the
+ * dispatcher workers and the shared state they use exist only when it is
+ * in shared_preload_libraries (worker_spi style), so that pg_regress can
+ * test the SQL surface on an ordinary cluster.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/withdrawal.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "shmem.h"
+#include "withdrawal.h"
+#include "worker.h"
+
+PG_MODULE_MAGIC;
+
+char	   *withdrawal_database = NULL;
+int			withdrawal_workers = 1;
+int			withdrawal_batch_size = 100;
+int			withdrawal_max_in_flight = 64;
+int			withdrawal_http_timeout_ms = 10000;
+int			withdrawal_max_attempts = 8;
+int			withdrawal_retry_base_ms = 1000;
+int			withdrawal_retry_cap_ms = 300000;
+int			withdrawal_lease_seconds = 120;
+int			withdrawal_poll_after_seconds = 300;
+int			withdrawal_sweep_interval_seconds = 60;
+int			withdrawal_sandbox_settle_ms = 500;
+char	   *withdrawal_secrets_file = NULL;
+char	   *withdrawal_ca_file = NULL;
+bool		withdrawal_allow_insecure_loopback = false;
+
+bool		withdrawal_preloaded = false;
+
+void		_PG_init(void);
+
+/*
+ * Module load callback
+ */
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	withdrawal_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomStringVariable("withdrawal.database",
+							   "Database in which the dispatcher workers run.",
+							   NULL,
+							   &withdrawal_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.workers",
+							"Number of dispatcher background workers.",
+							"Zero disables dispatching.",
+							&withdrawal_workers,
+							1, 0, 32,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.batch_size",
+							"Outbox rows a worker claims per transaction.",
+							NULL,
+							&withdrawal_batch_size,
+							100, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.max_in_flight",
+							"Requests a worker keeps on the wire at once.",
+							NULL,
+							&withdrawal_max_in_flight,
+							64, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.http_timeout",
+							"Upper bound on one processor HTTP request.",
+							"A processor's own request_timeout_ms applies when smaller.",
+							&withdrawal_http_timeout_ms,
+							10000, 100, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.max_attempts",
+							"Dispatch attempts before a payout is dead-lettered.",
+							NULL,
+							&withdrawal_max_attempts,
+							8, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.retry_base",
+							"Base delay of the exponential retry backoff.",
+							NULL,
+							&withdrawal_retry_base_ms,
+							1000, 1, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.retry_cap",
+							"Largest delay of the exponential retry backoff.",
+							NULL,
+							&withdrawal_retry_cap_ms,
+							300000, 1, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.lease",
+							"How long a claimed payout stays leased to a worker.",
+							"A payout whose lease expires is re-sent with the same idempotency key.",
+							&withdrawal_lease_seconds,
+							120, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.poll_after",
+							"Age after which a submitted payout's status is queried.",
+							NULL,
+							&withdrawal_poll_after_seconds,
+							300, 1, 604800,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.sweep_interval",
+							"Interval between the worker's runs of sweep().",
+							NULL,
+							&withdrawal_sweep_interval_seconds,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.sandbox_settle_delay",
+							"Delay after which the sandbox driver settles a payout.",
+							NULL,
+							&withdrawal_sandbox_settle_ms,
+							500, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdrawal.secrets_file",
+							   "File holding processor API keys and webhook secrets.",
+							   "Must be owned by the server user with mode 0600 or stricter.",
+							   &withdrawal_secrets_file,
+							   NULL,
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdrawal.ca_file",
+							   "CA bundle used to verify processors' TLS certificates.",
+							   "Empty means the system default.",
+							   &withdrawal_ca_file,
+							   NULL,
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("withdrawal.allow_insecure_loopback",
+							 "Allows plain http:// to loopback processors (tests and demos).",
+							 NULL,
+							 &withdrawal_allow_insecure_loopback,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("withdrawal");
+
+	if (!withdrawal_preloaded)
+		return;
+
+	WithdrawalShmemInit();
+	WithdrawalWorkerRegister();
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of withdrawal: the version check, the pg_regress suite and
+# the TAP suite, each against throwaway clusters.  Installs what it needs
+# first (tools/setup.sh).
+#
+#   tools/test.sh                 everything
+#   tools/test.sh regress [NAME…] pg_regress only (optionally some tests)
+#   tools/test.sh tap [FILE…]     TAP only (optionally some files)
+#
+# On failure the private work directory is kept and its path printed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/setup.sh"
+. "$here/common.sh"
+
+what=${1:-all}
+[ $# -gt 0 ] && shift
+
+"$here/check-version.sh"
+
+work=$(make_workdir)
+trap 'echo "test: work directory kept at $work" >&2' ERR
+export PG_CFLAGS=${PG_CFLAGS:-"-Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers -Werror -DUSE_ASSERT_CHECKING"}
+bindir=$(build_private_install "$work")
+install_node_modules "$work"
+
+status=0
+if [ "$what" = all ] || [ "$what" = regress ]; then
+	regress_args=()
+	[ "$what" = regress ] && [ $# -gt 0 ] && regress_args=(REGRESS="$*")
+	if ! as_run_user make -s -C "$work" installcheck bindir="$bindir" "${regress_args[@]}"; then
+		[ -f "$work/regression.diffs" ] && head -c 20000 "$work/regression.diffs"
+		status=1
+	fi
+fi
+if [ "$what" = all ] || [ "$what" = tap ]; then
+	tap_args=()
+	[ "$what" = tap ] && [ $# -gt 0 ] && tap_args=(PROVE_TESTS="$*")
+	if ! as_run_user make -s -C "$work" prove-installcheck bindir="$bindir" "${tap_args[@]}"; then
+		for f in "$work"/tmp_check/log/regress_log_*; do
+			[ -f "$f" ] && grep -q "not ok" "$f" && { echo "== $f"; tail -n 60 "$f"; }
+		done
+		status=1
+	fi
+fi
+
+if [ $status -ne 0 ]; then
+	echo "test: FAILED; work directory kept at $work" >&2
+	exit 1
+fi
+rm -rf "$work"
+echo "test: all passed"
