@@ -52,6 +52,18 @@ extern SPIPlanPtr WithdrawalPrepare(SPIPlanPtr *plan, const char *sql,
 extern void WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
 							  bool read_only, long count, int expected);
 
+/*
+ * Like WithdrawalExecute, but an error whose SQLSTATE is in codes is
+ * swallowed and its SQLSTATE returned (0 when the plan ran).  The caller
+ * must then raise an ERROR of its own at once: the transaction is in no
+ * state to continue.  This lets a low-level error (check violation,
+ * overflow) be reported in the terms of the API.
+ */
+extern int	WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values,
+									const char *nulls, long count,
+									int expected, const int *codes,
+									int ncodes);
+
 /* Accessors for the first row of SPI_tuptable */
 extern Datum WithdrawalSpiGet(int row, int col, bool *isnull);
 extern char *WithdrawalSpiGetText(int row, int col);

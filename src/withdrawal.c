@@ -58,24 +58,6 @@ _PG_init(void)
 
 	withdrawal_preloaded = process_shared_preload_libraries_in_progress;
 
-	DefineCustomStringVariable("withdrawal.database",
-							   "Database in which the dispatcher workers run.",
-							   NULL,
-							   &withdrawal_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("withdrawal.workers",
-							"Number of dispatcher background workers.",
-							"Zero disables dispatching.",
-							&withdrawal_workers,
-							1, 0, 32,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("withdrawal.batch_size",
 							"Outbox rows a worker claims per transaction.",
 							NULL,
@@ -192,6 +174,31 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 GUC_SUPERUSER_ONLY,
 							 NULL, NULL, NULL);
+
+	/*
+	 * Settings of the workers themselves can only be set at server start,
+	 * and only exist when the library is preloaded.
+	 */
+	if (withdrawal_preloaded)
+	{
+		DefineCustomStringVariable("withdrawal.database",
+								   "Database in which the dispatcher workers run.",
+								   NULL,
+								   &withdrawal_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+
+		DefineCustomIntVariable("withdrawal.workers",
+								"Number of dispatcher background workers.",
+								"Zero disables dispatching.",
+								&withdrawal_workers,
+								1, 0, 32,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("withdrawal");
 

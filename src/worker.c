@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "storage/ipc.h"
 
 #include "worker.h"
 

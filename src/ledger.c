@@ -1,0 +1,518 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.c
+ *	  The double-entry ledger: credits, balances, the money movements of
+ *	  withdrawals and the integrity checks of the books.
+ *
+ * Every movement is one ledger transaction of two entries that sum to
+ * zero, written in the same statement as the update of the wallet row that
+ * caches the balances, so the cache cannot drift from the ledger.  House
+ * accounts (funding, clearing, settled) are sums of entries and never a
+ * row that every transaction locks.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/ledger.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "audit.h"
+#include "ledger.h"
+#include "util.h"
+#include "withdrawal.h"
+
+PG_FUNCTION_INFO_V1(withdrawal_credit);
+PG_FUNCTION_INFO_V1(withdrawal_balance);
+PG_FUNCTION_INFO_V1(withdrawal_set_account);
+PG_FUNCTION_INFO_V1(withdrawal_check_invariants);
+
+/* Advisory lock class for credit idempotency keys: "WDCR" */
+#define CREDIT_KEY_LOCK_CLASS 0x57444352
+
+/* Source and destination bucket of each movement, indexed by kind */
+static const struct
+{
+	const char *name;
+	const char *from;
+	const char *to;
+}			movements[] =
+{
+	[WITHDRAWAL_MOVE_CREDIT] = {"credit", "funding", "available"},
+	[WITHDRAWAL_MOVE_DEBIT] = {"debit", "available", "held"},
+	[WITHDRAWAL_MOVE_REFUND] = {"refund", "held", "available"},
+	[WITHDRAWAL_MOVE_SETTLE] = {"settle", "held", "settled"},
+	[WITHDRAWAL_MOVE_RETURN] = {"return", "settled", "available"},
+};
+
+const char *
+WithdrawalMovementName(WithdrawalMovement kind)
+{
+	return movements[kind].name;
+}
+
+/* Errors of the wallet update reported in the terms of the API */
+static const int mapped_errors[] = {ERRCODE_CHECK_VIOLATION, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE};
+
+static void
+raise_overflow(const char *account_id, const char *currency)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("balance of account \"%s\" in %s would overflow", account_id, currency),
+			 errdetail("Balances are bigint minor units.")));
+}
+
+/*
+ * Adds delta to the wallet's cached balance of a bucket; the house
+ * bucket "funding" is not cached on the wallet.
+ */
+static void
+bucket_delta(const char *bucket, int64 delta, int64 *available, int64 *held,
+			 int64 *paid_out)
+{
+	if (strcmp(bucket, "available") == 0)
+		*available = delta;
+	else if (strcmp(bucket, "held") == 0)
+		*held = delta;
+	else if (strcmp(bucket, "settled") == 0)
+		*paid_out = delta;
+}
+
+int64
+WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
+					   const char *account_id, const char *currency,
+					   int64 amount)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID,
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, UUIDOID};
+	Datum		values[10];
+	int64		available = 0,
+				held = 0,
+				paid_out = 0;
+	bool		isnull;
+
+	Assert(kind != WITHDRAWAL_MOVE_CREDIT);
+	Assert(amount > 0);
+
+	/*
+	 * The wallet update and the two entries are one statement: the wallet
+	 * row lock orders concurrent movements of the wallet, the CHECKs on the
+	 * wallet refuse a negative balance, and ledger_entry_once refuses a
+	 * second movement of the same kind for the withdrawal.
+	 */
+	WithdrawalPrepare(&plan,
+					  "WITH w AS ("
+					  " UPDATE withdrawal.wallet SET available = available + $3,"
+					  "  held = held + $4, paid_out = paid_out + $5, updated_at = pg_catalog.now()"
+					  " WHERE account_id = $1 AND currency = $2"
+					  " RETURNING wallet_id, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id)"
+					  "INSERT INTO withdrawal.ledger_entry"
+					  " (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)"
+					  " SELECT w.txn_id, v.leg, $7, w.wallet_id, $2, v.bucket, v.amount, $10"
+					  " FROM w, (VALUES (1::int2, $8, -$6), (2::int2, $9, $6)) v(leg, bucket, amount)"
+					  " RETURNING txn_id",
+					  10, types);
+
+	bucket_delta(movements[kind].from, -amount, &available, &held, &paid_out);
+	bucket_delta(movements[kind].to, amount, &available, &held, &paid_out);
+
+	values[0] = CStringGetTextDatum(account_id);
+	values[1] = CStringGetTextDatum(currency);
+	values[2] = Int64GetDatum(available);
+	values[3] = Int64GetDatum(held);
+	values[4] = Int64GetDatum(paid_out);
+	values[5] = Int64GetDatum(amount);
+	values[6] = CStringGetTextDatum(movements[kind].name);
+	values[7] = CStringGetTextDatum(movements[kind].from);
+	values[8] = CStringGetTextDatum(movements[kind].to);
+	values[9] = UUIDPGetDatum(withdrawal_id);
+
+	switch (WithdrawalExecuteMapped(plan, values, NULL, 0, SPI_OK_INSERT_RETURNING,
+									mapped_errors, lengthof(mapped_errors)))
+	{
+		case 0:
+			break;
+		case ERRCODE_CHECK_VIOLATION:
+			ereport(ERROR,
+					(errcode(ERRCODE_WD_INSUFFICIENT_FUNDS),
+					 errmsg("insufficient funds for %s of " INT64_FORMAT " %s",
+							movements[kind].name, amount, currency),
+					 errdetail("The %s balance of account \"%s\" is smaller than the amount.",
+							   movements[kind].from, account_id)));
+			break;
+		default:
+			raise_overflow(account_id, currency);
+	}
+
+	if (SPI_processed != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+}
+
+/*
+ * Returns (transfer_id, available, replayed) as a composite datum.
+ */
+static Datum
+credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
+			  bool replayed)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = transfer_id;
+	values[1] = available;
+	values[2] = BoolGetDatum(replayed);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/*
+ * credit(account_id, currency, amount, idempotency_key, reference, metadata)
+ *
+ * A transaction-level advisory lock on the key orders concurrent calls with
+ * the same key: the second waits for the first to commit and then replays
+ * it instead of crediting twice.
+ */
+Datum
+withdrawal_credit(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr find_plan = NULL;
+	static SPIPlanPtr post_plan = NULL;
+	Oid			find_types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
+	Oid			post_types[7] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
+	char	   *account_id;
+	char	   *currency;
+	char	   *key;
+	char	   *reference;
+	int64		amount;
+	Jsonb	   *metadata;
+	pg_uuid_t  *transfer_id;
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		result;
+	bool		isnull;
+
+	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
+	key = WithdrawalArgText(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
+	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
+	metadata = WithdrawalArgObject(fcinfo, 5, "metadata", true);
+
+	SPI_connect();
+	currency = WithdrawalArgCurrency(fcinfo, 1);
+
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(CREDIT_KEY_LOCK_CLASS),
+						Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) key, strlen(key)))));
+
+	WithdrawalPrepare(&find_plan,
+					  "SELECT transfer_id, available_after, account_id = $2 AND currency = $3"
+					  " AND amount = $4 AND reference IS NOT DISTINCT FROM $5 AND metadata = $6"
+					  " FROM withdrawal.credit WHERE idempotency_key = $1",
+					  6, find_types);
+	values[0] = CStringGetTextDatum(key);
+	values[1] = CStringGetTextDatum(account_id);
+	values[2] = CStringGetTextDatum(currency);
+	values[3] = Int64GetDatum(amount);
+	values[4] = reference ? CStringGetTextDatum(reference) : (Datum) 0;
+	nulls[4] = reference ? ' ' : 'n';
+	values[5] = JsonbPGetDatum(metadata);
+	WithdrawalExecute(find_plan, values, nulls, true, 1, SPI_OK_SELECT);
+
+	if (SPI_processed == 1)
+	{
+		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
+					 errmsg("idempotency key \"%s\" was already used for a different credit", key),
+					 errhint("Use a new idempotency key for a new credit.")));
+		result = credit_result(fcinfo,
+							   SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, UUID_LEN),
+							   WithdrawalSpiGet(0, 2, &isnull), true);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
+
+	/*
+	 * One statement: create the account and wallet on first use, add to the
+	 * wallet (int8 arithmetic raises 22003 on overflow), post the ledger
+	 * transaction and record the credit with the balance it produced.
+	 */
+	WithdrawalPrepare(&post_plan,
+					  "WITH a AS ("
+					  " INSERT INTO withdrawal.account (account_id) VALUES ($3)"
+					  " ON CONFLICT (account_id) DO NOTHING),"
+					  "w AS ("
+					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) VALUES ($3, $4, $5)"
+					  " ON CONFLICT (account_id, currency) DO UPDATE"
+					  "  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
+					  " RETURNING wallet_id, available, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+					  "l AS ("
+					  " INSERT INTO withdrawal.ledger_entry"
+					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, credit_id)"
+					  " SELECT w.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount, $1"
+					  " FROM w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
+					  "INSERT INTO withdrawal.credit"
+					  " (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata,"
+					  "  available_after, txn_id)"
+					  " SELECT $1, $2, $3, $4, $5, $6, $7, w.available, w.txn_id FROM w"
+					  " RETURNING available_after",
+					  7, post_types);
+
+	transfer_id = WithdrawalNewUuid();
+	values[0] = UUIDPGetDatum(transfer_id);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(account_id);
+	values[3] = CStringGetTextDatum(currency);
+	values[4] = Int64GetDatum(amount);
+	values[5] = reference ? CStringGetTextDatum(reference) : (Datum) 0;
+	nulls[4] = ' ';
+	nulls[5] = reference ? ' ' : 'n';
+	values[6] = JsonbPGetDatum(metadata);
+	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_INSERT_RETURNING,
+								&mapped_errors[1], 1) != 0)
+		raise_overflow(account_id, currency);
+
+	result = credit_result(fcinfo, UUIDPGetDatum(transfer_id),
+						   WithdrawalSpiGet(0, 1, &isnull), false);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * balance(account_id, currency): WD007 for a wallet that does not exist.
+ */
+Datum
+withdrawal_balance(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	TupleDesc	tupdesc;
+	Datum		result[3];
+	bool		nulls[3] = {false, false, false};
+	char	   *account_id;
+	char	   *currency;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+
+	SPI_connect();
+	currency = WithdrawalArgCurrency(fcinfo, 1);
+	WithdrawalPrepare(&plan,
+					  "SELECT available, held, paid_out FROM withdrawal.wallet"
+					  " WHERE account_id = $1 AND currency = $2",
+					  2, types);
+	values[0] = CStringGetTextDatum(account_id);
+	values[1] = CStringGetTextDatum(currency);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+	for (i = 0; i < 3; i++)
+		result[i] = WithdrawalSpiGet(0, i + 1, &nulls[i]);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), result, nulls)));
+}
+
+/*
+ * set_account(account_id, kyc_level, frozen): creates the account when
+ * needed, so that KYC can be recorded before the first credit; NULL leaves
+ * a field unchanged.  Audited with the values before and after.
+ */
+Datum
+withdrawal_set_account(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {TEXTOID, INT4OID, BOOLOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	char	   *account_id;
+	Jsonb	   *detail;
+	bool		isnull;
+
+	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	if (!PG_ARGISNULL(1) && PG_GETARG_INT32(1) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kyc_level must not be negative")));
+
+	SPI_connect();
+	WithdrawalPrepare(&plan,
+					  "WITH old AS (SELECT kyc_level, frozen FROM withdrawal.account"
+					  "  WHERE account_id = $1 FOR UPDATE),"
+					  "new AS ("
+					  " INSERT INTO withdrawal.account AS a (account_id, kyc_level, frozen)"
+					  " VALUES ($1, coalesce($2, 0), coalesce($3, false))"
+					  " ON CONFLICT (account_id) DO UPDATE"
+					  "  SET kyc_level = coalesce($2, a.kyc_level), frozen = coalesce($3, a.frozen),"
+					  "      updated_at = pg_catalog.now()"
+					  " RETURNING kyc_level, frozen)"
+					  "SELECT pg_catalog.jsonb_build_object("
+					  " 'before', (SELECT pg_catalog.to_jsonb(old) FROM old),"
+					  " 'after', (SELECT pg_catalog.to_jsonb(new) FROM new))",
+					  3, types);
+	values[0] = CStringGetTextDatum(account_id);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_SELECT);
+	detail = DatumGetJsonbP(WithdrawalSpiGet(0, 1, &isnull));
+	WithdrawalAudit("set_account", NULL, NULL, account_id, NULL, NULL, detail);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * The integrity checks.  Each query returns one row: the number of
+ * violations and a short detail naming the first offenders.
+ */
+static const struct
+{
+	const char *name;
+	const char *sql;
+}			invariant_checks[] =
+{
+	{
+		"wallet_matches_ledger",
+		"SELECT count(*), pg_catalog.string_agg(wallet_id::text, ', ' ORDER BY wallet_id) FILTER (WHERE n <= 10)"
+		" FROM (SELECT coalesce(w.wallet_id, l.wallet_id) AS wallet_id,"
+		"       pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.wallet w"
+		"  FULL JOIN (SELECT wallet_id,"
+		"             sum(amount) FILTER (WHERE bucket = 'available') AS available,"
+		"             sum(amount) FILTER (WHERE bucket = 'held') AS held,"
+		"             sum(amount) FILTER (WHERE bucket = 'settled') AS settled"
+		"        FROM withdrawal.ledger_entry GROUP BY wallet_id) l USING (wallet_id)"
+		"  WHERE w.wallet_id IS NULL"
+		"     OR w.available <> coalesce(l.available, 0)"
+		"     OR w.held <> coalesce(l.held, 0)"
+		"     OR w.paid_out <> coalesce(l.settled, 0)) bad"
+	},
+	{
+		"transactions_sum_to_zero",
+		"SELECT count(*), pg_catalog.string_agg(txn_id::text, ', ' ORDER BY txn_id) FILTER (WHERE n <= 10)"
+		" FROM (SELECT txn_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.ledger_entry GROUP BY txn_id"
+		"  HAVING sum(amount) <> 0 OR count(*) < 2"
+		"      OR count(DISTINCT currency) > 1 OR count(DISTINCT kind) > 1"
+		"      OR count(DISTINCT wallet_id) > 1) bad"
+	},
+	{
+		"one_debit_per_withdrawal",
+		"SELECT count(*), pg_catalog.string_agg(withdrawal_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT w.withdrawal_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.withdrawal w"
+		"  LEFT JOIN (SELECT withdrawal_id, count(*) AS debits, sum(amount) AS amount"
+		"        FROM withdrawal.ledger_entry WHERE kind = 'debit' AND leg = 2"
+		"        GROUP BY withdrawal_id) d USING (withdrawal_id)"
+		"  WHERE coalesce(d.debits, 0) > 1"
+		"     OR (d.debits = 1 AND d.amount <> w.amount)"
+		"     OR (d.debits IS NULL AND NOT (w.status = 'rejected'"
+		"         AND NOT EXISTS (SELECT FROM withdrawal.ledger_entry e"
+		"                          WHERE e.withdrawal_id = w.withdrawal_id)))) bad"
+	},
+	{
+		"at_most_one_refund_per_withdrawal",
+		"SELECT count(*), pg_catalog.string_agg(withdrawal_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT withdrawal_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.ledger_entry WHERE kind IN ('refund', 'settle', 'return') AND leg = 1"
+		"  GROUP BY withdrawal_id"
+		"  HAVING count(*) FILTER (WHERE kind = 'refund') > 1"
+		"      OR count(*) FILTER (WHERE kind = 'settle') > 1"
+		"      OR count(*) FILTER (WHERE kind = 'return') > 1"
+		"      OR (count(*) FILTER (WHERE kind = 'refund') = 1"
+		"          AND count(*) FILTER (WHERE kind = 'settle') = 1)) bad"
+	},
+	{
+		"status_matches_money",
+		"SELECT count(*), pg_catalog.string_agg(withdrawal_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT w.withdrawal_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.withdrawal w"
+		"  LEFT JOIN (SELECT withdrawal_id, sum(amount) FILTER (WHERE bucket = 'held') AS held,"
+		"             sum(amount) FILTER (WHERE bucket = 'settled') AS settled"
+		"        FROM withdrawal.ledger_entry WHERE withdrawal_id IS NOT NULL"
+		"        GROUP BY withdrawal_id) m USING (withdrawal_id)"
+		"  WHERE coalesce(m.held, 0) <> CASE WHEN w.status IN"
+		"        ('review', 'queued', 'dispatching', 'submitted', 'dead') THEN w.amount ELSE 0 END"
+		"     OR coalesce(m.settled, 0) <> CASE WHEN w.status = 'paid' THEN w.amount ELSE 0 END) bad"
+	},
+	{
+		"no_negative_balances",
+		"SELECT count(*), pg_catalog.string_agg(wallet_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT wallet_id, pg_catalog.row_number() OVER () AS n FROM withdrawal.wallet"
+		"  WHERE available < 0 OR held < 0 OR paid_out < 0) bad"
+	},
+	{
+		"credits_match_ledger",
+		"SELECT count(*), pg_catalog.string_agg(transfer_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT c.transfer_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.credit c"
+		"  FULL JOIN (SELECT credit_id, txn_id, sum(amount) FILTER (WHERE bucket = 'available') AS amount"
+		"        FROM withdrawal.ledger_entry WHERE kind = 'credit'"
+		"        GROUP BY credit_id, txn_id) l ON l.credit_id = c.transfer_id"
+		"  WHERE c.transfer_id IS NULL OR l.credit_id IS NULL"
+		"     OR l.txn_id <> c.txn_id OR l.amount <> c.amount) bad"
+	},
+	{
+		"entries_reference_withdrawals",
+		"SELECT count(*), pg_catalog.string_agg(txn_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT e.txn_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.ledger_entry e"
+		"  WHERE e.withdrawal_id IS NOT NULL AND e.leg = 1 AND NOT EXISTS"
+		"   (SELECT FROM withdrawal.withdrawal w WHERE w.withdrawal_id = e.withdrawal_id"
+		"     AND w.account_id = (SELECT account_id FROM withdrawal.wallet x WHERE x.wallet_id = e.wallet_id)"
+		"     AND w.currency = e.currency)) bad"
+	},
+};
+
+/*
+ * check_invariants(): one row per check, violations = 0 when it holds.
+ */
+Datum
+withdrawal_check_invariants(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	for (i = 0; i < lengthof(invariant_checks); i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		int			rc;
+
+		rc = SPI_execute(invariant_checks[i].sql, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "invariant check \"%s\" failed: %s",
+				 invariant_checks[i].name, SPI_result_code_string(rc));
+		values[0] = CStringGetTextDatum(invariant_checks[i].name);
+		values[1] = WithdrawalSpiGet(0, 1, &nulls[1]);
+		values[2] = WithdrawalSpiGet(0, 2, &nulls[2]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

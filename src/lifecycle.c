@@ -1,0 +1,279 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *	  Withdrawal statuses, the documented transitions between them, and the
+ *	  money movement and outbox change each transition implies.
+ *
+ * WithdrawalTransition() is the only code path that changes the status of
+ * an existing withdrawal together with its money; the status_guard trigger
+ * refuses undocumented transitions even for statements that bypass it, and
+ * the ledger's unique index refuses a second refund, settle or return.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/lifecycle.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "audit.h"
+#include "ledger.h"
+#include "lifecycle.h"
+#include "shmem.h"
+#include "util.h"
+#include "withdrawal.h"
+
+PG_FUNCTION_INFO_V1(withdrawal_status_guard);
+PG_FUNCTION_INFO_V1(withdrawal_transition);
+
+static const char *const status_names[WITHDRAWAL_STATUS_COUNT] = {
+	[WITHDRAWAL_REVIEW] = "review",
+	[WITHDRAWAL_QUEUED] = "queued",
+	[WITHDRAWAL_DISPATCHING] = "dispatching",
+	[WITHDRAWAL_SUBMITTED] = "submitted",
+	[WITHDRAWAL_PAID] = "paid",
+	[WITHDRAWAL_FAILED] = "failed",
+	[WITHDRAWAL_REJECTED] = "rejected",
+	[WITHDRAWAL_CANCELED] = "canceled",
+	[WITHDRAWAL_RETURNED] = "returned",
+	[WITHDRAWAL_DEAD] = "dead",
+};
+
+#define S(x) (1 << WITHDRAWAL_##x)
+
+/* The documented transitions: allowed_to[from] is a bit set of targets */
+static const int allowed_to[WITHDRAWAL_STATUS_COUNT] = {
+	[WITHDRAWAL_REVIEW] = S(QUEUED) | S(REJECTED) | S(CANCELED),
+	[WITHDRAWAL_QUEUED] = S(DISPATCHING) | S(CANCELED) | S(REJECTED) | S(FAILED),
+	[WITHDRAWAL_DISPATCHING] = S(SUBMITTED) | S(PAID) | S(FAILED) | S(QUEUED) | S(DEAD),
+	[WITHDRAWAL_SUBMITTED] = S(PAID) | S(FAILED) | S(QUEUED) | S(DEAD),
+	[WITHDRAWAL_PAID] = S(RETURNED),
+	[WITHDRAWAL_FAILED] = 0,
+	[WITHDRAWAL_REJECTED] = 0,
+	[WITHDRAWAL_CANCELED] = 0,
+	[WITHDRAWAL_RETURNED] = 0,
+	[WITHDRAWAL_DEAD] = S(QUEUED) | S(REJECTED) | S(PAID) | S(FAILED),
+};
+
+/* Statuses in which the withdrawal's amount is held in the wallet */
+static const int holding = S(REVIEW) | S(QUEUED) | S(DISPATCHING) | S(SUBMITTED) | S(DEAD);
+
+/* Statuses that keep an outbox row */
+static const int in_outbox = S(QUEUED) | S(DISPATCHING);
+
+#undef S
+
+const char *
+WithdrawalStatusName(WithdrawalStatus status)
+{
+	Assert(status >= 0 && status < WITHDRAWAL_STATUS_COUNT);
+	return status_names[status];
+}
+
+int
+WithdrawalStatusParse(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < WITHDRAWAL_STATUS_COUNT; i++)
+		if (strcmp(status_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+bool
+WithdrawalTransitionAllowed(WithdrawalStatus from, WithdrawalStatus to)
+{
+	return (allowed_to[from] & (1 << to)) != 0;
+}
+
+static void
+raise_invalid_transition(const char *from, const char *to)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WD_INVALID_TRANSITION),
+			 errmsg("invalid withdrawal status transition from \"%s\" to \"%s\"", from, to)));
+}
+
+bool
+WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
+					 const WithdrawalTransitionData *data,
+					 WithdrawalStatus *from_out)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr update_plan = NULL;
+	static SPIPlanPtr enqueue_plan = NULL;
+	static SPIPlanPtr dequeue_plan = NULL;
+	Oid			lock_types[1] = {UUIDOID};
+	Oid			update_types[5] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			enqueue_types[2] = {UUIDOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	char	   *from_name;
+	char	   *account_id;
+	char	   *currency;
+	char	   *channel;
+	int64		amount;
+	int			from;
+	bool		isnull;
+
+	Assert(data != NULL && data->action != NULL);
+
+	WithdrawalPrepare(&lock_plan,
+					  "SELECT status, account_id, currency, amount, channel"
+					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
+					  1, lock_types);
+	values[0] = UUIDPGetDatum(withdrawal_id);
+	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		if (data->missing_ok)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown withdrawal %s",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(withdrawal_id))))));
+	}
+	from_name = WithdrawalSpiGetText(0, 1);
+	account_id = WithdrawalSpiGetText(0, 2);
+	currency = WithdrawalSpiGetText(0, 3);
+	amount = DatumGetInt64(WithdrawalSpiGet(0, 4, &isnull));
+	channel = WithdrawalSpiGetText(0, 5);
+	from = WithdrawalStatusParse(from_name);
+	if (from < 0)
+		elog(ERROR, "withdrawal has unknown status \"%s\"", from_name);
+	if (from_out)
+		*from_out = (WithdrawalStatus) from;
+
+	if (!WithdrawalTransitionAllowed(from, to))
+	{
+		if (data->invalid_ok)
+			return false;
+		raise_invalid_transition(from_name, WithdrawalStatusName(to));
+	}
+
+	/* The money movement the transition implies, posted at most once. */
+	if (to == WITHDRAWAL_PAID)
+		WithdrawalPostMovement(WITHDRAWAL_MOVE_SETTLE, withdrawal_id,
+							   account_id, currency, amount);
+	else if (to == WITHDRAWAL_RETURNED)
+		WithdrawalPostMovement(WITHDRAWAL_MOVE_RETURN, withdrawal_id,
+							   account_id, currency, amount);
+	else if ((to == WITHDRAWAL_FAILED || to == WITHDRAWAL_REJECTED ||
+			  to == WITHDRAWAL_CANCELED) && (holding & (1 << from)))
+		WithdrawalPostMovement(WITHDRAWAL_MOVE_REFUND, withdrawal_id,
+							   account_id, currency, amount);
+
+	/* The outbox holds exactly the payouts that still need dispatching. */
+	values[0] = UUIDPGetDatum(withdrawal_id);
+	if ((in_outbox & (1 << to)) && !(in_outbox & (1 << from)))
+	{
+		WithdrawalPrepare(&enqueue_plan,
+						  "INSERT INTO withdrawal.outbox (withdrawal_id, channel) VALUES ($1, $2)",
+						  2, enqueue_types);
+		values[1] = CStringGetTextDatum(channel);
+		WithdrawalExecute(enqueue_plan, values, NULL, false, 0, SPI_OK_INSERT);
+		WithdrawalWakeWorkersAtCommit();
+	}
+	else if (!(in_outbox & (1 << to)) && (in_outbox & (1 << from)))
+	{
+		WithdrawalPrepare(&dequeue_plan,
+						  "DELETE FROM withdrawal.outbox WHERE withdrawal_id = $1",
+						  1, lock_types);
+		WithdrawalExecute(dequeue_plan, values, NULL, false, 0, SPI_OK_DELETE);
+	}
+
+	WithdrawalPrepare(&update_plan,
+					  "UPDATE withdrawal.withdrawal SET status = $2,"
+					  " reason = coalesce($3, reason), processor_ref = coalesce($4, processor_ref),"
+					  " last_error = coalesce($5, last_error), updated_at = pg_catalog.now()"
+					  " WHERE withdrawal_id = $1",
+					  5, update_types);
+	values[1] = CStringGetTextDatum(WithdrawalStatusName(to));
+	values[2] = data->reason ? CStringGetTextDatum(data->reason) : (Datum) 0;
+	nulls[2] = data->reason ? ' ' : 'n';
+	values[3] = data->processor_ref ? CStringGetTextDatum(data->processor_ref) : (Datum) 0;
+	nulls[3] = data->processor_ref ? ' ' : 'n';
+	values[4] = data->last_error ? CStringGetTextDatum(data->last_error) : (Datum) 0;
+	nulls[4] = data->last_error ? ' ' : 'n';
+	WithdrawalExecute(update_plan, values, nulls, false, 0, SPI_OK_UPDATE);
+
+	WithdrawalAudit(data->action, data->actor, withdrawal_id, account_id,
+					from_name, WithdrawalStatusName(to), data->detail);
+	return true;
+}
+
+/*
+ * Trigger on withdrawal.withdrawal: refuses undocumented status changes,
+ * whoever makes them.
+ */
+Datum
+withdrawal_status_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	int			attnum;
+	bool		isnull;
+	char	   *from;
+	char	   *to;
+	int			from_status;
+	int			to_status;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "withdrawal_status_guard: must be fired for each row on update");
+
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(tupdesc, "status");
+	if (attnum <= 0)
+		elog(ERROR, "withdrawal_status_guard: table has no status column");
+	from = TextDatumGetCString(heap_getattr(trigdata->tg_trigtuple, attnum, tupdesc, &isnull));
+	to = TextDatumGetCString(heap_getattr(trigdata->tg_newtuple, attnum, tupdesc, &isnull));
+	from_status = WithdrawalStatusParse(from);
+	to_status = WithdrawalStatusParse(to);
+	if (from_status < 0 || to_status < 0 ||
+		(from_status != to_status && !WithdrawalTransitionAllowed(from_status, to_status)))
+		raise_invalid_transition(from, to);
+
+	return PointerGetDatum(trigdata->tg_newtuple);
+}
+
+/*
+ * transition(withdrawal_id, to_status, reason): owner-only entry point to
+ * WithdrawalTransition, for operators' repairs and for tests.
+ */
+Datum
+withdrawal_transition(PG_FUNCTION_ARGS)
+{
+	WithdrawalTransitionData data;
+	pg_uuid_t  *id;
+	char	   *to_name;
+	char	   *reason;
+	int			to;
+	WithdrawalStatus from;
+
+	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
+	to_name = WithdrawalArgText(fcinfo, 1, "to_status", 32);
+	reason = WithdrawalArgTextOrNull(fcinfo, 2, "reason", WITHDRAWAL_MAX_REASON);
+	to = WithdrawalStatusParse(to_name);
+	if (to < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown withdrawal status \"%s\"", to_name)));
+
+	memset(&data, 0, sizeof(data));
+	data.action = "transition";
+	data.reason = reason;
+	SPI_connect();
+	WithdrawalTransition(id, (WithdrawalStatus) to, &data, &from);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(WithdrawalStatusName(from)));
+}

@@ -1,0 +1,382 @@
+/*-------------------------------------------------------------------------
+ *
+ * request.c
+ *	  Withdrawal requests: request(), cancel() and get().
+ *
+ * request() does everything in the caller's transaction with two
+ * statements: one read (the idempotency key, the account and its wallet)
+ * and one write that inserts the withdrawal, debits the wallet, posts the
+ * ledger entries, queues the outbox row and appends the audit row.  The
+ * write starts with INSERT ... ON CONFLICT DO NOTHING on the idempotency
+ * key and every other part depends on that insert, so a concurrent call
+ * with the same key waits for the first to commit and then changes
+ * nothing; it then replays the first call's result.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/request.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/jsonb.h"
+
+#include "lifecycle.h"
+#include "policy.h"
+#include "shmem.h"
+#include "util.h"
+#include "withdrawal.h"
+
+PG_FUNCTION_INFO_V1(withdrawal_request);
+PG_FUNCTION_INFO_V1(withdrawal_cancel);
+PG_FUNCTION_INFO_V1(withdrawal_get);
+
+#define MAX_DEVICE_ID 128
+#define MAX_CHANNEL_NAME (NAMEDATALEN - 1)
+
+/* Columns of the pre-read */
+enum
+{
+	PRE_WITHDRAWAL_ID = 1,
+	PRE_STATUS,
+	PRE_SAME_PARAMETERS,
+	PRE_KYC_LEVEL,
+	PRE_FROZEN,
+	PRE_HAS_WALLET
+};
+
+/*
+ * Returns the string member "key" of a JSON object, or NULL when absent or
+ * JSON null; any other type, or a string longer than maxbytes, is 22023.
+ */
+static char *
+context_string(Jsonb *context, const char *key, int maxbytes)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&context->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context.%s must be a JSON string", key)));
+	if (v->val.string.len == 0 || v->val.string.len > maxbytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context.%s must have 1 to %d bytes", key, maxbytes)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Returns context.ip in canonical form, or NULL.  inet_in raises 22P02 on
+ * garbage; the contract says 22023 for bad input, so the error is mapped.
+ */
+static char *
+context_ip(Jsonb *context)
+{
+	char	   *ip = context_string(context, "ip", 64);
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		inet;
+
+	if (ip == NULL)
+		return NULL;
+	PG_TRY();
+	{
+		inet = DirectFunctionCall1(inet_in, CStringGetDatum(ip));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context.ip is not an IP address: \"%s\"", ip)));
+	}
+	PG_END_TRY();
+	return DatumGetCString(DirectFunctionCall1(inet_out, inet));
+}
+
+/*
+ * Returns (withdrawal_id, status, replayed).
+ */
+static Datum
+request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool replayed)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = id;
+	values[1] = CStringGetTextDatum(status);
+	values[2] = BoolGetDatum(replayed);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/*
+ * Reads the idempotency key, the account and the wallet in one statement.
+ */
+static void
+pre_read(const char *key, const WithdrawalRequestData *req)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
+	Datum		values[6];
+
+	WithdrawalPrepare(&plan,
+					  "SELECT w.withdrawal_id, w.status,"
+					  " w.account_id = $2 AND w.currency = $3 AND w.amount = $4"
+					  "  AND w.channel = $5 AND w.destination = $6,"
+					  " a.kyc_level, a.frozen, wl.wallet_id IS NOT NULL"
+					  " FROM (SELECT) AS one"
+					  " LEFT JOIN withdrawal.withdrawal w ON w.idempotency_key = $1"
+					  " LEFT JOIN withdrawal.account a ON a.account_id = $2"
+					  " LEFT JOIN withdrawal.wallet wl ON wl.account_id = $2 AND wl.currency = $3",
+					  6, types);
+	values[0] = CStringGetTextDatum(key);
+	values[1] = CStringGetTextDatum(req->account_id);
+	values[2] = CStringGetTextDatum(req->currency);
+	values[3] = Int64GetDatum(req->amount);
+	values[4] = CStringGetTextDatum(req->channel);
+	values[5] = JsonbPGetDatum(req->destination);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+	Assert(SPI_processed == 1);
+}
+
+/*
+ * When the pre-read found the key: the replay result, or WD002.
+ */
+static Datum
+replay(FunctionCallInfo fcinfo, const char *key)
+{
+	bool		isnull;
+	Datum		id;
+	char	   *status;
+
+	if (!DatumGetBool(WithdrawalSpiGet(0, PRE_SAME_PARAMETERS, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
+				 errmsg("idempotency key \"%s\" was already used for a different withdrawal", key),
+				 errdetail("Account, currency, amount, channel and destination must match the first request."),
+				 errhint("Use a new idempotency key for a new withdrawal.")));
+	id = SPI_datumTransfer(WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull), false, UUID_LEN);
+	status = WithdrawalSpiGetText(0, PRE_STATUS);
+	return request_result(fcinfo, id, status, true);
+}
+
+/*
+ * request(account_id, currency, amount, channel, destination,
+ *		   idempotency_key, context)
+ */
+Datum
+withdrawal_request(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr write_plan = NULL;
+	Oid			types[14] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID};
+	Datum		values[14];
+	char		nulls[14];
+	WithdrawalRequestData req;
+	WithdrawalRiskDecision decision;
+	const char *status;
+	char	   *key;
+	pg_uuid_t  *id;
+	NameData	actor;
+	bool		isnull;
+	bool		debit;
+	Datum		result;
+
+	memset(&req, 0, sizeof(req));
+	req.account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	req.amount = WithdrawalArgAmount(fcinfo, 2, "amount");
+	req.channel = WithdrawalArgText(fcinfo, 3, "channel", MAX_CHANNEL_NAME);
+	req.destination = WithdrawalArgObject(fcinfo, 4, "destination", false);
+	key = WithdrawalArgText(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
+	req.context = WithdrawalArgObject(fcinfo, 6, "context", true);
+	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
+	req.ip = context_ip(req.context);
+
+	SPI_connect();
+	req.currency = WithdrawalArgCurrency(fcinfo, 1);
+
+	pre_read(key, &req);
+	(void) WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull);
+	if (!isnull)
+	{
+		result = replay(fcinfo, key);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
+	(void) WithdrawalSpiGet(0, PRE_HAS_WALLET, &isnull);
+	if (!DatumGetBool(WithdrawalSpiGet(0, PRE_HAS_WALLET, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown wallet of account \"%s\" in %s", req.account_id, req.currency),
+				 errhint("A wallet is created by its first credit.")));
+	if (DatumGetBool(WithdrawalSpiGet(0, PRE_FROZEN, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_ACCOUNT_FROZEN),
+				 errmsg("account \"%s\" is frozen", req.account_id)));
+	req.kyc_level = DatumGetInt32(WithdrawalSpiGet(0, PRE_KYC_LEVEL, &isnull));
+
+	WithdrawalChannelCheck(&req);
+	WithdrawalPolicyScreen(&req, &decision);
+	switch (decision.outcome)
+	{
+		case WITHDRAWAL_RISK_ACCEPT:
+			status = "queued";
+			debit = true;
+			break;
+		case WITHDRAWAL_RISK_REVIEW:
+			status = "review";
+			debit = true;
+			break;
+		case WITHDRAWAL_RISK_REJECT:
+		default:
+			status = "rejected";
+			debit = false;
+			break;
+	}
+
+	WithdrawalPrepare(&write_plan,
+					  "WITH w AS ("
+					  " INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
+					  "  currency, amount, channel, destination, context, device_id, ip, status, reason,"
+					  "  requested_by)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
+					  " ON CONFLICT (idempotency_key) DO NOTHING"
+					  " RETURNING withdrawal_id),"
+					  "d AS ("
+					  " UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"
+					  "  updated_at = pg_catalog.now()"
+					  " WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
+					  "  AND EXISTS (SELECT FROM w)"
+					  " RETURNING wallet_id, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+					  "l AS ("
+					  " INSERT INTO withdrawal.ledger_entry"
+					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)"
+					  " SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount, $1"
+					  " FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
+					  "o AS ("
+					  " INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
+					  " SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
+					  "a AS ("
+					  " INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
+					  "  after_status, detail)"
+					  " SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
+					  "  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
+					  "SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)",
+					  14, types);
+
+	id = WithdrawalNewUuid();
+	namestrcpy(&actor, WithdrawalActor());
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(req.account_id);
+	values[3] = CStringGetTextDatum(req.currency);
+	values[4] = Int64GetDatum(req.amount);
+	values[5] = CStringGetTextDatum(req.channel);
+	values[6] = JsonbPGetDatum(req.destination);
+	values[7] = JsonbPGetDatum(req.context);
+	values[8] = req.device_id ? CStringGetTextDatum(req.device_id) : (Datum) 0;
+	nulls[8] = req.device_id ? ' ' : 'n';
+	values[9] = req.ip ? CStringGetTextDatum(req.ip) : (Datum) 0;
+	nulls[9] = req.ip ? ' ' : 'n';
+	values[10] = CStringGetTextDatum(status);
+	values[11] = decision.reason ? CStringGetTextDatum(decision.reason) : (Datum) 0;
+	nulls[11] = decision.reason ? ' ' : 'n';
+	values[12] = NameGetDatum(&actor);
+	values[13] = BoolGetDatum(debit);
+	WithdrawalExecute(write_plan, values, nulls, false, 1, SPI_OK_SELECT);
+
+	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) == 0)
+	{
+		/*
+		 * A concurrent request with the same key committed between our read
+		 * and our insert; this statement sees it.
+		 */
+		pre_read(key, &req);
+		(void) WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull);
+		if (isnull)
+			elog(ERROR, "idempotency key conflict without a visible withdrawal");
+		result = replay(fcinfo, key);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
+	if (debit && DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INSUFFICIENT_FUNDS),
+				 errmsg("insufficient funds"),
+				 errdetail("The available balance of account \"%s\" in %s is less than " INT64_FORMAT ".",
+						   req.account_id, req.currency, req.amount)));
+
+	if (strcmp(status, "queued") == 0)
+		WithdrawalWakeWorkersAtCommit();
+	result = request_result(fcinfo, UUIDPGetDatum(id), status, false);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * cancel(withdrawal_id, reason): the user withdraws a request that has not
+ * been dispatched (review or queued); the funds are refunded.
+ */
+Datum
+withdrawal_cancel(PG_FUNCTION_ARGS)
+{
+	WithdrawalTransitionData data;
+	pg_uuid_t  *id;
+
+	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
+	memset(&data, 0, sizeof(data));
+	data.reason = WithdrawalArgTextOrNull(fcinfo, 1, "reason", WITHDRAWAL_MAX_REASON);
+	data.action = "cancel";
+
+	SPI_connect();
+	WithdrawalTransition(id, WITHDRAWAL_CANCELED, &data, NULL);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text("canceled"));
+}
+
+/*
+ * get(withdrawal_id): the row of the withdrawals view; WD007 when unknown.
+ */
+Datum
+withdrawal_get(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	pg_uuid_t  *id;
+	Datum		result;
+
+	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
+	SPI_connect();
+	WithdrawalPrepare(&plan,
+					  "SELECT * FROM withdrawal.withdrawals WHERE withdrawal_id = $1",
+					  1, types);
+	values[0] = UUIDPGetDatum(id);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown withdrawal %s",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,394 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Argument validation, SPI plumbing, UUIDs and the small triggers that
+ *	  several tables share (append-only, configuration changed).
+ *
+ * Every SQL entry point validates its arguments here so that bad input is
+ * refused with 22023 before anything is read or written, with a message
+ * that names the argument.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/util.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "policy.h"
+#include "util.h"
+#include "withdrawal.h"
+
+PG_FUNCTION_INFO_V1(withdrawal_append_only);
+PG_FUNCTION_INFO_V1(withdrawal_config_changed);
+
+/* Known currency codes, sorted, loaded on first use */
+static char (*currency_codes)[4] = NULL;
+static int	currency_count = 0;
+static bool config_callback_registered = false;
+
+/*
+ * OIDs of the configuration tables, looked up once in a transaction so that
+ * the invalidation callback, which must not touch the catalogs, can match
+ * them.
+ */
+static const char *const config_tables[] = {"currency", "policy", "channel", "processor"};
+static Oid	config_table_oids[lengthof(config_tables)];
+
+static void config_relcache_callback(Datum arg, Oid relid);
+
+/*
+ * Raises 22023 for a NULL argument.
+ */
+static void
+require_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * Returns a text argument as a C string after checking its length.
+ */
+static char *
+text_arg(FunctionCallInfo fcinfo, int argno, const char *argname, int maxbytes)
+{
+	text	   *t = PG_GETARG_TEXT_PP(argno);
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (len > maxbytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", argname),
+				 errdetail("The value has %d bytes; at most %d are allowed.",
+						   len, maxbytes)));
+	return text_to_cstring(t);
+}
+
+char *
+WithdrawalArgText(FunctionCallInfo fcinfo, int argno, const char *argname,
+				  int maxbytes)
+{
+	require_not_null(fcinfo, argno, argname);
+	return text_arg(fcinfo, argno, argname, maxbytes);
+}
+
+char *
+WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
+						const char *argname, int maxbytes)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return text_arg(fcinfo, argno, argname, maxbytes);
+}
+
+int64
+WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	int64		amount;
+
+	require_not_null(fcinfo, argno, argname);
+	amount = PG_GETARG_INT64(argno);
+	if (amount <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", argname),
+				 errdetail("Amounts are in minor units of the currency; got " INT64_FORMAT ".",
+						   amount)));
+	return amount;
+}
+
+Jsonb *
+WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname,
+					bool null_is_empty)
+{
+	Jsonb	   *jb;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (null_is_empty)
+			return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		require_not_null(fcinfo, argno, argname);
+	}
+	jb = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", argname)));
+	if (VARSIZE(jb) > WITHDRAWAL_MAX_JSON)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too large", argname),
+				 errdetail("At most %d bytes of JSON are allowed.", WITHDRAWAL_MAX_JSON)));
+	return jb;
+}
+
+pg_uuid_t *
+WithdrawalArgUuid(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	require_not_null(fcinfo, argno, argname);
+	return PG_GETARG_UUID_P(argno);
+}
+
+/*
+ * Loads the sorted list of currency codes.
+ */
+static void
+load_currencies(void)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext oldcxt;
+	int			i;
+
+	WithdrawalConfigCacheInit();
+	WithdrawalPrepare(&plan,
+					  "SELECT code FROM withdrawal.currency ORDER BY code COLLATE \"C\"",
+					  0, NULL);
+	WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	if (currency_codes)
+		pfree(currency_codes);
+	currency_codes = palloc0(sizeof(*currency_codes) * Max(SPI_processed, 1));
+	MemoryContextSwitchTo(oldcxt);
+	for (i = 0; i < SPI_processed; i++)
+		strlcpy(currency_codes[i], WithdrawalSpiGetText(i, 1), 4);
+	currency_count = SPI_processed;
+}
+
+static int
+currency_cmp(const void *a, const void *b)
+{
+	return strcmp((const char *) a, (const char *) b);
+}
+
+bool
+WithdrawalCurrencyKnown(const char *code)
+{
+	if (currency_codes == NULL)
+		load_currencies();
+	return bsearch(code, currency_codes, currency_count,
+				   sizeof(*currency_codes), currency_cmp) != NULL;
+}
+
+/*
+ * Returns the currency argument, which must be a known upper-case ISO 4217
+ * code.  Requires an SPI connection (the list is loaded on first use).
+ */
+char *
+WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *code = WithdrawalArgText(fcinfo, argno, "currency", 3);
+
+	if (strlen(code) != 3 ||
+		code[0] < 'A' || code[0] > 'Z' ||
+		code[1] < 'A' || code[1] > 'Z' ||
+		code[2] < 'A' || code[2] > 'Z')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid currency code \"%s\"", code),
+				 errhint("Use an upper-case ISO 4217 alphabetic code such as \"USD\".")));
+	if (!WithdrawalCurrencyKnown(code))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown currency \"%s\"", code),
+				 errhint("Currencies are listed in withdrawal.currency.")));
+	return code;
+}
+
+pg_uuid_t *
+WithdrawalNewUuid(void)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	/* RFC 4122 version 4, variant 1 */
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	return uuid;
+}
+
+SPIPlanPtr
+WithdrawalPrepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
+void
+WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
+				  bool read_only, long count, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_plan returned %s, expected %s",
+			 SPI_result_code_string(rc), SPI_result_code_string(expected));
+}
+
+int
+WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values, const char *nulls,
+						long count, int expected, const int *codes, int ncodes)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			caught = 0;
+
+	PG_TRY();
+	{
+		WithdrawalExecute(plan, values, nulls, false, count, expected);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			i;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		for (i = 0; i < ncodes; i++)
+			if (edata->sqlerrcode == codes[i])
+				caught = codes[i];
+		if (caught == 0)
+			PG_RE_THROW();
+		FlushErrorState();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return caught;
+}
+
+Datum
+WithdrawalSpiGet(int row, int col, bool *isnull)
+{
+	Assert(row < SPI_processed);
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+char *
+WithdrawalSpiGetText(int row, int col)
+{
+	Assert(row < SPI_processed);
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+char *
+WithdrawalActor(void)
+{
+	return GetUserNameFromId(GetSessionUserId(), false);
+}
+
+/*
+ * Called before (re)loading any cached configuration: registers, once per
+ * backend, the callback that drops the caches when config_changed()
+ * invalidates a table, and refreshes the table OIDs it matches (they change
+ * when the extension is dropped and created again; dropping the old tables
+ * invalidated them, which flushed the caches).
+ */
+void
+WithdrawalConfigCacheInit(void)
+{
+	Oid			nsp;
+	int			i;
+
+	nsp = get_namespace_oid("withdrawal", false);
+	for (i = 0; i < lengthof(config_tables); i++)
+		config_table_oids[i] = get_relname_relid(config_tables[i], nsp);
+	if (!config_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(config_relcache_callback, (Datum) 0);
+		config_callback_registered = true;
+	}
+}
+
+/*
+ * A relcache invalidation of a configuration table (or a full reset) drops
+ * the caches; they are cheap to reload and configuration changes are rare.
+ */
+static void
+config_relcache_callback(Datum arg, Oid relid)
+{
+	if (OidIsValid(relid))
+	{
+		bool		ours = false;
+		int			i;
+
+		for (i = 0; i < lengthof(config_tables); i++)
+			ours |= (relid == config_table_oids[i]);
+		if (!ours)
+			return;
+	}
+	if (currency_codes)
+	{
+		pfree(currency_codes);
+		currency_codes = NULL;
+		currency_count = 0;
+	}
+	WithdrawalPolicyInvalidate();
+}
+
+/*
+ * Trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables.
+ */
+Datum
+withdrawal_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "withdrawal_append_only: not called by trigger manager");
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("table \"%s\" is append-only",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Rows of this table are never updated or deleted; corrections are new rows.")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * Trigger: a configuration table changed, so every backend must drop its
+ * cached copy.  The relcache invalidation is sent at commit and reaches all
+ * backends, including the dispatcher workers.
+ */
+Datum
+withdrawal_config_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "withdrawal_config_changed: not called by trigger manager");
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
