@@ -262,7 +262,7 @@ WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values, const char *nulls,
 						long count, int expected, const int *codes, int ncodes)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			caught = 0;
+	volatile int caught = 0;
 
 	PG_TRY();
 	{
