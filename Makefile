@@ -32,7 +32,7 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
 REGRESS = core bad_input roles audit
-REGRESS_OPTS = --inputdir=. --temp-config=test/regress.conf
+REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto
 PG_CPPFLAGS += -I$(srcdir)/src

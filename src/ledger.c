@@ -213,7 +213,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	key = WithdrawalArgText(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
-	metadata = WithdrawalArgObject(fcinfo, 5, "metadata", true);
+	metadata = WithdrawalArgObject(fcinfo, 5, "metadata", false);
 
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);

@@ -205,7 +205,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	req.channel = WithdrawalArgText(fcinfo, 3, "channel", MAX_CHANNEL_NAME);
 	req.destination = WithdrawalArgObject(fcinfo, 4, "destination", false);
 	key = WithdrawalArgText(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
-	req.context = WithdrawalArgObject(fcinfo, 6, "context", true);
+	req.context = WithdrawalArgObject(fcinfo, 6, "context", false);
 	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
 	req.ip = context_ip(req.context);
 
