@@ -231,7 +231,7 @@ audit_seal_from(int64 floor)
 					  "VALUES ($1, $2, $3, $4)",
 					  4, insert_types);
 
-	WithdrawalExecute(last_plan, NULL, NULL, true, 1, SPI_OK_SELECT);
+	WithdrawalExecute(last_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
 	memset(prev, 0, sizeof(prev));
 	if (SPI_processed == 1)
 	{
@@ -249,7 +249,7 @@ audit_seal_from(int64 floor)
 		uint64		nrows;
 		uint64		i;
 
-		WithdrawalExecute(pending_plan, args, NULL, true, 0, SPI_OK_SELECT);
+		WithdrawalExecute(pending_plan, args, NULL, false, 0, SPI_OK_SELECT);
 		rows = SPI_tuptable;
 		nrows = SPI_processed;
 		if (nrows == 0)
@@ -296,7 +296,7 @@ WithdrawalAuditSeal(void)
 
 	WithdrawalPrepare(&max_plan,
 					  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
-	WithdrawalExecute(max_plan, NULL, NULL, true, 1, SPI_OK_SELECT);
+	WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
 	d = WithdrawalSpiGet(0, 1, &isnull);
 	if (!isnull)
 		floor = Max(DatumGetInt64(d) - AUDIT_STRAGGLER_LOOKBACK, 0);

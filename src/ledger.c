@@ -234,7 +234,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	values[4] = reference ? CStringGetTextDatum(reference) : (Datum) 0;
 	nulls[4] = reference ? ' ' : 'n';
 	values[5] = JsonbPGetDatum(metadata);
-	WithdrawalExecute(find_plan, values, nulls, true, 1, SPI_OK_SELECT);
+	WithdrawalExecute(find_plan, values, nulls, false, 1, SPI_OK_SELECT);
 
 	if (SPI_processed == 1)
 	{

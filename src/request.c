@@ -152,7 +152,7 @@ pre_read(const char *key, const WithdrawalRequestData *req)
 	values[3] = Int64GetDatum(req->amount);
 	values[4] = CStringGetTextDatum(req->channel);
 	values[5] = JsonbPGetDatum(req->destination);
-	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
 	Assert(SPI_processed == 1);
 }
 

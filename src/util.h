@@ -48,7 +48,12 @@ extern pg_uuid_t *WithdrawalNewUuid(void);
 extern SPIPlanPtr WithdrawalPrepare(SPIPlanPtr *plan, const char *sql,
 									int nargs, Oid *argtypes);
 
-/* SPI_execute_plan that raises unless the result code is expected */
+/*
+ * SPI_execute_plan that raises unless the result code is expected.
+ * read_only must be false in volatile functions: only then does each
+ * statement take a fresh snapshot and see what concurrent transactions
+ * committed while we waited for a lock (an idempotency key, a row).
+ */
 extern void WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
 							  bool read_only, long count, int expected);
 
