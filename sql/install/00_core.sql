@@ -242,6 +242,9 @@ COMMENT ON TABLE withdrawal.wallet IS 'per (account, currency) balances, a cache
  * a row that every transaction would lock.  The entries name the wallet
  * they concern on every leg so that house balances can be attributed.
  *
+ * balance_after is the wallet's balance in the bucket after the entry, a
+ * running balance for statements (NULL on the house "funding" leg).
+ *
  * The partial unique index makes each once-only effect (debit, refund,
  * settle, return) of a withdrawal impossible to post twice.
  */
@@ -254,6 +257,7 @@ CREATE TABLE withdrawal.ledger_entry (
 	currency	text NOT NULL,
 	bucket		text NOT NULL CHECK (bucket IN ('funding', 'available', 'held', 'settled')),
 	amount		bigint NOT NULL CHECK (amount <> 0),
+	balance_after bigint,
 	withdrawal_id uuid,
 	credit_id	uuid,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -279,7 +283,6 @@ CREATE TABLE withdrawal.credit (
 	amount		bigint NOT NULL CHECK (amount > 0),
 	reference	text CHECK (pg_catalog.octet_length(reference) <= 1024),
 	metadata	jsonb NOT NULL,
-	available_after bigint NOT NULL,
 	txn_id		bigint NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
