@@ -1,11 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * review.c
- *	  Manual review by operators: approve (with four-eyes above the
+ *	  Manual review by operators: approve (with four-eyes at or above the
  *	  policy's threshold) and reject.
  *
- * The actor is always session_user, never a parameter, and the role that
- * requested a withdrawal can never approve it.
+ * The actor is always session_user, never a parameter (SET ROLE does not
+ * change it), and the role that requested a withdrawal can never approve
+ * it.  Each approval is a row of withdrawal.approval keyed by (withdrawal,
+ * approver), so the same approver cannot count twice.  approve() locks the
+ * withdrawal row first and counts the approvals in a later statement, with
+ * a fresh snapshot: two operators approving at once are serialised and the
+ * second sees the first's approval.  Every action appends an audit row
+ * with the actor, the note or reason and the status before and after.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -19,25 +25,74 @@
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
-#include "lifecycle.h"
 #include "audit.h"
+#include "lifecycle.h"
 #include "policy.h"
+#include "review.h"
 #include "util.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_approve);
 PG_FUNCTION_INFO_V1(withdrawal_reject);
 
+Jsonb *
+WithdrawalDetail(int n, const char *const *keys, const char *const *values,
+				 uint32 numbers)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *result;
+	int			i;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < n; i++)
+	{
+		k.type = jbvString;
+		k.val.string.val = (char *) keys[i];
+		k.val.string.len = strlen(keys[i]);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		if (values[i] == NULL)
+			v.type = jbvNull;
+		else if (numbers & (1U << i))
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																CStringGetDatum(values[i]),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)));
+		}
+		else
+		{
+			v.type = jbvString;
+			v.val.string.val = (char *) values[i];
+			v.val.string.len = strlen(values[i]);
+		}
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
+}
+
+static char *
+uuid_text(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
 /*
- * approve(withdrawal_id, note): records the approval; when enough distinct
- * approvers have approved, queues the payout.  Returns the status after.
+ * approve(withdrawal_id, note): records session_user's approval; when
+ * enough distinct approvers have approved (two at or above the four-eyes
+ * threshold, else one), queues the payout.  Returns the status after.
  */
 Datum
 withdrawal_approve(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr approve_plan = NULL;
+	static SPIPlanPtr count_plan = NULL;
 	Oid			lock_types[1] = {UUIDOID};
 	Oid			approve_types[3] = {UUIDOID, NAMEOID, TEXTOID};
 	Datum		values[3];
@@ -48,6 +103,8 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	char	   *status;
 	char	   *requested_by;
 	char	   *currency;
+	char	   *account_id;
+	bool		frozen;
 	int64		amount;
 	int64		threshold;
 	int64		approvals;
@@ -55,6 +112,8 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	NameData	actor_name;
 	bool		isnull;
 	WithdrawalTransitionData data;
+	const char *keys[3] = {"note", "approvals", "needed"};
+	const char *detail[3];
 	const char *result;
 
 	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
@@ -63,22 +122,24 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	WithdrawalPrepare(&lock_plan,
-					  "SELECT status, requested_by, currency, amount,"
-					  " (SELECT count(*) FROM withdrawal.approval a WHERE a.withdrawal_id = w.withdrawal_id)"
-					  " FROM withdrawal.withdrawal w WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
+					  "SELECT w.status, w.requested_by, w.currency, w.amount, w.account_id,"
+					  " coalesce(a.frozen, false)"
+					  " FROM withdrawal.withdrawal w"
+					  " LEFT JOIN withdrawal.account a ON a.account_id = w.account_id"
+					  " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
 					  1, lock_types);
 	values[0] = UUIDPGetDatum(id);
 	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown withdrawal %s",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+				 errmsg("unknown withdrawal %s", uuid_text(id))));
 	status = WithdrawalSpiGetText(0, 1);
 	requested_by = WithdrawalSpiGetText(0, 2);
 	currency = WithdrawalSpiGetText(0, 3);
 	amount = DatumGetInt64(WithdrawalSpiGet(0, 4, &isnull));
-	approvals = DatumGetInt64(WithdrawalSpiGet(0, 5, &isnull));
+	account_id = WithdrawalSpiGetText(0, 5);
+	frozen = DatumGetBool(WithdrawalSpiGet(0, 6, &isnull));
 
 	if (strcmp(status, "review") != 0)
 		ereport(ERROR,
@@ -88,7 +149,13 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	if (strcmp(requested_by, actor) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" requested this withdrawal and cannot approve it", actor)));
+				 errmsg("role \"%s\" requested this withdrawal and cannot approve it", actor),
+				 errdetail("The approver is the session user; SET ROLE does not change it.")));
+	if (frozen)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_ACCOUNT_FROZEN),
+				 errmsg("account \"%s\" is frozen", account_id),
+				 errhint("Unfreeze the account or reject the withdrawal.")));
 
 	WithdrawalPrepare(&approve_plan,
 					  "INSERT INTO withdrawal.approval (withdrawal_id, approver, note)"
@@ -103,15 +170,26 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" has already approved this withdrawal", actor),
+				 errdetail("An approver counts once."),
 				 errhint("A second approval must come from a different role.")));
-	approvals++;
+
+	/* A fresh snapshot: sees approvals committed while we waited for the row */
+	WithdrawalPrepare(&count_plan,
+					  "SELECT count(*) FROM withdrawal.approval WHERE withdrawal_id = $1",
+					  1, lock_types);
+	WithdrawalExecute(count_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	approvals = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 
 	threshold = WithdrawalFourEyesThreshold(currency);
 	needed = (threshold >= 0 && amount >= threshold) ? 2 : 1;
 
+	detail[0] = note;
+	detail[1] = psprintf(INT64_FORMAT, approvals);
+	detail[2] = psprintf("%d", needed);
 	memset(&data, 0, sizeof(data));
 	data.action = "approve";
 	data.actor = actor;
+	data.detail = WithdrawalDetail(3, keys, detail, (1U << 1) | (1U << 2));
 	if (approvals >= needed)
 	{
 		WithdrawalTransition(id, WITHDRAWAL_QUEUED, &data, NULL);
@@ -119,10 +197,7 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		WithdrawalAudit("approve", actor, id, NULL, status, status,
-						DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-														   CStringGetDatum(psprintf("{\"approvals\": " INT64_FORMAT ", \"needed\": %d}",
-																					approvals, needed)))));
+		WithdrawalAudit("approve", actor, id, account_id, status, status, data.detail);
 		result = "review";
 	}
 	SPI_finish();
@@ -138,11 +213,16 @@ withdrawal_reject(PG_FUNCTION_ARGS)
 {
 	WithdrawalTransitionData data;
 	pg_uuid_t  *id;
+	const char *keys[1] = {"reason"};
+	const char *detail[1];
 
 	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
 	memset(&data, 0, sizeof(data));
 	data.reason = WithdrawalArgText(fcinfo, 1, "reason", WITHDRAWAL_MAX_REASON);
 	data.action = "reject";
+	data.actor = WithdrawalActor();
+	detail[0] = data.reason;
+	data.detail = WithdrawalDetail(1, keys, detail, 0);
 
 	SPI_connect();
 	WithdrawalTransition(id, WITHDRAWAL_REJECTED, &data, NULL);
