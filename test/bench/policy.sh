@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Benchmark of the risk policy (issue 5): withdrawal.request() throughput
+# with the full policy enabled versus an empty (permissive) policy, in the
+# same run, on the same data: BENCH_ACCOUNTS accounts (default 100000),
+# each with BENCH_HISTORY prior withdrawals (default 20) spread over the
+# last 60 days, random devices and IPs.
+#
+# full  = USD policy with min/max, daily amount and count, velocity per
+#         account, device and IP (1 hour), KYC and review thresholds (never
+#         reached, but evaluated), 30k blocklist entries (10k devices, 10k
+#         destinations, 10k IPs/networks), a channel opening window
+# empty = no USD policy (the permissive '*' row), empty blocklist, no window
+#
+# The two configurations alternate (empty, full, empty, full); the best of
+# each is kept, and the ratio full/empty printed (target >= 0.85).  On a
+# shared, noisy machine the server CPU time per request (all PostgreSQL
+# processes of the cluster, from /proc) is the steadier figure, so its
+# ratio is printed too.
+# BENCH_SECONDS (default 20, per configuration, split in two rounds) and
+# BENCH_CLIENTS (default 4) scale it; a quick run:
+#   BENCH_ACCOUNTS=10000 BENCH_SECONDS=6 test/bench/policy.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/cluster.sh"
+
+seconds=${BENCH_SECONDS:-20}
+accounts=${BENCH_ACCOUNTS:-100000}
+history=${BENCH_HISTORY:-20}
+clients=${BENCH_CLIENTS:-4}
+
+start_bench_cluster
+bench_psql -c "CREATE EXTENSION withdrawal"
+echo "seeding $accounts accounts with $history prior withdrawals each..."
+bench_psql <<EOS
+CREATE SCHEMA bench;
+INSERT INTO withdrawal.channel (name, processor) VALUES ('bench', 'sandbox');
+SELECT count(withdrawal.credit('acct' || g, 'USD', 1000000000, 'seed' || g)) FROM generate_series(1, $accounts) g;
+INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id, currency, amount, channel,
+		destination, context, device_id, ip, status, requested_by, created_at, updated_at)
+SELECT gen_random_uuid(), 'h-' || a || '-' || k, 'acct' || a, 'USD', 100 + (random() * 5000)::int, 'bench',
+	   '{"bank": "DE89"}', '{}', 'dev' || (1 + (random() * 199999)::int),
+	   ('10.' || (r / 65536) || '.' || (r / 256 % 256) || '.' || (r % 256))::inet,
+	   'paid', 'postgres', now() - random() * interval '60 days', now()
+  FROM generate_series(1, $accounts) a, generate_series(1, $history) k,
+	   LATERAL (SELECT (1 + random() * 199999)::int + 0 * a AS r) x;
+-- the full configuration, kept aside while the empty one runs
+CREATE TABLE bench.full_policy AS SELECT * FROM withdrawal.policy WHERE false;
+INSERT INTO bench.full_policy (currency, min_amount, max_amount, daily_amount_limit, daily_count_limit,
+		velocity_window, velocity_account_limit, velocity_device_limit, velocity_ip_limit,
+		review_threshold, kyc_threshold, kyc_level_required, four_eyes_threshold, timezone)
+VALUES ('USD', 100, 10000000, 1000000000, 1000, '1 hour', 1000, 1000, 1000,
+		100000000, 100000000, 2, 500000000, 'Asia/Shanghai');
+CREATE TABLE bench.full_blocklist AS
+SELECT 'device' AS kind, 'bad-dev' || g AS value, 'emulators' AS list_name FROM generate_series(1, 10000) g
+UNION ALL SELECT 'destination', 'acct_bad' || g, 'sanctions' FROM generate_series(1, 10000) g
+UNION ALL SELECT 'ip', '172.' || (16 + g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256)
+			  || CASE WHEN g % 10 = 0 THEN '/28' ELSE '' END, 'tor_exits' FROM generate_series(1, 10000) g;
+CREATE FUNCTION bench.configure(enable boolean) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN
+	DELETE FROM withdrawal.policy WHERE currency = 'USD';
+	DELETE FROM withdrawal.blocklist;
+	UPDATE withdrawal.channel SET open_from = NULL, open_until = NULL WHERE name = 'bench';
+	IF enable THEN
+		INSERT INTO withdrawal.policy SELECT * FROM bench.full_policy;
+		INSERT INTO withdrawal.blocklist (kind, value, list_name, added_by)
+		SELECT kind, value, list_name, 'postgres' FROM bench.full_blocklist;
+		-- open from an hour ago for a day minus two hours: crosses midnight
+		UPDATE withdrawal.channel
+		   SET open_from = (now() AT TIME ZONE 'Asia/Shanghai' - interval '1 hour')::time,
+			   open_until = (now() AT TIME ZONE 'Asia/Shanghai' - interval '3 hours')::time,
+			   timezone = 'Asia/Shanghai'
+		 WHERE name = 'bench';
+	END IF;
+END
+\$\$;
+EOS
+bench_psql -c "VACUUM ANALYZE" >/dev/null
+bench_psql -Atc "SELECT 'history rows: ' || count(*) FROM withdrawal.withdrawal"
+
+scripts=$bench_work/scripts
+as_run_user mkdir -p "$scripts"
+as_run_user tee "$scripts/request.sql" >/dev/null <<EOS
+\\set a random(1, $accounts)
+\\set amt random(100, 5000)
+\\set d random(1, 200000)
+\\set i random(1, 200000)
+SELECT withdrawal.request('acct' || :a, 'USD', :amt, 'bench', '{"bank": "DE89"}', gen_random_uuid()::text, jsonb_build_object('device_id', 'dev' || :d, 'ip', '10.' || (:i / 65536) || '.' || (:i / 256 % 256) || '.' || (:i % 256)));
+EOS
+
+# CPU ticks used so far by the cluster: the postmaster, its live children
+# and the children it has reaped (backends of finished pgbench runs)
+cluster_ticks() {
+	local pm total=0 pid
+	pm=$(head -1 "$bench_work/data/postmaster.pid")
+	total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+	for pid in $(pgrep -P "$pm"); do
+		total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+# run CONFIG SECONDS: prints "tps server-CPU-microseconds-per-request";
+# fails loudly if any transaction failed
+run() {
+	local config=$1 secs=$2 out t0 t1 n hz
+	bench_psql -c "SELECT bench.configure($config)" >/dev/null
+	t0=$(cluster_ticks)
+	out=$(as_run_user "$bench_bindir/pgbench" -n -T "$secs" -c "$clients" -j "$clients" -f "$scripts/request.sql" 2>&1)
+	t1=$(cluster_ticks)
+	if grep -q "aborted\|ERROR" <<<"$out"; then
+		echo "pgbench reported errors with full=$config:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	hz=$(getconf CLK_TCK)
+	echo "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out") $(awk "BEGIN{print ($t1 - $t0) * 1000000 / $hz / $n}")"
+}
+
+best_empty=0
+best_full=0
+cpu_empty=0
+cpu_full=0
+round_secs=$((seconds / 2))
+[ "$round_secs" -lt 1 ] && round_secs=1
+printf '\n%-8s %12s %12s %16s %16s\n' round "empty tps" "full tps" "empty us/req" "full us/req"
+for round in 1 2; do
+	read -r e ec <<<"$(run false "$round_secs")"
+	read -r f fc <<<"$(run true "$round_secs")"
+	printf '%-8s %12.0f %12.0f %16.0f %16.0f\n' "$round" "$e" "$f" "$ec" "$fc"
+	awk "BEGIN{exit !($e > $best_empty)}" && best_empty=$e
+	awk "BEGIN{exit !($f > $best_full)}" && best_full=$f
+	cpu_empty=$(awk "BEGIN{print $cpu_empty + $ec}")
+	cpu_full=$(awk "BEGIN{print $cpu_full + $fc}")
+done
+printf 'best     %12.0f %12.0f %16.0f %16.0f\n' "$best_empty" "$best_full" \
+	"$(awk "BEGIN{print $cpu_empty / 2}")" "$(awk "BEGIN{print $cpu_full / 2}")"
+printf 'throughput ratio full/empty (best tps)        = %.2f (target >= 0.85)\n' \
+	"$(awk "BEGIN{print $best_full / $best_empty}")"
+printf 'server CPU ratio empty/full (mean us per req) = %.2f (less noisy on a shared machine)\n' \
+	"$(awk "BEGIN{print $cpu_empty / $cpu_full}")"
+bench_psql -Atc "SELECT 'new withdrawals by status: ' || string_agg(status || '=' || n, ', ') FROM (SELECT status, count(*) n FROM withdrawal.withdrawal WHERE idempotency_key NOT LIKE 'h-%' GROUP BY 1 ORDER BY 1) s"
