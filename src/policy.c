@@ -602,6 +602,31 @@ raise_limit(const char *what, int64 used,
 			 errhint("Try again later.")));
 }
 
+/*
+ * Like WithdrawalPrepare, but the plan is always generic.  The screening
+ * statement gates each part on a boolean parameter; a custom plan would
+ * prune the parts that are off and so always look cheaper than the generic
+ * one, and the plan cache would then re-plan it on every request.  In the
+ * generic plan the gates are one-time filters, checked before anything is
+ * read.
+ */
+static SPIPlanPtr
+prepare_generic(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
 void
 WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 					   WithdrawalRiskDecision *decision)
@@ -695,7 +720,7 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 	if (count_account && velocity_start < scan_from)
 		scan_from = velocity_start;
 
-	WithdrawalPrepare(&screen_plan,
+	prepare_generic(&screen_plan,
 					  "SELECT"
 					  " (SELECT b.list_name FROM ("
 					  "   SELECT 1 AS pri, l.list_name FROM withdrawal.blocklist l"
