@@ -162,8 +162,8 @@ SELECT rq('dora', 400, 'da-400b');
 UPDATE withdrawal.policy SET daily_amount_limit = NULL WHERE currency = 'USD';
 
 --
--- Velocity per account over a sliding window (all statuses, all
--- currencies): a withdrawal exactly one window old has left the window
+-- Velocity per account and currency over a sliding window (all
+-- statuses): a withdrawal exactly one window old has left the window
 --
 UPDATE withdrawal.policy SET velocity_window = '1 hour', velocity_account_limit = 2 WHERE currency = 'USD';
 SELECT rq('vera', 10, 'va-1'), rq('vera', 10, 'va-2');
@@ -177,6 +177,9 @@ UPDATE withdrawal.withdrawal SET created_at = now() - interval '1 hour' + interv
  WHERE idempotency_key = 'va-1';
 SELECT refused($$SELECT rq('vera', 10, 'va-3')$$);
 ROLLBACK;
+-- requests earlier in the same statement count too
+SELECT refused($$SELECT rq('vic', 10, 'vv-1'), rq('vic', 10, 'vv-2'), rq('vic', 10, 'vv-3')$$);
+SELECT rq('vic', 10, 'vv-1'), rq('vic', 10, 'vv-2');
 UPDATE withdrawal.policy SET velocity_account_limit = NULL WHERE currency = 'USD';
 
 --

@@ -21,22 +21,26 @@
  * Frozen accounts are refused by request() itself (WD006) before any of
  * this, from the row it has already read.
  *
- * Counters are index range scans bounded by the window (the account's
- * withdrawals since the start of its policy day or of the velocity window,
- * whichever is earlier; the device's and the IP's within the velocity
- * window), all in one statement together with the blocklist lookup, so a
- * request's cost depends on recent activity, never on the whole history.
- * Before counting, transaction-scoped advisory locks on the account, the
- * device and the IP (only for the limits that are configured) serialise
- * concurrent requests that share them, and the counting statement takes a
- * fresh snapshot after the locks, so two concurrent requests cannot both
- * take the last slot of a limit.
+ * Counters are btree range scans bounded by the window, run directly
+ * (systable_beginscan, no planner or executor): the account's withdrawals
+ * in the currency since the start of its policy day or of the velocity
+ * window, whichever is earlier (withdrawal_account_created); the device's
+ * and the IP's within the velocity window (withdrawal_device_created,
+ * withdrawal_ip_created).  A request's cost thus depends on recent
+ * activity, never on the whole history.  Before counting,
+ * transaction-scoped advisory locks on the account, the device and the IP
+ * (only for the limits that are configured) serialise concurrent requests
+ * that share them, and the counts use a fresh snapshot taken after the
+ * locks, so two concurrent requests cannot both take the last slot of a
+ * limit (under READ COMMITTED, request()'s isolation level).
+ *
+ * The blocklist is not cached (it may be large): exact kinds are primary
+ * key lookups, IP entries a GiST containment search.  Only which kinds of
+ * entry exist is cached, so that an empty blocklist costs nothing.
  *
  * The policy and channel tables are small and read on every request, so
  * each backend keeps a copy, loaded whole on first use and dropped when the
- * config_changed trigger invalidates the table (see util.c).  The blocklist
- * may be large and is not cached; only which kinds of entry exist is, so
- * that an empty blocklist costs nothing.
+ * config_changed trigger invalidates the table (see util.c).
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -49,12 +53,16 @@
 
 #include <openssl/evp.h>
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/int.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -65,6 +73,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "audit.h"
@@ -495,24 +505,18 @@ policy_day_start(const WithdrawalPolicyEntry *p, TimestampTz at)
 
 /*
  * Top-level string and number members of the destination: the tokens that
- * destination blocklist entries match.  Returns NULL when there are none.
+ * destination blocklist entries match (a List of C strings).
  */
-static ArrayType *
+static List *
 destination_tokens(Jsonb *destination)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken r;
-	Datum	   *tokens;
-	int			n = 0;
-	int			max;
+	List	   *tokens = NIL;
 
-	if (!JB_ROOT_IS_OBJECT(destination))
-		return NULL;
-	max = JB_ROOT_COUNT(destination);
-	if (max == 0)
-		return NULL;
-	tokens = palloc(sizeof(Datum) * max);
+	if (!JB_ROOT_IS_OBJECT(destination) || JB_ROOT_COUNT(destination) == 0)
+		return NIL;
 	it = JsonbIteratorInit(&destination->root);
 	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -525,12 +529,233 @@ destination_tokens(Jsonb *destination)
 		else if (v.type == jbvNumeric)
 			s = DatumGetCString(DirectFunctionCall1(numeric_out,
 													NumericGetDatum(v.val.numeric)));
-		if (s != NULL && s[0] != '\0' && strlen(s) <= BLOCKLIST_MAX_VALUE && n < max)
-			tokens[n++] = CStringGetTextDatum(s);
+		if (s != NULL && s[0] != '\0' && strlen(s) <= BLOCKLIST_MAX_VALUE)
+			tokens = lappend(tokens, s);
 	}
-	if (n == 0)
+	return tokens;
+}
+
+/*
+ * Starts a btree scan of a table of schema withdrawal through one of its
+ * indexes, with one condition (strategy, value) on each of the first nkeys
+ * index columns.  No planner, no executor: these run on every request.
+ */
+static SysScanDesc
+begin_index_scan(Relation rel, Relation index, int nkeys,
+				 const StrategyNumber *strategies, const Datum *values,
+				 Snapshot snapshot, ScanKeyData *keys)
+{
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+	{
+		Oid			type = index->rd_opcintype[i];
+		Oid			op = get_opfamily_member(index->rd_opfamily[i], type, type,
+											 strategies[i]);
+
+		if (!OidIsValid(op))
+			elog(ERROR, "no operator of strategy %d for index %s",
+				 strategies[i], RelationGetRelationName(index));
+		/* systable_beginscan takes heap attribute numbers */
+		ScanKeyEntryInitialize(&keys[i], 0, index->rd_index->indkey.values[i],
+							   strategies[i], InvalidOid, index->rd_indcollation[i],
+							   get_opcode(op), values[i]);
+	}
+	return systable_beginscan(rel, RelationGetRelid(index), true, snapshot,
+							  nkeys, keys);
+}
+
+static AttrNumber
+column_number(Relation rel, const char *name)
+{
+	int			attno = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attno <= 0)
+		elog(ERROR, "column %s.%s does not exist", RelationGetRelationName(rel), name);
+	return (AttrNumber) attno;
+}
+
+static bool
+text_datum_is(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+
+	return len == strlen(s) && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/* What the counters found */
+typedef struct ScreenCounts
+{
+	int64		day_count;		/* this account and currency, today */
+	int64		day_amount;
+	int64		account_recent; /* this account and currency, in the window */
+	int64		device_recent;	/* this device, in the window */
+	int64		ip_recent;		/* this IP, in the window */
+} ScreenCounts;
+
+/*
+ * The account's withdrawals in its currency since scan_from: one range
+ * scan of withdrawal_account_created, bounded by the earlier of the policy
+ * day's start and the velocity window's start.  Withdrawals whose money
+ * came back (rejected, canceled, failed, returned) do not count towards
+ * the daily limits; every withdrawal counts towards velocity.
+ */
+static void
+count_account_withdrawals(const char *account_id, const char *currency, TimestampTz scan_from,
+			  TimestampTz day_start, TimestampTz velocity_start,
+			  Snapshot snapshot, ScreenCounts *counts)
+{
+	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTGreaterEqualStrategyNumber};
+	Datum		values[2];
+	ScanKeyData keys[2];
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	AttrNumber	a_created,
+				a_currency,
+				a_status,
+				a_amount;
+
+	rel = table_open(WithdrawalRelationOid("withdrawal"), AccessShareLock);
+	index = index_open(WithdrawalRelationOid("withdrawal_account_created"), AccessShareLock);
+	tupdesc = RelationGetDescr(rel);
+	a_created = column_number(rel, "created_at");
+	a_currency = column_number(rel, "currency");
+	a_status = column_number(rel, "status");
+	a_amount = column_number(rel, "amount");
+	values[0] = CStringGetTextDatum(account_id);
+	values[1] = TimestampTzGetDatum(scan_from);
+	scan = begin_index_scan(rel, index, 2, strategies, values, snapshot, keys);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		TimestampTz created;
+		Datum		status;
+
+		if (!text_datum_is(heap_getattr(tuple, a_currency, tupdesc, &isnull), currency))
+			continue;
+		created = DatumGetTimestampTz(heap_getattr(tuple, a_created, tupdesc, &isnull));
+		if (created > velocity_start)
+			counts->account_recent++;
+		if (created < day_start)
+			continue;
+		status = heap_getattr(tuple, a_status, tupdesc, &isnull);
+		if (text_datum_is(status, "rejected") || text_datum_is(status, "canceled") ||
+			text_datum_is(status, "failed") || text_datum_is(status, "returned"))
+			continue;
+		counts->day_count++;
+		if (pg_add_s64_overflow(counts->day_amount,
+								DatumGetInt64(heap_getattr(tuple, a_amount, tupdesc, &isnull)),
+								&counts->day_amount))
+			counts->day_amount = PG_INT64_MAX;
+	}
+	systable_endscan(scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Withdrawals (any account or currency) with key = value created after
+ * since, through the index (key, created_at).
+ */
+static int64
+count_recent(const char *indexname, Datum value, TimestampTz since, Snapshot snapshot)
+{
+	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTGreaterStrategyNumber};
+	Datum		values[2];
+	ScanKeyData keys[2];
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	int64		n = 0;
+
+	rel = table_open(WithdrawalRelationOid("withdrawal"), AccessShareLock);
+	index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
+	values[0] = value;
+	values[1] = TimestampTzGetDatum(since);
+	scan = begin_index_scan(rel, index, 2, strategies, values, snapshot, keys);
+	while (HeapTupleIsValid(systable_getnext(scan)))
+		n++;
+	systable_endscan(scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return n;
+}
+
+/*
+ * The first (by name) unexpired list holding (kind, value), or NULL:
+ * a primary-key range scan of the blocklist.
+ */
+static char *
+blocklist_exact(const char *kind, const char *value, TimestampTz now, Snapshot snapshot)
+{
+	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTEqualStrategyNumber};
+	Datum		values[2];
+	ScanKeyData keys[2];
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	AttrNumber	a_list,
+				a_expires;
+	char	   *best = NULL;
+
+	rel = table_open(WithdrawalRelationOid("blocklist"), AccessShareLock);
+	index = index_open(WithdrawalRelationOid("blocklist_pkey"), AccessShareLock);
+	tupdesc = RelationGetDescr(rel);
+	a_list = column_number(rel, "list_name");
+	a_expires = column_number(rel, "expires_at");
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(value);
+	scan = begin_index_scan(rel, index, 2, strategies, values, snapshot, keys);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		expires = heap_getattr(tuple, a_expires, tupdesc, &isnull);
+		char	   *list;
+
+		if (!isnull && DatumGetTimestampTz(expires) <= now)
+			continue;
+		list = TextDatumGetCString(heap_getattr(tuple, a_list, tupdesc, &isnull));
+		if (best == NULL || strcmp(list, best) < 0)
+			best = list;
+	}
+	systable_endscan(scan);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return best;
+}
+
+/*
+ * The first (by name) unexpired list with an address or network that
+ * contains ip, or NULL.  A GiST containment search, left to the executor.
+ */
+static char *
+blocklist_ip(const char *ip, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		d;
+
+	WithdrawalPrepare(&plan,
+					  "SELECT list_name FROM withdrawal.blocklist"
+					  " WHERE kind = 'ip' AND net >>= $1::inet"
+					  "   AND (expires_at IS NULL OR expires_at > $2)"
+					  " ORDER BY list_name LIMIT 1",
+					  2, types);
+	values[0] = CStringGetTextDatum(ip);
+	values[1] = TimestampTzGetDatum(now);
+	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
 		return NULL;
-	return construct_array(tokens, n, TEXTOID, -1, false, TYPALIGN_INT);
+	d = WithdrawalSpiGet(0, 1, &isnull);
+	return TextDatumGetCString(d);
 }
 
 /*
@@ -545,18 +770,6 @@ lock_counter(int32 lock_class, const char *value)
 	DirectFunctionCall2(pg_advisory_xact_lock_int4,
 						Int32GetDatum(lock_class), Int32GetDatum((int32) h));
 }
-
-/* Parameters and result columns of the screening statement */
-#define SCREEN_NARGS 16
-enum
-{
-	SCREEN_BLOCKED_BY = 1,
-	SCREEN_DAY_COUNT,
-	SCREEN_DAY_AMOUNT,
-	SCREEN_ACCOUNT_RECENT,
-	SCREEN_DEVICE_RECENT,
-	SCREEN_IP_RECENT
-};
 
 /*
  * KYC: at or above kyc_threshold the account needs kyc_level_required.
@@ -602,61 +815,26 @@ raise_limit(const char *what, int64 used,
 			 errhint("Try again later.")));
 }
 
-/*
- * Like WithdrawalPrepare, but the plan is always generic.  The screening
- * statement gates each part on a boolean parameter; a custom plan would
- * prune the parts that are off and so always look cheaper than the generic
- * one, and the plan cache would then re-plan it on every request.  In the
- * generic plan the gates are one-time filters, checked before anything is
- * read.
- */
-static SPIPlanPtr
-prepare_generic(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
 void
 WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 					   WithdrawalRiskDecision *decision)
 {
-	static SPIPlanPtr screen_plan = NULL;
-	Oid			types[SCREEN_NARGS] = {
-		BOOLOID, TEXTOID, BOOLOID, TEXTARRAYOID, BOOLOID, TEXTOID, BOOLOID, TEXTOID,
-		BOOLOID, BOOLOID, BOOLOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TEXTOID, TIMESTAMPTZOID
-	};
-	Datum		values[SCREEN_NARGS];
-	char		nulls[SCREEN_NARGS];
 	WithdrawalPolicyEntry *p = policy_for(req->currency);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	TimestampTz day_start = now;
 	TimestampTz velocity_start = now;
 	TimestampTz scan_from = now;
-	ArrayType  *tokens = NULL;
+	List	   *tokens = NIL;
 	bool		block[BLOCK_KINDS];
 	bool		count_daily,
 				count_account,
 				count_device,
 				count_ip,
 				any_block;
-	bool		isnull;
-	Datum		d;
-	int64		day_count,
-				day_amount,
-				recent,
-				total;
+	ScreenCounts counts;
+	Snapshot	snapshot;
+	char	   *list = NULL;
+	int64		total;
 	int			k;
 
 	decision->outcome = WITHDRAWAL_RISK_ACCEPT;
@@ -681,7 +859,7 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 	block[BLOCK_ACCOUNT] = block_kind_present[BLOCK_ACCOUNT];
 	if (block_kind_present[BLOCK_DESTINATION])
 		tokens = destination_tokens(req->destination);
-	block[BLOCK_DESTINATION] = tokens != NULL;
+	block[BLOCK_DESTINATION] = tokens != NIL;
 	block[BLOCK_DEVICE] = block_kind_present[BLOCK_DEVICE] && req->device_id != NULL;
 	block[BLOCK_IP] = block_kind_present[BLOCK_IP] && req->ip != NULL;
 	any_block = false;
@@ -714,115 +892,86 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 		velocity_start = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 																 TimestampTzGetDatum(now),
 																 IntervalPGetDatum(&p->velocity_window)));
-	scan_from = now;
 	if (count_daily)
 		scan_from = day_start;
 	if (count_account && velocity_start < scan_from)
 		scan_from = velocity_start;
 
-	prepare_generic(&screen_plan,
-					  "SELECT"
-					  " (SELECT b.list_name FROM ("
-					  "   SELECT 1 AS pri, l.list_name FROM withdrawal.blocklist l"
-					  "    WHERE $1 AND l.kind = 'account' AND l.value = $2"
-					  "      AND (l.expires_at IS NULL OR l.expires_at > $13)"
-					  "   UNION ALL"
-					  "   SELECT 2, l.list_name FROM withdrawal.blocklist l"
-					  "    WHERE $3 AND l.kind = 'destination' AND l.value = ANY ($4)"
-					  "      AND (l.expires_at IS NULL OR l.expires_at > $13)"
-					  "   UNION ALL"
-					  "   SELECT 3, l.list_name FROM withdrawal.blocklist l"
-					  "    WHERE $5 AND l.kind = 'device' AND l.value = $6"
-					  "      AND (l.expires_at IS NULL OR l.expires_at > $13)"
-					  "   UNION ALL"
-					  "   SELECT 4, l.list_name FROM withdrawal.blocklist l"
-					  "    WHERE $7 AND l.kind = 'ip' AND l.net >>= $8::inet"
-					  "      AND (l.expires_at IS NULL OR l.expires_at > $13)"
-					  "  ) b ORDER BY b.pri, b.list_name LIMIT 1),"
-					  " acc.day_count, acc.day_amount, acc.recent,"
-					  " (SELECT count(*) FROM withdrawal.withdrawal dv"
-					  "   WHERE $9 AND dv.device_id = $6 AND dv.created_at > $12),"
-					  " (SELECT count(*) FROM withdrawal.withdrawal ip"
-					  "   WHERE $10 AND ip.ip = $8::inet AND ip.created_at > $12)"
-					  " FROM (SELECT"
-					  "   count(*) FILTER (WHERE c.created_at >= $14 AND c.currency = $15"
-					  "     AND c.status NOT IN " NOT_COUNTED_STATUSES ") AS day_count,"
-					  "   coalesce(sum(c.amount) FILTER (WHERE c.created_at >= $14 AND c.currency = $15"
-					  "     AND c.status NOT IN " NOT_COUNTED_STATUSES "), 0)::int8 AS day_amount,"
-					  "   count(*) FILTER (WHERE c.created_at > $12) AS recent"
-					  "  FROM withdrawal.withdrawal c"
-					  "  WHERE $11 AND c.account_id = $2 AND c.created_at >= $16) acc",
-					  SCREEN_NARGS, types);
-
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = BoolGetDatum(block[BLOCK_ACCOUNT]);
-	values[1] = CStringGetTextDatum(req->account_id);
-	values[2] = BoolGetDatum(block[BLOCK_DESTINATION]);
-	values[3] = tokens ? PointerGetDatum(tokens) : (Datum) 0;
-	nulls[3] = tokens ? ' ' : 'n';
-	values[4] = BoolGetDatum(block[BLOCK_DEVICE]);
-	values[5] = req->device_id ? CStringGetTextDatum(req->device_id) : (Datum) 0;
-	nulls[5] = req->device_id ? ' ' : 'n';
-	values[6] = BoolGetDatum(block[BLOCK_IP]);
-	values[7] = req->ip ? CStringGetTextDatum(req->ip) : (Datum) 0;
-	nulls[7] = req->ip ? ' ' : 'n';
-	values[8] = BoolGetDatum(count_device);
-	values[9] = BoolGetDatum(count_ip);
-	values[10] = BoolGetDatum(count_daily || count_account);
-	values[11] = TimestampTzGetDatum(velocity_start);
-	values[12] = TimestampTzGetDatum(now);
-	values[13] = TimestampTzGetDatum(day_start);
-	values[14] = CStringGetTextDatum(req->currency);
-	values[15] = TimestampTzGetDatum(scan_from);
-	WithdrawalExecute(screen_plan, values, nulls, false, 1, SPI_OK_SELECT);
+	/*
+	 * A fresh snapshot taken after the locks, that also sees what earlier
+	 * commands of this transaction (earlier requests) wrote.
+	 */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 	/* 2. Blocklist: recorded as rejected, no money moves */
-	d = WithdrawalSpiGet(0, SCREEN_BLOCKED_BY, &isnull);
-	if (!isnull)
+	if (block[BLOCK_ACCOUNT])
+		list = blocklist_exact("account", req->account_id, now, snapshot);
+	if (list == NULL && block[BLOCK_DESTINATION])
 	{
+		ListCell   *lc;
+		char	   *best = NULL;
+
+		foreach(lc, tokens)
+		{
+			char	   *hit = blocklist_exact("destination", lfirst(lc), now, snapshot);
+
+			if (hit != NULL && (best == NULL || strcmp(hit, best) < 0))
+				best = hit;
+		}
+		list = best;
+	}
+	if (list == NULL && block[BLOCK_DEVICE])
+		list = blocklist_exact("device", req->device_id, now, snapshot);
+	if (list == NULL && block[BLOCK_IP])
+		list = blocklist_ip(req->ip, now);
+	if (list != NULL)
+	{
+		UnregisterSnapshot(snapshot);
 		decision->outcome = WITHDRAWAL_RISK_REJECT;
-		decision->reason = psprintf("blocklist:%s", TextDatumGetCString(d));
+		decision->reason = psprintf("blocklist:%s", list);
 		return;
 	}
-
-	day_count = DatumGetInt64(WithdrawalSpiGet(0, SCREEN_DAY_COUNT, &isnull));
-	day_amount = DatumGetInt64(WithdrawalSpiGet(0, SCREEN_DAY_AMOUNT, &isnull));
 
 	/* 3. KYC (after the blocklist on purpose: listed requests are recorded) */
 	check_kyc(p, req);
 
+	memset(&counts, 0, sizeof(counts));
+	if (count_daily || count_account)
+		count_account_withdrawals(req->account_id, req->currency, scan_from, day_start,
+								  velocity_start, snapshot, &counts);
+	if (count_device)
+		counts.device_recent = count_recent("withdrawal_device_created",
+											CStringGetTextDatum(req->device_id),
+											velocity_start, snapshot);
+	if (count_ip)
+		counts.ip_recent = count_recent("withdrawal_ip_created",
+										DirectFunctionCall1(inet_in, CStringGetDatum(req->ip)),
+										velocity_start, snapshot);
+	UnregisterSnapshot(snapshot);
+
 	/* 4. Daily limits */
-	if (count_daily && p->daily_count_limit >= 0 && day_count >= p->daily_count_limit)
-		raise_limit("daily count", day_count, p->daily_count_limit,
+	if (count_daily && p->daily_count_limit >= 0 && counts.day_count >= p->daily_count_limit)
+		raise_limit("daily count", counts.day_count, p->daily_count_limit,
 					"Withdrawals today");
 	if (count_daily && p->daily_amount_limit >= 0 &&
-		(pg_add_s64_overflow(day_amount, req->amount, &total) ||
+		(pg_add_s64_overflow(counts.day_amount, req->amount, &total) ||
 		 total > p->daily_amount_limit))
-		raise_limit("daily amount", day_amount, p->daily_amount_limit,
+		raise_limit("daily amount", counts.day_amount, p->daily_amount_limit,
 					"Amount withdrawn today");
 
 	/* 5. Velocity */
-	if (count_account)
-	{
-		recent = DatumGetInt64(WithdrawalSpiGet(0, SCREEN_ACCOUNT_RECENT, &isnull));
-		if (recent >= p->velocity_account_limit)
-			raise_limit("account velocity", recent, p->velocity_account_limit,
-						"Withdrawals by this account in the velocity window");
-	}
-	if (count_device)
-	{
-		recent = DatumGetInt64(WithdrawalSpiGet(0, SCREEN_DEVICE_RECENT, &isnull));
-		if (recent >= p->velocity_device_limit)
-			raise_limit("device velocity", recent, p->velocity_device_limit,
-						"Withdrawals from this device in the velocity window");
-	}
-	if (count_ip)
-	{
-		recent = DatumGetInt64(WithdrawalSpiGet(0, SCREEN_IP_RECENT, &isnull));
-		if (recent >= p->velocity_ip_limit)
-			raise_limit("IP velocity", recent, p->velocity_ip_limit,
-						"Withdrawals from this IP address in the velocity window");
-	}
+	if (count_account && counts.account_recent >= p->velocity_account_limit)
+		raise_limit("account velocity", counts.account_recent, p->velocity_account_limit,
+					"Withdrawals by this account in the velocity window");
+	if (count_device && counts.device_recent >= p->velocity_device_limit)
+		raise_limit("device velocity", counts.device_recent, p->velocity_device_limit,
+					"Withdrawals from this device in the velocity window");
+	if (count_ip && counts.ip_recent >= p->velocity_ip_limit)
+		raise_limit("IP velocity", counts.ip_recent, p->velocity_ip_limit,
+					"Withdrawals from this IP address in the velocity window");
+
+	/* 6. Manual review */
 	check_review(p, req, decision);
 }
 
