@@ -11,24 +11,28 @@
 #         destinations, 10k IPs/networks), a channel opening window
 # empty = no USD policy (the permissive '*' row), empty blocklist, no window
 #
-# The two configurations alternate (empty, full, empty, full); the best of
-# each is kept, and the ratio full/empty printed (target >= 0.85).  On a
+# The two configurations alternate (empty, full, empty, full, ...,
+# BENCH_ROUNDS rounds, default 3); the best of each is kept, and the ratio full/empty printed (target >= 0.85).  On a
 # shared, noisy machine the server CPU time per request (all PostgreSQL
 # processes of the cluster, from /proc) is the steadier figure, so its
 # ratio is printed too.
-# BENCH_SECONDS (default 20, per configuration, split in two rounds) and
+# BENCH_SECONDS (default 30, per configuration, split over the rounds) and
 # BENCH_CLIENTS (default 4) scale it; a quick run:
 #   BENCH_ACCOUNTS=10000 BENCH_SECONDS=6 test/bench/policy.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster.sh"
 
-seconds=${BENCH_SECONDS:-20}
+seconds=${BENCH_SECONDS:-30}
 accounts=${BENCH_ACCOUNTS:-100000}
 history=${BENCH_HISTORY:-20}
 clients=${BENCH_CLIENTS:-4}
+rounds=${BENCH_ROUNDS:-3}
 
-start_bench_cluster
+# autovacuum off and a VACUUM after each reconfiguration: its work would
+# land at random in one configuration's measurement.  synchronous_commit off
+# makes the run CPU-bound, so the policy's cost is not hidden behind fsync.
+start_bench_cluster "autovacuum = off" "synchronous_commit = off"
 bench_psql -c "CREATE EXTENSION withdrawal"
 echo "seeding $accounts accounts with $history prior withdrawals each..."
 bench_psql <<EOS
@@ -104,6 +108,7 @@ cluster_ticks() {
 run() {
 	local config=$1 secs=$2 out t0 t1 n hz
 	bench_psql -c "SELECT bench.configure($config)" >/dev/null
+	bench_psql -c "VACUUM ANALYZE withdrawal.blocklist, withdrawal.policy, withdrawal.channel" >/dev/null
 	t0=$(cluster_ticks)
 	out=$(as_run_user "$bench_bindir/pgbench" -n -T "$secs" -c "$clients" -j "$clients" -f "$scripts/request.sql" 2>&1)
 	t1=$(cluster_ticks)
@@ -121,10 +126,10 @@ best_empty=0
 best_full=0
 cpu_empty=0
 cpu_full=0
-round_secs=$((seconds / 2))
+round_secs=$((seconds / rounds))
 [ "$round_secs" -lt 1 ] && round_secs=1
 printf '\n%-8s %12s %12s %16s %16s\n' round "empty tps" "full tps" "empty us/req" "full us/req"
-for round in 1 2; do
+for round in $(seq 1 "$rounds"); do
 	read -r e ec <<<"$(run false "$round_secs")"
 	read -r f fc <<<"$(run true "$round_secs")"
 	printf '%-8s %12.0f %12.0f %16.0f %16.0f\n' "$round" "$e" "$f" "$ec" "$fc"
@@ -134,7 +139,7 @@ for round in 1 2; do
 	cpu_full=$(awk "BEGIN{print $cpu_full + $fc}")
 done
 printf 'best     %12.0f %12.0f %16.0f %16.0f\n' "$best_empty" "$best_full" \
-	"$(awk "BEGIN{print $cpu_empty / 2}")" "$(awk "BEGIN{print $cpu_full / 2}")"
+	"$(awk "BEGIN{print $cpu_empty / $rounds}")" "$(awk "BEGIN{print $cpu_full / $rounds}")"
 printf 'throughput ratio full/empty (best tps)        = %.2f (target >= 0.85)\n' \
 	"$(awk "BEGIN{print $best_full / $best_empty}")"
 printf 'server CPU ratio empty/full (mean us per req) = %.2f (less noisy on a shared machine)\n' \
