@@ -12,10 +12,10 @@
 # empty = no USD policy (the permissive '*' row), empty blocklist, no window
 #
 # The two configurations alternate (empty, full, empty, full, ...,
-# BENCH_ROUNDS rounds, default 3); the best of each is kept, and the ratio full/empty printed (target >= 0.85).  On a
-# shared, noisy machine the server CPU time per request (all PostgreSQL
-# processes of the cluster, from /proc) is the steadier figure, so its
-# ratio is printed too.
+# BENCH_ROUNDS rounds, default 3); the best of each is kept, and the ratio
+# full/empty printed (target >= 0.85).  On a shared, noisy machine the
+# server CPU time per request (all PostgreSQL processes of the cluster,
+# from /proc) is the steadier figure, so its ratio is printed too.
 # BENCH_SECONDS (default 30, per configuration, split over the rounds) and
 # BENCH_CLIENTS (default 4) scale it; a quick run:
 #   BENCH_ACCOUNTS=10000 BENCH_SECONDS=6 test/bench/policy.sh
