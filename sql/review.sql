@@ -164,5 +164,20 @@ SELECT ok, first_bad_id FROM withdrawal.verify_audit();
 SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean') AS invariants
   FROM withdrawal.check_invariants() WHERE violations <> 0;
 
+-- at or above four_eyes_threshold a withdrawal is held for review even
+-- when review_threshold is higher or off: it can never skip two approvers
+UPDATE withdrawal.policy SET review_threshold = NULL, four_eyes_threshold = 3000 WHERE currency = '*';
+SET SESSION AUTHORIZATION regress_rv_app;
+SELECT status FROM withdrawal.request('rose', 'USD', 2999, 'sandbox', '{"iban": "X"}', 'rv-fe-2999');
+SELECT status FROM withdrawal.request('rose', 'USD', 3000, 'sandbox', '{"iban": "X"}', 'rv-fe-3000');
+RESET SESSION AUTHORIZATION;
+SELECT reason FROM withdrawal.withdrawal WHERE idempotency_key = 'rv-fe-3000';
+SET SESSION AUTHORIZATION regress_rv_ops1;
+SELECT withdrawal.approve(wid('rv-fe-3000'));
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_rv_ops2;
+SELECT withdrawal.approve(wid('rv-fe-3000'));
+RESET SESSION AUTHORIZATION;
+
 DROP OWNED BY regress_rv_app, regress_rv_ops1, regress_rv_ops2, regress_rv_both;
 DROP ROLE regress_rv_app, regress_rv_ops1, regress_rv_ops2, regress_rv_both;

@@ -16,7 +16,7 @@
  *		currency, in the policy's time zone
  *	 5. velocity per account, device and IP over	WD003
  *		the sliding velocity_window
- *	 6. review_threshold							review (funds held)
+ *	 6. review_threshold or four_eyes_threshold		review (funds held)
  *
  * Frozen accounts are refused by request() itself (WD006) before any of
  * this, from the row it has already read.
@@ -791,16 +791,26 @@ check_kyc(const WithdrawalPolicyEntry *p, const WithdrawalRequestData *req)
 }
 
 /*
- * Review: at or above review_threshold the funds are held for ops.
+ * Review: at or above review_threshold the funds are held for ops.  So are
+ * they at or above four_eyes_threshold, whatever review_threshold says: a
+ * payout that needs two approvers must never skip review because the
+ * review threshold was set higher or left off.
  */
 static void
 check_review(const WithdrawalPolicyEntry *p, const WithdrawalRequestData *req,
 			 WithdrawalRiskDecision *decision)
 {
-	if (p != NULL && p->review_threshold >= 0 && req->amount >= p->review_threshold)
+	if (p == NULL)
+		return;
+	if (p->review_threshold >= 0 && req->amount >= p->review_threshold)
 	{
 		decision->outcome = WITHDRAWAL_RISK_REVIEW;
 		decision->reason = pstrdup("review_threshold");
+	}
+	else if (p->four_eyes_threshold >= 0 && req->amount >= p->four_eyes_threshold)
+	{
+		decision->outcome = WITHDRAWAL_RISK_REVIEW;
+		decision->reason = pstrdup("four_eyes_threshold");
 	}
 }
 
