@@ -103,14 +103,27 @@ cluster_ticks() {
 	echo "$total"
 }
 
+# waits until no client backend is left (they exit after their client has
+# gone; their CPU time reaches the postmaster's counters only once reaped)
+wait_no_clients() {
+	local pm i
+	pm=$(head -1 "$bench_work/data/postmaster.pid")
+	for i in $(seq 1 100); do
+		pgrep -P "$pm" -f '127\.0\.0\.1' >/dev/null || return 0
+		sleep 0.1
+	done
+}
+
 # run CONFIG SECONDS: prints "tps server-CPU-microseconds-per-request";
 # fails loudly if any transaction failed
 run() {
 	local config=$1 secs=$2 out t0 t1 n hz
 	bench_psql -c "SELECT bench.configure($config)" >/dev/null
 	bench_psql -c "VACUUM ANALYZE withdrawal.blocklist, withdrawal.policy, withdrawal.channel" >/dev/null
+	wait_no_clients
 	t0=$(cluster_ticks)
 	out=$(as_run_user "$bench_bindir/pgbench" -n -T "$secs" -c "$clients" -j "$clients" -f "$scripts/request.sql" 2>&1)
+	wait_no_clients
 	t1=$(cluster_ticks)
 	if grep -q "aborted\|ERROR" <<<"$out"; then
 		echo "pgbench reported errors with full=$config:" >&2
