@@ -63,7 +63,6 @@
 #include "common/int.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -99,8 +98,6 @@ PG_FUNCTION_INFO_V1(withdrawal_unblock);
 #define POLICY_LOCK_DEVICE		0x57445044
 #define POLICY_LOCK_IP			0x57445049
 
-/* Statuses whose money did not stay out: not counted by daily limits */
-#define NOT_COUNTED_STATUSES "('rejected', 'canceled', 'failed', 'returned')"
 
 typedef struct WithdrawalPolicyEntry
 {
