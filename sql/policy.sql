@@ -222,6 +222,16 @@ SELECT rq('mina', 500, 'bl-4', '{"device_id": "rooted-7"}');
 SELECT rq('mina', 500, 'bl-5', '{"ip": "192.0.2.77"}');
 SELECT rq('mina', 500, 'bl-6', '{"ip": "192.0.3.77"}');
 SELECT rq('mina', 500, 'bl-7', '{"device_id": "old-dev"}');
+-- IP entries: networks of both families, host bits, expiry, several lists
+SELECT withdrawal.block('ip', '2001:db8::/32', 'v6_list'), withdrawal.block('ip', '198.51.100.77/24', 'hostbits'),
+	   withdrawal.block('ip', '203.0.113.9', 'single'),
+	   withdrawal.block('ip', '203.0.113.0/24', 'aaa_expired', NULL, now() - interval '1 second'),
+	   withdrawal.block('ip', '192.0.2.0/25', 'aaa_tor');
+SELECT ip, rq('mina', 500, 'ip-' || ip, jsonb_build_object('ip', ip)) AS outcome,
+	   (SELECT min(list_name) FROM withdrawal.blocklist
+		 WHERE kind = 'ip' AND net >>= ip::inet AND (expires_at IS NULL OR expires_at > now())) AS sql_says
+  FROM unnest(ARRAY['2001:db8:1::5', '2001:db9::1', '198.51.100.5', '198.51.101.5', '203.0.113.9',
+					'203.0.113.10', '192.0.2.77', '192.0.2.200', '::ffff:192.0.2.77']) ip;
 -- several hits: the account's list wins, then destination, device, IP
 SELECT rq('blk', 500, 'bl-8', '{"ip": "192.0.2.1", "device_id": "rooted-7"}');
 -- a listed request that would also break a hard limit is still recorded
