@@ -3,6 +3,9 @@
 # idempotency keys over keep-alive loopback connections, driven by wrk, for
 # a bounded time.  Prints "mock capacity: N requests/s" last, and checks
 # with the mock's own counters that every request was an effective payout.
+# Also prints the mock's CPU time per request (from /proc), whose inverse is
+# the capacity of one fully available core: on a busy machine the wall-clock
+# figure drops while that one stays put.
 #
 #   test/bench/mock_capacity.sh [SECONDS (default 5)] [CONNECTIONS (default 32)]
 #
@@ -55,8 +58,17 @@ ctl() {
 wrk -t1 -c"$connections" -d1s -s "$here/mock_capacity.lua" "$url" -- "$key" >/dev/null
 ctl POST /_control/reset >/dev/null
 
+# cpu_ticks PID: user + system clock ticks of a process
+cpu_ticks() {
+	local f
+	read -r -a f <"/proc/$1/stat"
+	# fields 14 and 15 (utime, stime); the command name has no spaces here
+	echo $((f[13] + f[14]))
+}
+ticks0=$(cpu_ticks "$mock_pid")
 out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/mock_capacity.lua" "$url" -- "$key")
 echo "$out"
+ticks1=$(cpu_ticks "$mock_pid")
 stats=$(ctl GET "/_control/stats?keys=0")
 
 summary=$(echo "$out" | sed -n 's/^wrk: requests=\([0-9]*\) duration_us=\([0-9]*\) non2xx=\([0-9]*\) connect=\([0-9]*\) read=\([0-9]*\) write=\([0-9]*\) timeout=\([0-9]*\)$/\1 \2 \3 \4 \5 \6 \7/p')
@@ -74,6 +86,12 @@ fi
 if [ "$effective" -lt "$requests" ] || [ "$effective" -gt $((requests + connections)) ]; then
 	echo "mock_capacity: mock counted $effective payouts for $requests requests" >&2
 	exit 1
+fi
+hz=$(getconf CLK_TCK)
+cpu_us=$(((ticks1 - ticks0) * 1000000 / hz))
+if [ "$cpu_us" -gt 0 ]; then
+	echo "mock CPU: $((cpu_us * 1000 / requests)) ns per request," \
+		"i.e. $((requests * 1000000 / cpu_us)) requests/s per fully available core"
 fi
 echo "mock capacity: $((requests * 1000000 / duration_us)) requests/s" \
 	"($requests POST /payouts with unique keys in $((duration_us / 1000)) ms, $connections connections, $threads wrk thread(s))"
