@@ -25,12 +25,15 @@ case $duration in ''|*[!0-9]*) echo "mock_capacity: SECONDS must be an integer" 
 tmp=$(mktemp -d)
 mock_pid=
 cleanup() {
-	[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+	if [ -n "$mock_pid" ]; then
+		kill "$mock_pid" 2>/dev/null || true
+		wait "$mock_pid" 2>/dev/null || true
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-mkfifo "$tmp/out"
+mkfifo "$tmp/out" "$tmp/out2"
 "$node" "$here/../mock/processor.js" --port 0 --api-key "$key" >"$tmp/out" 2>"$tmp/err" &
 mock_pid=$!
 # the mock prints {"port":N} once listening; give up after 30 s
@@ -93,5 +96,35 @@ if [ "$cpu_us" -gt 0 ]; then
 	echo "mock CPU: $((cpu_us * 1000 / requests)) ns per request," \
 		"i.e. $((requests * 1000000 / cpu_us)) requests/s per fully available core"
 fi
-echo "mock capacity: $((requests * 1000000 / duration_us)) requests/s" \
-	"($requests POST /payouts with unique keys in $((duration_us / 1000)) ms, $connections connections, $threads wrk thread(s))"
+
+# Baseline in the same run: a Node server that answers the same request
+# with a constant body and records nothing, i.e. the floor that Node's HTTP
+# stack sets on this machine now.
+kill "$mock_pid" 2>/dev/null || true
+wait "$mock_pid" 2>/dev/null || true
+mock_pid=
+"$node" -e '
+	const s = require("http").createServer((req, res) => {
+		req.resume();
+		req.on("end", () => {
+			const t = "{\"id\":\"po_1\",\"status\":\"paid\"}";
+			res.writeHead(200, { "Content-Type": "application/json", "Content-Length": t.length });
+			res.end(t);
+		});
+	});
+	s.keepAliveTimeout = 120000;
+	s.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ port: s.address().port })));' >"$tmp/out2" 2>>"$tmp/err" &
+mock_pid=$!
+exec 4<"$tmp/out2"
+IFS= read -r -t 30 line <&4 || { echo "mock_capacity: the baseline server did not start" >&2; exit 1; }
+base_url=http://127.0.0.1:${line//[^0-9]/}
+wrk -t1 -c"$connections" -d1s -s "$here/mock_capacity.lua" "$base_url" >/dev/null
+base=$(wrk -t"$threads" -c"$connections" -d"${duration}s" -s "$here/mock_capacity.lua" "$base_url" |
+	sed -n 's/^wrk: requests=\([0-9]*\) duration_us=\([0-9]*\) .*/\1 \2/p')
+read -r base_requests base_us <<<"$base"
+rate=$((requests * 1000000 / duration_us))
+base_rate=$((base_requests * 1000000 / base_us))
+echo "node HTTP floor (constant answer, nothing recorded): $base_rate requests/s"
+echo "mock capacity: $rate requests/s" \
+	"($requests POST /payouts with unique keys in $((duration_us / 1000)) ms, $connections connections," \
+	"$threads wrk thread(s); $((rate * 100 / base_rate))% of the node HTTP floor)"
