@@ -797,6 +797,8 @@ load_blocked_nets(void)
 	static SPIPlanPtr plan = NULL;
 	uint64		inval_before = block_inval_count;
 	MemoryContext cxt;
+	MemoryContext scratch;
+	MemoryContext old;
 	BlockedNet *nets;
 	uint64		i;
 
@@ -808,6 +810,10 @@ load_blocked_nets(void)
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal blocked networks",
 								ALLOCSET_DEFAULT_SIZES);
+	/* per-row garbage goes to a scratch context, not the SPI procedure's */
+	scratch = AllocSetContextCreate(CurrentMemoryContext, "withdrawal scratch",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(scratch);
 	nets = MemoryContextAllocZero(cxt, sizeof(BlockedNet) * (SPI_processed + 1));
 	for (i = 0; i < SPI_processed && SPI_processed <= BLOCKED_NETS_MAX; i++)
 	{
@@ -825,6 +831,9 @@ load_blocked_nets(void)
 	}
 	blocked_nets_too_many = SPI_processed > BLOCKED_NETS_MAX;
 	blocked_net_count = blocked_nets_too_many ? 0 : (int) SPI_processed;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(scratch);
+	SPI_freetuptable(SPI_tuptable);
 	qsort(nets, blocked_net_count, sizeof(BlockedNet), blocked_net_cmp);
 
 	MemoryContextSetParent(cxt, CacheMemoryContext);

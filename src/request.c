@@ -111,7 +111,9 @@ context_ip(Jsonb *context)
 }
 
 /*
- * Returns (withdrawal_id, status, replayed).
+ * Returns (withdrawal_id, status, replayed), copied into the caller's
+ * memory context: callers return it after SPI_finish(), which frees the
+ * SPI procedure context where it is built.
  */
 static Datum
 request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool replayed)
@@ -125,7 +127,8 @@ request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool repla
 	values[0] = id;
 	values[1] = CStringGetTextDatum(status);
 	values[2] = BoolGetDatum(replayed);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+	return SPI_datumTransfer(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)),
+							 false, -1);
 }
 
 /*
