@@ -143,8 +143,10 @@ round_secs=$((seconds / rounds))
 [ "$round_secs" -lt 1 ] && round_secs=1
 printf '\n%-8s %12s %12s %16s %16s\n' round "empty tps" "full tps" "empty us/req" "full us/req"
 for round in $(seq 1 "$rounds"); do
-	read -r e ec <<<"$(run false "$round_secs")"
-	read -r f fc <<<"$(run true "$round_secs")"
+	r=$(run false "$round_secs") || exit 1
+	read -r e ec <<<"$r"
+	r=$(run true "$round_secs") || exit 1
+	read -r f fc <<<"$r"
 	printf '%-8s %12.0f %12.0f %16.0f %16.0f\n' "$round" "$e" "$f" "$ec" "$fc"
 	awk "BEGIN{exit !($e > $best_empty)}" && best_empty=$e
 	awk "BEGIN{exit !($f > $best_full)}" && best_full=$f
