@@ -13,9 +13,7 @@
 #
 # The two configurations alternate (empty, full, empty, full, ...,
 # BENCH_ROUNDS rounds, default 3); the best of each is kept, and the ratio
-# full/empty printed (target >= 0.85).  On a shared, noisy machine the
-# server CPU time per request (all PostgreSQL processes of the cluster,
-# from /proc) is the steadier figure, so its ratio is printed too.
+# full/empty printed (target >= 0.85).
 # BENCH_SECONDS (default 30, per configuration, split over the rounds) and
 # BENCH_CLIENTS (default 4) scale it; a quick run:
 #   BENCH_ACCOUNTS=10000 BENCH_SECONDS=6 test/bench/policy.sh
@@ -91,72 +89,32 @@ as_run_user tee "$scripts/request.sql" >/dev/null <<EOS
 SELECT withdrawal.request('acct' || :a, 'USD', :amt, 'bench', '{"bank": "DE89"}', gen_random_uuid()::text, jsonb_build_object('device_id', 'dev' || :d, 'ip', '10.' || (:i / 65536) || '.' || (:i / 256 % 256) || '.' || (:i % 256)));
 EOS
 
-# CPU ticks used so far by the cluster: the postmaster, its live children
-# and the children it has reaped (backends of finished pgbench runs)
-cluster_ticks() {
-	local pm total=0 pid
-	pm=$(head -1 "$bench_work/data/postmaster.pid")
-	total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
-	for pid in $(pgrep -P "$pm"); do
-		total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$total"
-}
-
-# waits until no client backend is left (they exit after their client has
-# gone; their CPU time reaches the postmaster's counters only once reaped)
-wait_no_clients() {
-	local pm i
-	pm=$(head -1 "$bench_work/data/postmaster.pid")
-	for i in $(seq 1 100); do
-		pgrep -P "$pm" -f '127\.0\.0\.1' >/dev/null || return 0
-		sleep 0.1
-	done
-}
-
-# run CONFIG SECONDS: prints "tps server-CPU-microseconds-per-request";
-# fails loudly if any transaction failed
+# run CONFIG SECONDS: prints the tps; fails loudly if any transaction failed
 run() {
-	local config=$1 secs=$2 out t0 t1 n hz
+	local config=$1 secs=$2 out
 	bench_psql -c "SELECT bench.configure($config)" >/dev/null
 	bench_psql -c "VACUUM ANALYZE withdrawal.blocklist, withdrawal.policy, withdrawal.channel" >/dev/null
-	wait_no_clients
-	t0=$(cluster_ticks)
 	out=$(as_run_user "$bench_bindir/pgbench" -n -T "$secs" -c "$clients" -j "$clients" -f "$scripts/request.sql" 2>&1)
-	wait_no_clients
-	t1=$(cluster_ticks)
 	if grep -q "aborted\|ERROR" <<<"$out"; then
 		echo "pgbench reported errors with full=$config:" >&2
 		echo "$out" >&2
 		exit 1
 	fi
-	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-	hz=$(getconf CLK_TCK)
-	echo "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out") $(awk "BEGIN{print ($t1 - $t0) * 1000000 / $hz / $n}")"
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
 }
 
 best_empty=0
 best_full=0
-cpu_empty=0
-cpu_full=0
 round_secs=$((seconds / rounds))
 [ "$round_secs" -lt 1 ] && round_secs=1
-printf '\n%-8s %12s %12s %16s %16s\n' round "empty tps" "full tps" "empty us/req" "full us/req"
+printf '\n%-8s %12s %12s\n' round "empty tps" "full tps"
 for round in $(seq 1 "$rounds"); do
-	r=$(run false "$round_secs") || exit 1
-	read -r e ec <<<"$r"
-	r=$(run true "$round_secs") || exit 1
-	read -r f fc <<<"$r"
-	printf '%-8s %12.0f %12.0f %16.0f %16.0f\n' "$round" "$e" "$f" "$ec" "$fc"
+	e=$(run false "$round_secs") || exit 1
+	f=$(run true "$round_secs") || exit 1
+	printf '%-8s %12.0f %12.0f\n' "$round" "$e" "$f"
 	awk "BEGIN{exit !($e > $best_empty)}" && best_empty=$e
 	awk "BEGIN{exit !($f > $best_full)}" && best_full=$f
-	cpu_empty=$(awk "BEGIN{print $cpu_empty + $ec}")
-	cpu_full=$(awk "BEGIN{print $cpu_full + $fc}")
 done
-printf 'best     %12.0f %12.0f %16.0f %16.0f\n' "$best_empty" "$best_full" \
-	"$(awk "BEGIN{print $cpu_empty / $rounds}")" "$(awk "BEGIN{print $cpu_full / $rounds}")"
-printf 'throughput ratio full/empty (best tps)        = %.2f (target >= 0.85)\n' \
+printf 'best     %12.0f %12.0f   ratio full/empty = %.2f (target >= 0.85)\n' "$best_empty" "$best_full" \
 	"$(awk "BEGIN{print $best_full / $best_empty}")"
-printf 'server CPU ratio empty/full (mean us per req) = %.2f (less noisy on a shared machine)\n' \
-	"$(awk "BEGIN{print $cpu_empty / $cpu_full}")"
 bench_psql -Atc "SELECT 'new withdrawals by status: ' || string_agg(status || '=' || n, ', ') FROM (SELECT status, count(*) n FROM withdrawal.withdrawal WHERE idempotency_key NOT LIKE 'h-%' GROUP BY 1 ORDER BY 1) s"
