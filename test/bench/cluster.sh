@@ -41,6 +41,6 @@ bench_psql() {
 pgbench_tps() {
 	local seconds=$1 clients=$2 script=$3
 	shift 3
-	as_run_user "$bench_bindir/pgbench" -n -T "$seconds" -c "$clients" -j "$clients" \
+	as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$seconds" -c "$clients" -j "$clients" \
 		-f "$script" "$@" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }
