@@ -300,7 +300,8 @@ withdrawal_import_settlement(PG_FUNCTION_ARGS)
 					  "INSERT INTO withdrawal.settlement (processor, processor_ref, withdrawal_id,"
 					  " amount, currency, status, settled_at)"
 					  " SELECT $1, r, w, a, c, s, t"
-					  " FROM pg_catalog.unnest($2, $3, $4, $5, $6, $7) AS u(r, w, a, c, s, t)"
+					  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+					  "  pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7)) AS u(r, w, a, c, s, t)"
 					  " ON CONFLICT (processor, processor_ref, status) DO NOTHING",
 					  7, types);
 	values[0] = CStringGetTextDatum(processor);
@@ -352,13 +353,13 @@ static const char *const reconcile_sql =
 "     AND s.settled_at OPERATOR(pg_catalog.>=) $2 AND s.settled_at OPERATOR(pg_catalog.<) $3"
 "   GROUP BY s.withdrawal_id, CASE WHEN s.withdrawal_id IS NULL THEN s.processor_ref END"
 "), j AS ("
-"  SELECT pg_catalog.coalesce(l.withdrawal_id, p.withdrawal_id) AS withdrawal_id,"
-"         pg_catalog.coalesce(p.processor_ref, l.processor_ref) AS processor_ref,"
-"         pg_catalog.coalesce(l.amount, o.amount) AS ledger_amount,"
+"  SELECT coalesce(l.withdrawal_id, p.withdrawal_id) AS withdrawal_id,"
+"         coalesce(p.processor_ref, l.processor_ref) AS processor_ref,"
+"         coalesce(l.amount, o.amount) AS ledger_amount,"
 "         p.amount AS processor_amount, p.max_amount,"
-"         pg_catalog.coalesce(l.currency, o.currency) AS ledger_currency,"
+"         coalesce(l.currency, o.currency) AS ledger_currency,"
 "         p.currency AS processor_currency, p.max_currency,"
-"         pg_catalog.coalesce(l.status, o.status) AS ledger_status,"
+"         coalesce(l.status, o.status) AS ledger_status,"
 "         p.status AS processor_status, p.paid_rows,"
 "         p.processor_ref IS NULL AS no_p,"
 "         l.withdrawal_id IS NULL AND o.status IS NULL AS no_l,"

@@ -475,15 +475,16 @@ parse_body(const char *body)
 }
 
 /*
- * Integer minor units from a JSON number's text: digits only.
+ * Integer minor units from a JSON number's text: digits only; anything
+ * else (a string, a fraction, an exponent) is 22023.
  */
 static int64
-parse_amount(const char *s)
+parse_amount(const char *type, const char *s)
 {
 	size_t		len = strlen(s);
 	size_t		i;
 
-	if (len == 0 || len > 18)
+	if (strcmp(type, "number") != 0 || len == 0 || len > 18)
 		goto bad;
 	for (i = 0; i < len; i++)
 		if (s[i] < '0' || s[i] > '9')
@@ -721,9 +722,16 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	payload = parse_body(body);
 	stripe = (strcmp(scheme, "stripe") == 0);
 	WithdrawalPrepare(&extract_plan,
-					  "SELECT $1->>'id', $1->>'type',"
+					  "SELECT CASE WHEN pg_catalog.jsonb_typeof($1->'id') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN $1->>'id' END,"
+					  " CASE WHEN pg_catalog.jsonb_typeof($1->'type') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN $1->>'type' END,"
 					  " CASE WHEN $2 THEN o->'metadata'->>'withdrawal_id' ELSE o->>'payout_id' END,"
-					  " o->>'id', pg_catalog.jsonb_typeof(o->a), o->>a, o->>'currency'"
+					  " CASE WHEN pg_catalog.jsonb_typeof(o->'id') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN o->>'id' END,"
+					  " pg_catalog.jsonb_typeof(o->a), o->>a,"
+					  " CASE WHEN pg_catalog.jsonb_typeof(o->'currency') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN o->>'currency' END"
 					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
 					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
 					  "   AND $1->'data'->'object' OPERATOR(pg_catalog.?) 'amount_reversed'"
@@ -801,7 +809,7 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 
 			from = (WithdrawalStatus) WithdrawalStatusParse(WithdrawalSpiGetText(0, 1));
 			if (amount_type != NULL && strcmp(amount_type, "null") != 0 &&
-				(strcmp(amount_type, "number") != 0 || parse_amount(amount_text) != amount))
+				parse_amount(amount_type, amount_text) != amount)
 				d.discrepancy = "amount_mismatch";
 			else if (currency != NULL && pg_strcasecmp(currency, wcurrency) != 0)
 				d.discrepancy = "currency_mismatch";
@@ -880,9 +888,10 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 							detail);
 			ereport(WARNING,
 					(errcode(ERRCODE_WARNING),
-					 errmsg("webhook event \"%s\" of processor \"%s\" disagrees with withdrawal %s: %s",
-							event_id, processor, uuid_text(wid), d.discrepancy),
-					 errdetail("The event was recorded in withdrawal.webhook_event and not applied; no money moved."),
+					 errmsg("webhook event \"%s\" of processor \"%s\" disagrees with the books: %s",
+							event_id, processor, d.discrepancy),
+					 errdetail("Withdrawal %s is %s; the event was recorded in withdrawal.webhook_event and not applied, and no money moved.",
+							   uuid_text(wid), WithdrawalStatusName(from)),
 					 errhint("Investigate with the processor; withdrawal.reconcile() reports it as well.")));
 		}
 	}
