@@ -66,7 +66,7 @@ $node->safe_psql('postgres', q{
 });
 ok($node->poll_query_until('postgres', q{
 		SELECT count(*) = 3 FROM withdrawal.recon_run WHERE processor = 'sandbox'
-	}), 'pg_cron ran reconcile(''sandbox'') and the run is recorded')
+	}), "pg_cron ran reconcile('sandbox') and the run is recorded")
   or diag($node->safe_psql('postgres', 'SELECT status, return_message FROM cron.job_run_details'));
 ok($node->poll_query_until('postgres', q{
 		SELECT bool_or(status = 'succeeded') FROM cron.job_run_details
