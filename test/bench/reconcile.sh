@@ -17,7 +17,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 rows=${BENCH_ROWS:-1000000}
 rounds=${BENCH_ROUNDS:-3}
-planted=$(( rows >= 100000 ? 100 : 10 ))
+# every kind is planted in 1 of step rows (about 100 each), at distinct offsets
+step=$(( rows >= 10000 ? rows / 100 : 100 ))
 
 start_bench_cluster "work_mem = '256MB'"
 bench_psql -c "CREATE EXTENSION withdrawal"
@@ -41,22 +42,22 @@ INSERT INTO withdrawal.ledger_entry (txn_id, leg, kind, wallet_id, currency, buc
 		   CASE leg WHEN 1 THEN -amount ELSE amount END, id, at
 	  FROM bench.w, generate_series(1, 2) leg;
 -- the processor's report, with planted discrepancies:
---   g % 10007 = 1..planted: missing at the processor (left out)
+--   g % step = 1: missing at the processor (left out)
 INSERT INTO withdrawal.settlement (processor, processor_ref, withdrawal_id, amount, currency, status, settled_at)
 	SELECT 'bench', 'tr_' || g, id,
-		   amount + CASE WHEN g % 10009 BETWEEN 1 AND $planted THEN 1 ELSE 0 END,  -- amount_mismatch
-		   CASE WHEN g % 10037 BETWEEN 1 AND $planted THEN 'EUR' ELSE 'USD' END,   -- currency_mismatch
-		   CASE WHEN g % 10039 BETWEEN 1 AND $planted THEN 'failed' ELSE 'paid' END, -- status_mismatch
+		   amount + CASE WHEN g % $step = 2 THEN 1 ELSE 0 END,          -- amount_mismatch
+		   CASE WHEN g % $step = 3 THEN 'EUR' ELSE 'USD' END,           -- currency_mismatch
+		   CASE WHEN g % $step = 4 THEN 'failed' ELSE 'paid' END,       -- status_mismatch
 		   at + interval '30 seconds'
-	  FROM bench.w WHERE NOT g % 10007 BETWEEN 1 AND $planted;
+	  FROM bench.w WHERE g % $step <> 1;
 --   duplicate_at_processor: a second transfer paid
 INSERT INTO withdrawal.settlement (processor, processor_ref, withdrawal_id, amount, currency, status, settled_at)
 	SELECT 'bench', 'tr_dup_' || g, id, amount, 'USD', 'paid', at + interval '40 seconds'
-	  FROM bench.w WHERE g % 10061 BETWEEN 1 AND $planted;
+	  FROM bench.w WHERE g % $step = 5;
 --   missing_in_ledger: payouts we never made
 INSERT INTO withdrawal.settlement (processor, processor_ref, withdrawal_id, amount, currency, status, settled_at)
 	SELECT 'bench', 'tr_ghost_' || g, gen_random_uuid(), 777, 'USD', 'paid', timestamptz '2026-01-01 12:00'
-	  FROM generate_series(1, $planted) g;
+	  FROM generate_series(1, 100) g;
 VACUUM ANALYZE;
 CREATE FUNCTION bench.ms(sql text) RETURNS double precision LANGUAGE plpgsql AS \$\$
 DECLARE
