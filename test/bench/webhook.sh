@@ -42,7 +42,7 @@ INSERT INTO bench.hook
 			'X-Withdrawal-Signature', 'v1=' || encode(hmac(t || '.' || b, 'bench-webhook-secret', 'sha256'), 'hex')), b
 	  FROM (SELECT g, extract(epoch FROM now())::bigint AS t,
 				   jsonb_build_object('id', 'evt_' || g, 'type', 'payout.paid',
-					   'data', jsonb_build_object('id', 'ref_' || g, 'payout_id', w.id,
+					   'data', jsonb_build_object('id', 'ref_' || g, 'payout_id', x.id,
 						   'amount', w.amount, 'currency', 'USD'))::text AS b
 			  FROM bench.ids x JOIN withdrawal.withdrawal w ON w.withdrawal_id = x.id) s;
 CREATE SEQUENCE bench.next_hook;
