@@ -663,6 +663,7 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	WebhookDecision d;
 	WithdrawalStatus from = WITHDRAWAL_REVIEW;
 	const char *status_after = NULL;
+	const char *current_status = NULL;
 	Datum		values[10];
 	char		nulls[10];
 	bool		isnull;
@@ -766,10 +767,8 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	/* 4. decide, under the withdrawal's row lock */
 	memset(&d, 0, sizeof(d));
 	d.result = "ignored";
-	if (action == ACTION_NONE)
-		d.reason = "unknown_event_type";
-	else if (wid_text == NULL || strlen(wid_text) != 36)
-		d.reason = "unknown_withdrawal";
+	if (wid_text == NULL || strlen(wid_text) != 36)
+		d.reason = action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
 	else
 	{
 		WithdrawalPrepare(&lock_plan,
@@ -797,11 +796,17 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 		}
 		if (wid == NULL || SPI_processed == 0)
 		{
-			d.reason = "unknown_withdrawal";
+			d.reason = action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
 			wid = NULL;
 		}
 		else if (strcmp(WithdrawalSpiGetText(0, 4), processor) != 0)
 			d.reason = "other_processor";
+		else if (action == ACTION_NONE)
+		{
+			/* kept, and answered with the withdrawal's status */
+			d.reason = "unknown_event_type";
+			current_status = WithdrawalSpiGetText(0, 1);
+		}
 		else
 		{
 			int64		amount = DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull));
@@ -906,7 +911,7 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(d.result);
 	values[1] = wid ? UUIDPGetDatum(wid) : (Datum) 0;
 	nulls[1] = wid ? ' ' : 'n';
-	set_text(values, nulls, 2, status_after);
+	set_text(values, nulls, 2, status_after ? status_after : current_status);
 	values[3] = CStringGetTextDatum(event_id);
 	set_text(values, nulls, 4, d.reason);
 	set_text(values, nulls, 5, d.discrepancy);
