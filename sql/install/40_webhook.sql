@@ -28,6 +28,7 @@ CREATE INDEX webhook_event_discrepancy ON withdrawal.webhook_event (received_at)
 	WHERE discrepancy IS NOT NULL;
 COMMENT ON TABLE withdrawal.webhook_event IS
 	'verified processor webhook events, deduplicated on (processor, event_id), with what each did';
+COMMENT ON INDEX withdrawal.webhook_event_withdrawal IS 'the events of a withdrawal';
 COMMENT ON INDEX withdrawal.webhook_event_discrepancy IS
 	'events that disagree with the books, for monitoring';
 CREATE TRIGGER webhook_event_append_only BEFORE UPDATE OR DELETE ON withdrawal.webhook_event

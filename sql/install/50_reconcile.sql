@@ -25,6 +25,8 @@ CREATE TABLE withdrawal.settlement (
 );
 CREATE INDEX settlement_period ON withdrawal.settlement (processor, settled_at);
 CREATE INDEX settlement_withdrawal ON withdrawal.settlement (withdrawal_id);
+COMMENT ON INDEX withdrawal.settlement_period IS 'a processor''s settlement rows by time, for reconcile() periods';
+COMMENT ON INDEX withdrawal.settlement_withdrawal IS 'the settlement rows of a withdrawal, in any period';
 COMMENT ON TABLE withdrawal.settlement IS
 	'processor settlement report rows (import_settlement() or COPY), compared with the ledger by reconcile()';
 
@@ -52,6 +54,7 @@ CREATE TABLE withdrawal.recon_run (
 	CHECK (period_start < period_end)
 );
 CREATE INDEX recon_run_processor ON withdrawal.recon_run (processor, run_id);
+COMMENT ON INDEX withdrawal.recon_run_processor IS 'the runs of a processor, latest last';
 COMMENT ON TABLE withdrawal.recon_run IS
 	'reconciliation runs: processor, period [period_start, period_end) and how many discrepancies were found';
 
@@ -74,6 +77,7 @@ CREATE TABLE withdrawal.recon_item (
 	PRIMARY KEY (run_id, item_no)
 );
 CREATE INDEX recon_item_withdrawal ON withdrawal.recon_item (withdrawal_id);
+COMMENT ON INDEX withdrawal.recon_item_withdrawal IS 'the discrepancies reported for a withdrawal';
 COMMENT ON TABLE withdrawal.recon_item IS 'the discrepancies found by a reconciliation run';
 
 CREATE FUNCTION withdrawal.import_settlement(processor text, report text)
