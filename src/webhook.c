@@ -620,55 +620,362 @@ event_detail(const char *processor, const char *event_id,
 	return DatumGetJsonbP(WithdrawalSpiGet(0, 1, &isnull));
 }
 
+/* A verified event, as extracted from its body */
+typedef struct WebhookEvent
+{
+	char	   *id;				/* event id: body "id", or webhook-id */
+	char	   *type;
+	WebhookAction action;
+	char	   *withdrawal_id;	/* as given; may be anything */
+	char	   *processor_ref;
+	char	   *amount_type;	/* jsonb_typeof of the amount, or NULL */
+	char	   *amount;
+	char	   *currency;
+	Jsonb	   *payload;
+} WebhookEvent;
+
+/* What the event finds and does to the withdrawal */
+typedef struct WebhookOutcome
+{
+	WebhookDecision d;
+	pg_uuid_t  *withdrawal_id;	/* NULL when unknown */
+	WithdrawalStatus from;
+	const char *status_after;	/* stored and answered, NULL when ignored */
+	const char *status_now;		/* answered when ignored */
+} WebhookOutcome;
+
+/*
+ * Looks the processor up (WD007 when unknown) and returns the value of its
+ * webhook secret (55000 when it has none), its scheme and tolerance.
+ */
+static const char *
+load_processor(const char *processor, char **scheme, int64 *tolerance_s)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *secret_name;
+	const char *secret;
+	bool		isnull;
+
+	WithdrawalPrepare(&plan,
+					  "SELECT webhook_scheme, webhook_secret,"
+					  " pg_catalog.ceil(pg_catalog.date_part('epoch', webhook_tolerance))::bigint"
+					  " FROM withdrawal.processor WHERE name OPERATOR(pg_catalog.=) $1",
+					  1, types);
+	values[0] = CStringGetTextDatum(processor);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown processor \"%s\"", processor)));
+	*scheme = WithdrawalSpiGetText(0, 1);
+	secret_name = WithdrawalSpiGetText(0, 2);
+	*tolerance_s = DatumGetInt64(WithdrawalSpiGet(0, 3, &isnull));
+	if (secret_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("processor \"%s\" has no webhook secret", processor),
+				 errhint("Set withdrawal.processor.webhook_secret to the name of a secret in withdrawal.secrets_file.")));
+	secret = WithdrawalSecretGet(secret_name);
+	if (secret == NULL || secret[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("webhook secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
+						secret_name, processor)));
+	return secret;
+}
+
+/*
+ * Extracts the event's fields with jsonb operators, in the shape of the
+ * scheme: Stripe's data.object (our id in metadata.withdrawal_id; the
+ * reversed amount for transfer.reversed) or the http protocol's data
+ * (data.payout_id).  Raises 22023 when the event has no usable id.
+ */
+static void
+extract_event(Jsonb *payload, bool stripe, char *webhook_id, WebhookEvent *ev)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {JSONBOID, BOOLOID};
+	Datum		values[2];
+	int			i;
+
+	WithdrawalPrepare(&plan,
+					  "SELECT CASE WHEN pg_catalog.jsonb_typeof($1->'id') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN $1->>'id' END,"
+					  " CASE WHEN pg_catalog.jsonb_typeof($1->'type') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN $1->>'type' END,"
+					  " CASE WHEN $2 THEN o->'metadata'->>'withdrawal_id' ELSE o->>'payout_id' END,"
+					  " CASE WHEN pg_catalog.jsonb_typeof(o->'id') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN o->>'id' END,"
+					  " pg_catalog.jsonb_typeof(o->a), o->>a,"
+					  " CASE WHEN pg_catalog.jsonb_typeof(o->'currency') OPERATOR(pg_catalog.=) 'string'"
+					  "  THEN o->>'currency' END"
+					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
+					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
+					  "   AND $1->'data'->'object' OPERATOR(pg_catalog.?) 'amount_reversed'"
+					  "   THEN 'amount_reversed' ELSE 'amount' END AS a) s",
+					  2, types);
+	values[0] = JsonbPGetDatum(payload);
+	values[1] = BoolGetDatum(stripe);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
+
+	memset(ev, 0, sizeof(*ev));
+	ev->payload = payload;
+	ev->id = webhook_id ? webhook_id : WithdrawalSpiGetText(0, 1);
+	ev->type = WithdrawalSpiGetText(0, 2);
+	ev->withdrawal_id = WithdrawalSpiGetText(0, 3);
+	ev->processor_ref = WithdrawalSpiGetText(0, 4);
+	ev->amount_type = WithdrawalSpiGetText(0, 5);
+	ev->amount = WithdrawalSpiGetText(0, 6);
+	ev->currency = WithdrawalSpiGetText(0, 7);
+
+	if (ev->id == NULL || strlen(ev->id) == 0 || strlen(ev->id) > MAX_EVENT_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook event has no usable id"),
+				 errdetail("The event id must be a string of 1 to %d bytes.", MAX_EVENT_ID)));
+	ev->action = ACTION_NONE;
+	if (ev->type != NULL)
+		for (i = 0; i < lengthof(event_types); i++)
+			if (event_types[i].stripe == stripe &&
+				strcmp(event_types[i].type, ev->type) == 0)
+				ev->action = event_types[i].action;
+	if (ev->processor_ref != NULL && strlen(ev->processor_ref) > MAX_EVENT_ID)
+		ev->processor_ref = NULL;
+}
+
+/*
+ * The withdrawal id of the event when it is a well-formed UUID, else NULL
+ * (an unknown withdrawal, not an error).
+ */
+static pg_uuid_t *
+event_withdrawal_id(const char *text)
+{
+	static const char hexdigits[] = "0123456789abcdefABCDEF";
+	int			i;
+
+	if (text == NULL || strlen(text) != 36)
+		return NULL;
+	for (i = 0; i < 36; i++)
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ?
+			text[i] != '-' : strchr(hexdigits, text[i]) == NULL)
+			return NULL;
+	return DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(text)));
+}
+
+/*
+ * Locks the event's withdrawal and decides what the event does to it.
+ */
+static void
+decide_locked(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	const char *unknown = ev->action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
+	int64		amount;
+	char	   *currency;
+	bool		isnull;
+
+	memset(out, 0, sizeof(*out));
+	out->d.result = "ignored";
+	out->withdrawal_id = event_withdrawal_id(ev->withdrawal_id);
+	if (out->withdrawal_id == NULL)
+	{
+		out->d.reason = unknown;
+		return;
+	}
+
+	WithdrawalPrepare(&plan,
+					  "SELECT w.status, w.amount, w.currency, c.processor"
+					  " FROM withdrawal.withdrawal w"
+					  " JOIN withdrawal.channel c ON c.name OPERATOR(pg_catalog.=) w.channel"
+					  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) $1"
+					  " FOR NO KEY UPDATE OF w",
+					  1, types);
+	values[0] = UUIDPGetDatum(out->withdrawal_id);
+	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		out->d.reason = unknown;
+		out->withdrawal_id = NULL;
+		return;
+	}
+	if (strcmp(WithdrawalSpiGetText(0, 4), processor) != 0)
+	{
+		out->d.reason = "other_processor";
+		return;
+	}
+	if (ev->action == ACTION_NONE)
+	{
+		/* kept, and answered with the withdrawal's status */
+		out->d.reason = "unknown_event_type";
+		out->status_now = WithdrawalSpiGetText(0, 1);
+		return;
+	}
+
+	out->from = (WithdrawalStatus) WithdrawalStatusParse(WithdrawalSpiGetText(0, 1));
+	amount = DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull));
+	currency = WithdrawalSpiGetText(0, 3);
+	if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0 &&
+		parse_amount(ev->amount_type, ev->amount) != amount)
+		out->d.discrepancy = "amount_mismatch";
+	else if (ev->currency != NULL && pg_strcasecmp(ev->currency, currency) != 0)
+		out->d.discrepancy = "currency_mismatch";
+	if (out->d.discrepancy == NULL)
+		decide(ev->action, out->from, &out->d);
+	out->status_after = WithdrawalStatusName(out->d.nsteps > 0 ?
+											 out->d.steps[out->d.nsteps - 1] :
+											 out->from);
+}
+
+/*
+ * Stores the event; returns false, with the outcome turned into a
+ * "duplicate" that reports the withdrawal's current status, when the
+ * processor's event id was seen before.
+ */
+static bool
+record_event(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
+{
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr duplicate_plan = NULL;
+	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[10];
+	char		nulls[10];
+	Datum		id;
+	bool		isnull;
+
+	WithdrawalPrepare(&plan,
+					  "INSERT INTO withdrawal.webhook_event (processor, event_id, event_type,"
+					  " withdrawal_id, result, discrepancy, reason, status_before, status_after, payload)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+					  " ON CONFLICT (processor, event_id) DO NOTHING",
+					  10, types);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(processor);
+	values[1] = CStringGetTextDatum(ev->id);
+	set_text(values, nulls, 2, ev->type);
+	values[3] = out->withdrawal_id ? UUIDPGetDatum(out->withdrawal_id) : (Datum) 0;
+	nulls[3] = out->withdrawal_id ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(out->d.result);
+	set_text(values, nulls, 5, out->d.discrepancy);
+	set_text(values, nulls, 6, out->d.reason);
+	set_text(values, nulls, 7, out->status_after ? WithdrawalStatusName(out->from) : NULL);
+	set_text(values, nulls, 8, out->status_after);
+	values[9] = JsonbPGetDatum(ev->payload);
+	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_INSERT);
+	if (SPI_processed == 1)
+		return true;
+
+	WithdrawalPrepare(&duplicate_plan,
+					  "SELECT e.withdrawal_id, w.status FROM withdrawal.webhook_event e"
+					  " LEFT JOIN withdrawal.withdrawal w"
+					  "  ON w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id"
+					  " WHERE e.processor OPERATOR(pg_catalog.=) $1"
+					  " AND e.event_id OPERATOR(pg_catalog.=) $2",
+					  2, types);
+	WithdrawalExecute(duplicate_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "webhook event vanished after a conflict");
+	memset(&out->d, 0, sizeof(out->d));
+	out->d.result = "duplicate";
+	out->status_after = WithdrawalSpiGetText(0, 2);
+	out->status_now = NULL;
+	id = WithdrawalSpiGet(0, 1, &isnull);
+	out->withdrawal_id = isnull ? NULL : DatumGetUUIDP(datumCopy(id, false, UUID_LEN));
+	return false;
+}
+
+/*
+ * Applies the decided transitions, or reports the disagreement: an audit
+ * row and a WARNING, no money moved.
+ */
+static void
+apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
+{
+	Jsonb	   *detail;
+	int			i;
+
+	if (out->d.nsteps == 0 && out->d.discrepancy == NULL)
+		return;
+	detail = event_detail(processor, ev->id, ev->type, out->d.discrepancy,
+						  ev->amount, ev->currency);
+	for (i = 0; i < out->d.nsteps; i++)
+	{
+		WithdrawalTransitionData data;
+
+		memset(&data, 0, sizeof(data));
+		data.action = "webhook";
+		data.processor_ref = ev->processor_ref;
+		data.detail = detail;
+		WithdrawalTransition(out->withdrawal_id, out->d.steps[i], &data, NULL);
+	}
+	if (out->d.discrepancy != NULL)
+	{
+		WithdrawalAudit("webhook_discrepancy", NULL, out->withdrawal_id, NULL,
+						WithdrawalStatusName(out->from), WithdrawalStatusName(out->from),
+						detail);
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("webhook event \"%s\" of processor \"%s\" disagrees with the books: %s",
+						ev->id, processor, out->d.discrepancy),
+				 errdetail("Withdrawal %s is %s; the event was recorded in withdrawal.webhook_event and not applied, and no money moved.",
+						   uuid_text(out->withdrawal_id), WithdrawalStatusName(out->from)),
+				 errhint("Investigate with the processor; withdrawal.reconcile() reports it as well.")));
+	}
+}
+
+/*
+ * The answer: {"result", "withdrawal_id", "status", "event_id"} and, when
+ * set, "reason" and "discrepancy".
+ */
+static Datum
+outcome_json(WebhookEvent *ev, WebhookOutcome *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6];
+	bool		isnull;
+
+	WithdrawalPrepare(&plan,
+					  "SELECT pg_catalog.jsonb_build_object('result', $1, 'withdrawal_id', $2,"
+					  " 'status', $3, 'event_id', $4) OPERATOR(pg_catalog.||)"
+					  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+					  " 'reason', $5, 'discrepancy', $6))",
+					  6, types);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(out->d.result);
+	values[1] = out->withdrawal_id ? UUIDPGetDatum(out->withdrawal_id) : (Datum) 0;
+	nulls[1] = out->withdrawal_id ? ' ' : 'n';
+	set_text(values, nulls, 2, out->status_after ? out->status_after : out->status_now);
+	values[3] = CStringGetTextDatum(ev->id);
+	set_text(values, nulls, 4, out->d.reason);
+	set_text(values, nulls, 5, out->d.discrepancy);
+	WithdrawalExecute(plan, values, nulls, true, 1, SPI_OK_SELECT);
+	return SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, -1);
+}
+
 /*
  * receive_webhook(processor text, headers jsonb, body text) returns jsonb
  */
 Datum
 withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr processor_plan = NULL;
-	static SPIPlanPtr extract_plan = NULL;
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr record_plan = NULL;
-	static SPIPlanPtr duplicate_plan = NULL;
-	static SPIPlanPtr result_plan = NULL;
-	Oid			text1[1] = {TEXTOID};
-	Oid			extract_types[2] = {JSONBOID, BOOLOID};
-	Oid			lock_types[1] = {UUIDOID};
-	Oid			record_types[10] = {TEXTOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-	Oid			duplicate_types[2] = {TEXTOID, TEXTOID};
-	Oid			result_types[6] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	char	   *processor;
 	Jsonb	   *headers;
 	text	   *body_text;
 	char	   *body;
 	int			bodylen;
 	char	   *scheme;
-	char	   *secret_name;
 	const char *secret;
 	int64		tolerance_s;
 	char	   *webhook_id;
-	Jsonb	   *payload;
-	bool		stripe;
-	char	   *event_id;
-	char	   *event_type;
-	char	   *wid_text;
-	char	   *processor_ref;
-	char	   *amount_type;
-	char	   *amount_text;
-	char	   *currency;
-	WebhookAction action = ACTION_NONE;
-	pg_uuid_t  *wid = NULL;
-	WebhookDecision d;
-	WithdrawalStatus from = WITHDRAWAL_REVIEW;
-	const char *status_after = NULL;
-	const char *current_status = NULL;
-	Datum		values[10];
-	char		nulls[10];
-	bool		isnull;
+	WebhookEvent ev;
+	WebhookOutcome out;
 	Datum		result;
-	int			i;
 
 	/* 1. arguments and the processor */
 	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
@@ -688,31 +995,7 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	body = text_to_cstring(body_text);
 
 	SPI_connect();
-	WithdrawalPrepare(&processor_plan,
-					  "SELECT webhook_scheme, webhook_secret,"
-					  " pg_catalog.ceil(pg_catalog.date_part('epoch', webhook_tolerance))::bigint"
-					  " FROM withdrawal.processor WHERE name = $1",
-					  1, text1);
-	values[0] = CStringGetTextDatum(processor);
-	WithdrawalExecute(processor_plan, values, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown processor \"%s\"", processor)));
-	scheme = WithdrawalSpiGetText(0, 1);
-	secret_name = WithdrawalSpiGetText(0, 2);
-	tolerance_s = DatumGetInt64(WithdrawalSpiGet(0, 3, &isnull));
-	if (secret_name == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("processor \"%s\" has no webhook secret", processor),
-				 errhint("Set withdrawal.processor.webhook_secret to the name of a secret in withdrawal.secrets_file.")));
-	secret = WithdrawalSecretGet(secret_name);
-	if (secret == NULL || secret[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("webhook secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
-						secret_name, processor)));
+	secret = load_processor(processor, &scheme, &tolerance_s);
 
 	/* 2. the signature, before anything of the body is parsed */
 	WithdrawalWebhookVerify(scheme, secret, headers, body, bodylen,
@@ -720,203 +1003,14 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 							tolerance_s, &webhook_id);
 
 	/* 3. the event */
-	payload = parse_body(body);
-	stripe = (strcmp(scheme, "stripe") == 0);
-	WithdrawalPrepare(&extract_plan,
-					  "SELECT CASE WHEN pg_catalog.jsonb_typeof($1->'id') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN $1->>'id' END,"
-					  " CASE WHEN pg_catalog.jsonb_typeof($1->'type') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN $1->>'type' END,"
-					  " CASE WHEN $2 THEN o->'metadata'->>'withdrawal_id' ELSE o->>'payout_id' END,"
-					  " CASE WHEN pg_catalog.jsonb_typeof(o->'id') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN o->>'id' END,"
-					  " pg_catalog.jsonb_typeof(o->a), o->>a,"
-					  " CASE WHEN pg_catalog.jsonb_typeof(o->'currency') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN o->>'currency' END"
-					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
-					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
-					  "   AND $1->'data'->'object' OPERATOR(pg_catalog.?) 'amount_reversed'"
-					  "   THEN 'amount_reversed' ELSE 'amount' END AS a) s",
-					  2, extract_types);
-	values[0] = JsonbPGetDatum(payload);
-	values[1] = BoolGetDatum(stripe);
-	WithdrawalExecute(extract_plan, values, NULL, true, 1, SPI_OK_SELECT);
-	event_id = WithdrawalSpiGetText(0, 1);
-	event_type = WithdrawalSpiGetText(0, 2);
-	wid_text = WithdrawalSpiGetText(0, 3);
-	processor_ref = WithdrawalSpiGetText(0, 4);
-	amount_type = WithdrawalSpiGetText(0, 5);
-	amount_text = WithdrawalSpiGetText(0, 6);
-	currency = WithdrawalSpiGetText(0, 7);
+	extract_event(parse_body(body), strcmp(scheme, "stripe") == 0, webhook_id, &ev);
 
-	if (webhook_id != NULL)
-		event_id = webhook_id;
-	if (event_id == NULL || strlen(event_id) == 0 || strlen(event_id) > MAX_EVENT_ID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("webhook event has no usable id"),
-				 errdetail("The event id must be a string of 1 to %d bytes.", MAX_EVENT_ID)));
-	if (event_type != NULL)
-		for (i = 0; i < lengthof(event_types); i++)
-			if (event_types[i].stripe == stripe &&
-				strcmp(event_types[i].type, event_type) == 0)
-				action = event_types[i].action;
-	if (processor_ref != NULL && strlen(processor_ref) > MAX_EVENT_ID)
-		processor_ref = NULL;
+	/* 4. decide under the withdrawal's row lock; keep it, or a duplicate */
+	decide_locked(processor, &ev, &out);
+	if (record_event(processor, &ev, &out))
+		apply_outcome(processor, &ev, &out);	/* 5. apply */
 
-	/* 4. decide, under the withdrawal's row lock */
-	memset(&d, 0, sizeof(d));
-	d.result = "ignored";
-	if (wid_text == NULL || strlen(wid_text) != 36)
-		d.reason = action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
-	else
-	{
-		WithdrawalPrepare(&lock_plan,
-						  "SELECT w.status, w.amount, w.currency, c.processor"
-						  " FROM withdrawal.withdrawal w"
-						  " JOIN withdrawal.channel c ON c.name OPERATOR(pg_catalog.=) w.channel"
-						  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) $1"
-						  " FOR NO KEY UPDATE OF w",
-						  1, lock_types);
-		{
-			/* a well-formed uuid of 36 characters, else unknown */
-			static const char hexdigits[] = "0123456789abcdefABCDEF";
-			bool		ok = true;
-
-			for (i = 0; i < 36; i++)
-				ok &= (i == 8 || i == 13 || i == 18 || i == 23) ?
-					wid_text[i] == '-' : strchr(hexdigits, wid_text[i]) != NULL;
-			if (ok)
-				wid = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(wid_text)));
-		}
-		if (wid != NULL)
-		{
-			values[0] = UUIDPGetDatum(wid);
-			WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-		}
-		if (wid == NULL || SPI_processed == 0)
-		{
-			d.reason = action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
-			wid = NULL;
-		}
-		else if (strcmp(WithdrawalSpiGetText(0, 4), processor) != 0)
-			d.reason = "other_processor";
-		else if (action == ACTION_NONE)
-		{
-			/* kept, and answered with the withdrawal's status */
-			d.reason = "unknown_event_type";
-			current_status = WithdrawalSpiGetText(0, 1);
-		}
-		else
-		{
-			int64		amount = DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull));
-			char	   *wcurrency = WithdrawalSpiGetText(0, 3);
-
-			from = (WithdrawalStatus) WithdrawalStatusParse(WithdrawalSpiGetText(0, 1));
-			if (amount_type != NULL && strcmp(amount_type, "null") != 0 &&
-				parse_amount(amount_type, amount_text) != amount)
-				d.discrepancy = "amount_mismatch";
-			else if (currency != NULL && pg_strcasecmp(currency, wcurrency) != 0)
-				d.discrepancy = "currency_mismatch";
-			if (d.discrepancy == NULL)
-				decide(action, from, &d);
-			status_after = WithdrawalStatusName(d.nsteps > 0 ? d.steps[d.nsteps - 1] : from);
-		}
-	}
-
-	/* the event is kept, or found to be a duplicate */
-	WithdrawalPrepare(&record_plan,
-					  "INSERT INTO withdrawal.webhook_event (processor, event_id, event_type,"
-					  " withdrawal_id, result, discrepancy, reason, status_before, status_after, payload)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-					  " ON CONFLICT (processor, event_id) DO NOTHING",
-					  10, record_types);
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(processor);
-	values[1] = CStringGetTextDatum(event_id);
-	set_text(values, nulls, 2, event_type);
-	values[3] = wid ? UUIDPGetDatum(wid) : (Datum) 0;
-	nulls[3] = wid ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(d.result);
-	set_text(values, nulls, 5, d.discrepancy);
-	set_text(values, nulls, 6, d.reason);
-	set_text(values, nulls, 7, status_after ? WithdrawalStatusName(from) : NULL);
-	set_text(values, nulls, 8, status_after);
-	values[9] = JsonbPGetDatum(payload);
-	WithdrawalExecute(record_plan, values, nulls, false, 0, SPI_OK_INSERT);
-
-	if (SPI_processed == 0)
-	{
-		/* seen before: report the withdrawal's current status, change nothing */
-		WithdrawalPrepare(&duplicate_plan,
-						  "SELECT e.withdrawal_id, w.status FROM withdrawal.webhook_event e"
-						  " LEFT JOIN withdrawal.withdrawal w"
-						  "  ON w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id"
-						  " WHERE e.processor OPERATOR(pg_catalog.=) $1"
-						  " AND e.event_id OPERATOR(pg_catalog.=) $2",
-						  2, duplicate_types);
-		WithdrawalExecute(duplicate_plan, values, NULL, false, 1, SPI_OK_SELECT);
-		if (SPI_processed != 1)
-			elog(ERROR, "webhook event vanished after a conflict");
-		d.result = "duplicate";
-		d.reason = NULL;
-		d.discrepancy = NULL;
-		d.nsteps = 0;
-		wid = NULL;
-		status_after = WithdrawalSpiGetText(0, 2);
-		isnull = true;
-		values[0] = WithdrawalSpiGet(0, 1, &isnull);
-		if (!isnull)
-			wid = DatumGetUUIDP(datumCopy(values[0], false, UUID_LEN));
-	}
-
-	/* 5. apply, or report the disagreement */
-	if (d.nsteps > 0 || d.discrepancy != NULL)
-	{
-		Jsonb	   *detail = event_detail(processor, event_id, event_type,
-										  d.discrepancy, amount_text, currency);
-
-		for (i = 0; i < d.nsteps; i++)
-		{
-			WithdrawalTransitionData data;
-
-			memset(&data, 0, sizeof(data));
-			data.action = "webhook";
-			data.processor_ref = processor_ref;
-			data.detail = detail;
-			WithdrawalTransition(wid, d.steps[i], &data, NULL);
-		}
-		if (d.discrepancy != NULL)
-		{
-			WithdrawalAudit("webhook_discrepancy", NULL, wid, NULL,
-							WithdrawalStatusName(from), WithdrawalStatusName(from),
-							detail);
-			ereport(WARNING,
-					(errcode(ERRCODE_WARNING),
-					 errmsg("webhook event \"%s\" of processor \"%s\" disagrees with the books: %s",
-							event_id, processor, d.discrepancy),
-					 errdetail("Withdrawal %s is %s; the event was recorded in withdrawal.webhook_event and not applied, and no money moved.",
-							   uuid_text(wid), WithdrawalStatusName(from)),
-					 errhint("Investigate with the processor; withdrawal.reconcile() reports it as well.")));
-		}
-	}
-
-	WithdrawalPrepare(&result_plan,
-					  "SELECT pg_catalog.jsonb_build_object('result', $1, 'withdrawal_id', $2,"
-					  " 'status', $3, 'event_id', $4) OPERATOR(pg_catalog.||)"
-					  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-					  " 'reason', $5, 'discrepancy', $6))",
-					  6, result_types);
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(d.result);
-	values[1] = wid ? UUIDPGetDatum(wid) : (Datum) 0;
-	nulls[1] = wid ? ' ' : 'n';
-	set_text(values, nulls, 2, status_after ? status_after : current_status);
-	values[3] = CStringGetTextDatum(event_id);
-	set_text(values, nulls, 4, d.reason);
-	set_text(values, nulls, 5, d.discrepancy);
-	WithdrawalExecute(result_plan, values, nulls, true, 1, SPI_OK_SELECT);
-	result = SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, -1);
+	result = outcome_json(&ev, &out);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
