@@ -22,6 +22,9 @@ work=$(make_workdir)
 trap 'echo "test: work directory kept at $work" >&2' ERR
 export PG_CFLAGS=${PG_CFLAGS:-"-Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers -Werror -DUSE_ASSERT_CHECKING"}
 bindir=$(build_private_install "$work")
+# withdrawal.secrets_file must be owned by the server user with mode 0600
+# (git keeps no such mode); test/regress.conf points at this file.
+[ -f "$work/test/regress-secrets" ] && chmod 600 "$work/test/regress-secrets"
 install_node_modules "$work"
 
 status=0

@@ -1,0 +1,46 @@
+/* withdrawal: processor webhooks (signature verification, dedupe, settlement) */
+
+/*
+ * Every verified webhook event, applied or not, keyed by the processor's
+ * event id: a second delivery of the same id is a duplicate and changes
+ * nothing.  Events that were ignored (unknown withdrawal, unknown type,
+ * nothing to change) or that disagree with the books (discrepancy) stay
+ * here for inspection.  Events whose signature failed are never stored.
+ */
+CREATE TABLE withdrawal.webhook_event (
+	processor	text NOT NULL,
+	event_id	text NOT NULL CHECK (pg_catalog.octet_length(event_id) BETWEEN 1 AND 255),
+	event_type	text,
+	withdrawal_id uuid,
+	result		text NOT NULL CHECK (result IN ('applied', 'ignored')),
+	discrepancy	text,
+	reason		text,
+	status_before text,
+	status_after text,
+	payload		jsonb NOT NULL,
+	received_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (processor, event_id),
+	CHECK (discrepancy IS NULL OR result = 'ignored')
+);
+CREATE INDEX webhook_event_withdrawal ON withdrawal.webhook_event (withdrawal_id)
+	WHERE withdrawal_id IS NOT NULL;
+CREATE INDEX webhook_event_discrepancy ON withdrawal.webhook_event (received_at)
+	WHERE discrepancy IS NOT NULL;
+COMMENT ON TABLE withdrawal.webhook_event IS
+	'verified processor webhook events, deduplicated on (processor, event_id), with what each did';
+COMMENT ON INDEX withdrawal.webhook_event_withdrawal IS 'the events of a withdrawal';
+COMMENT ON INDEX withdrawal.webhook_event_discrepancy IS
+	'events that disagree with the books, for monitoring';
+CREATE TRIGGER webhook_event_append_only BEFORE UPDATE OR DELETE ON withdrawal.webhook_event
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+
+CREATE FUNCTION withdrawal.receive_webhook(processor text, headers jsonb, body text)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'withdrawal_receive_webhook'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.receive_webhook(text, jsonb, text) IS
+	'verifies a processor webhook by the processor''s scheme (WD008), deduplicates it on its event id and applies it: {"result": "applied"|"duplicate"|"ignored", "withdrawal_id", "status"}';
+
+GRANT EXECUTE ON FUNCTION withdrawal.receive_webhook(text, jsonb, text) TO withdrawal_app;
+GRANT SELECT ON withdrawal.webhook_event TO withdrawal_ops, withdrawal_auditor;

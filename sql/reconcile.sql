@@ -1,0 +1,258 @@
+--
+-- reconcile: import_settlement() (CSV through COPY's parser, all or
+-- nothing), COPY into withdrawal.settlement, and reconcile(): one scenario
+-- per discrepancy kind, clean periods, periods that cut through a
+-- payout's life, the no-period form, the summary view and the roles.
+-- Each scenario has its own processor so that runs do not see each other.
+--
+-- a database of its own: the other suites share theirs
+CREATE DATABASE regress_reconcile;
+\c regress_reconcile
+CREATE EXTENSION withdrawal;
+SET client_min_messages = warning;
+\set VERBOSITY terse
+
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
+	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
+	  FROM withdrawal.check_invariants() WHERE violations <> 0
+$$;
+
+-- a processor and a channel of the same name
+CREATE FUNCTION proc(name text) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES (name, 'http', 'https://' || name || '.example');
+	INSERT INTO withdrawal.channel (name, processor) VALUES (name, name);
+$$;
+
+-- a withdrawal of bob through channel, moved to status upto
+CREATE FUNCTION wd(key text, amount bigint, channel text, upto text DEFAULT 'paid',
+				   currency text DEFAULT 'USD') RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+	id uuid;
+BEGIN
+	SELECT withdrawal_id INTO id FROM withdrawal.request('bob', currency, amount, channel, '{"bank": "x"}', key);
+	PERFORM withdrawal.transition(id, 'dispatching');
+	PERFORM withdrawal.transition(id, 'submitted');
+	IF upto IN ('paid', 'returned') THEN
+		PERFORM withdrawal.transition(id, 'paid');
+	END IF;
+	IF upto = 'returned' THEN
+		PERFORM withdrawal.transition(id, 'returned');
+	ELSIF upto = 'failed' THEN
+		PERFORM withdrawal.transition(id, 'failed');
+	END IF;
+	RETURN id;
+END
+$$;
+
+CREATE FUNCTION id(key text) RETURNS uuid LANGUAGE sql AS $$
+	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
+$$;
+
+-- one CSV line of a settlement report
+CREATE FUNCTION line(ref text, key text, amount bigint, currency text DEFAULT 'USD',
+					 status text DEFAULT 'paid', at timestamptz DEFAULT now()) RETURNS text
+LANGUAGE sql AS $$
+	SELECT concat_ws(',', ref, coalesce(id(key)::text, key, ''), amount, currency, status, at)
+$$;
+CREATE FUNCTION report(VARIADIC lines text[]) RETURNS text LANGUAGE sql AS $$
+	SELECT 'processor_ref,withdrawal_id,amount,currency,status,settled_at' || E'\n'
+		|| coalesce(nullif(array_to_string(lines, E'\n'), '') || E'\n', '')
+$$;
+
+-- the items of a run, with withdrawal keys instead of random ids
+CREATE FUNCTION recon(processor text, period_start timestamptz DEFAULT now() - interval '1 hour',
+					  period_end timestamptz DEFAULT now() + interval '1 hour')
+RETURNS TABLE (kind text, key text, processor_ref text, ledger_amount bigint, processor_amount bigint,
+			   ledger_status text, processor_status text)
+LANGUAGE sql AS $$
+	SELECT r.kind, coalesce(w.idempotency_key, r.withdrawal_id::text, '-'), r.processor_ref,
+		   r.ledger_amount, r.processor_amount, r.ledger_status, r.processor_status
+	  FROM withdrawal.reconcile(processor, period_start, period_end) r
+	  LEFT JOIN withdrawal.withdrawal w ON w.withdrawal_id = r.withdrawal_id
+	 ORDER BY 1, 2, 3
+$$;
+
+SELECT available FROM withdrawal.credit('bob', 'USD', 10000000, 'fund-usd');
+SELECT available FROM withdrawal.credit('bob', 'EUR', 10000000, 'fund-eur');
+SELECT proc(p) FROM unnest(ARRAY['r_imp', 'r_clean', 'r_miss_p', 'r_miss_l', 'r_amount', 'r_currency',
+								 'r_status', 'r_dup', 'r_period', 'r_since', 'r_copy']) p;
+
+--
+-- 1. import_settlement: bad input, bad rows (nothing loaded), good rows
+--
+SELECT wd('imp-1', 100, 'r_imp') IS NOT NULL AS created;
+SELECT try($$SELECT withdrawal.import_settlement(NULL, 'x')$$);
+SELECT try($$SELECT withdrawal.import_settlement('r_imp', NULL)$$);
+SELECT try($$SELECT withdrawal.import_settlement('nobody', 'x')$$);
+SELECT name, try(format('SELECT withdrawal.import_settlement(%L, %L)', 'r_imp', rep)) AS outcome
+  FROM (VALUES
+	('empty', ''),
+	('no header', line('tr_1', 'imp-1', 100) || E'\n'),
+	('header in another order', 'withdrawal_id,processor_ref,amount,currency,status,settled_at' || E'\n'),
+	('header with a missing column', 'processor_ref,withdrawal_id,amount,currency,status' || E'\n'),
+	('amount not a number, line 3', report(line('tr_1', 'imp-1', 100), 'tr_2,,12x,USD,paid,2026-01-01 00:00+00')),
+	('amount zero', report('tr_2,,0,USD,paid,2026-01-01 00:00+00')),
+	('amount negative', report('tr_2,,-5,USD,paid,2026-01-01 00:00+00')),
+	('amount overflows', report('tr_2,,99999999999999999999,USD,paid,2026-01-01 00:00+00')),
+	('unknown currency', report('tr_2,,5,XXX,paid,2026-01-01 00:00+00')),
+	('lower-case currency', report('tr_2,,5,usd,paid,2026-01-01 00:00+00')),
+	('unknown status', report('tr_2,,5,USD,pending,2026-01-01 00:00+00')),
+	('bad withdrawal id', report('tr_2,not-a-uuid,5,USD,paid,2026-01-01 00:00+00')),
+	('bad timestamp', report('tr_2,,5,USD,paid,yesterday-ish')),
+	('infinite timestamp', report('tr_2,,5,USD,paid,infinity')),
+	('missing settled_at', report('tr_2,,5,USD,paid,')),
+	('empty processor_ref', report(',,5,USD,paid,2026-01-01 00:00+00')),
+	('too few fields', report('tr_2,,5,USD,paid')),
+	('too many fields', report('tr_2,,5,USD,paid,2026-01-01 00:00+00,extra')),
+	('unterminated quote from line 4 to the end', report(line('tr_1', 'imp-1', 100), line('tr_3', NULL, 7), '"tr_2,,5,USD,paid,2026-01-01 00:00+00'))
+  ) AS c(name, rep) ORDER BY name;
+SELECT count(*) AS settlement_rows FROM withdrawal.settlement;
+-- header only: nothing to load
+SELECT withdrawal.import_settlement('r_imp', report(VARIADIC ARRAY[]::text[]));
+-- quoted fields (a comma and a newline in a reference), CRLF line ends,
+-- an empty withdrawal id
+SELECT withdrawal.import_settlement('r_imp',
+	'processor_ref,withdrawal_id,amount,currency,status,settled_at' || E'\r\n'
+	|| line('tr_imp_1', 'imp-1', 100) || E'\r\n'
+	|| '"tr,quoted' || E'\n' || 'two lines",,250,EUR,returned,2026-01-02 03:04:05+00' || E'\r\n');
+-- the same report again adds nothing
+SELECT withdrawal.import_settlement('r_imp', report(line('tr_imp_1', 'imp-1', 100)));
+SELECT processor, processor_ref, withdrawal_id = id('imp-1') AS ours, amount, currency, status
+  FROM withdrawal.settlement ORDER BY settlement_id;
+
+--
+-- 2. COPY into withdrawal.settlement works too (as the owner)
+--
+SELECT wd('copy-1', 150, 'r_copy') IS NOT NULL AS created;
+COPY withdrawal.settlement (processor, processor_ref, withdrawal_id, amount, currency, status, settled_at) FROM stdin WITH (FORMAT csv);
+r_copy,tr_copy_1,,150,USD,paid,2026-01-01 00:00:00+00
+\.
+SELECT count(*) AS copied FROM withdrawal.settlement WHERE processor = 'r_copy';
+
+--
+-- 3. a clean period: paid, returned and failed payouts all reported
+--
+SELECT wd('clean-1', 1001, 'r_clean') IS NOT NULL AS a, wd('clean-2', 1002, 'r_clean', 'returned') IS NOT NULL AS b,
+	   wd('clean-3', 1003, 'r_clean', 'failed') IS NOT NULL AS c, wd('clean-4', 1004, 'r_clean', 'paid', 'EUR') IS NOT NULL AS d;
+SELECT withdrawal.import_settlement('r_clean', report(
+	line('tr_c1', 'clean-1', 1001),
+	line('tr_c2', 'clean-2', 1002), line('tr_c2', 'clean-2', 1002, 'USD', 'returned'),
+	line('tr_c3', 'clean-3', 1003, 'USD', 'failed'),
+	line('tr_c4', 'clean-4', 1004, 'EUR')));
+SELECT * FROM recon('r_clean');
+SELECT processor, discrepancies, finished_at IS NOT NULL AS finished FROM withdrawal.recon_run WHERE processor = 'r_clean';
+SELECT invariants();
+
+--
+-- 4. one scenario per kind
+--
+-- missing_at_processor: the ledger paid it, no report mentions it
+SELECT wd('mp-1', 2001, 'r_miss_p') IS NOT NULL AS a, wd('mp-2', 2002, 'r_miss_p') IS NOT NULL AS b;
+SELECT withdrawal.import_settlement('r_miss_p', report(line('tr_mp2', 'mp-2', 2002)));
+SELECT * FROM recon('r_miss_p');
+-- missing_in_ledger: the processor paid a withdrawal we do not know, and
+-- one it could not attribute
+SELECT wd('ml-1', 3001, 'r_miss_l') IS NOT NULL AS created;
+SELECT withdrawal.import_settlement('r_miss_l', report(line('tr_ml1', 'ml-1', 3001),
+	line('tr_ml2', '6e0b5d55-3b39-4c7a-9a55-7a7d0f8f0001', 3002), line('tr_ml3', NULL, 3003)));
+SELECT * FROM recon('r_miss_l');
+-- amount_mismatch
+SELECT wd('am-1', 4001, 'r_amount') IS NOT NULL AS created;
+SELECT withdrawal.import_settlement('r_amount', report(line('tr_am1', 'am-1', 4010)));
+SELECT * FROM recon('r_amount');
+-- currency_mismatch
+SELECT wd('cm-1', 5001, 'r_currency') IS NOT NULL AS created;
+SELECT withdrawal.import_settlement('r_currency', report(line('tr_cm1', 'cm-1', 5001, 'EUR')));
+SELECT * FROM recon('r_currency');
+-- status_mismatch: paid here, failed there; returned here, only paid
+-- there; still submitted here (a lost webhook), paid there
+SELECT wd('sm-1', 6001, 'r_status') IS NOT NULL AS a, wd('sm-2', 6002, 'r_status', 'returned') IS NOT NULL AS b,
+	   wd('sm-3', 6003, 'r_status', 'submitted') IS NOT NULL AS c;
+SELECT withdrawal.import_settlement('r_status', report(line('tr_sm1', 'sm-1', 6001, 'USD', 'failed'),
+	line('tr_sm2', 'sm-2', 6002), line('tr_sm3', 'sm-3', 6003)));
+SELECT * FROM recon('r_status');
+-- duplicate_at_processor: two transfers paid for one withdrawal
+SELECT wd('dp-1', 7001, 'r_dup') IS NOT NULL AS created;
+SELECT withdrawal.import_settlement('r_dup', report(line('tr_dp1a', 'dp-1', 7001), line('tr_dp1b', 'dp-1', 7001)));
+SELECT * FROM recon('r_dup');
+SELECT processor, discrepancies FROM withdrawal.recon_run ORDER BY run_id;
+SELECT invariants();
+
+--
+-- 5. periods: a payout the processor settled a day before the ledger's
+-- period is neither missing here nor there
+--
+SELECT wd('pd-1', 8001, 'r_period') IS NOT NULL AS created;
+SELECT withdrawal.import_settlement('r_period', report(line('tr_pd1', 'pd-1', 8001, 'USD', 'paid', now() - interval '1 day')));
+SELECT * FROM recon('r_period');
+SELECT * FROM recon('r_period', now() - interval '2 days', now() - interval '12 hours');
+-- a period with nothing at all is clean and still recorded
+SELECT * FROM recon('r_period', '2020-01-01', '2020-01-02');
+SELECT count(*) AS runs FROM withdrawal.recon_run WHERE processor = 'r_period';
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', now(), now())$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', NULL, now())$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile(NULL, now(), now())$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('nobody', now() - interval '1 day', now())$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('nobody')$$);
+
+--
+-- 6. reconcile(processor): from the end of the last run until now
+--
+SELECT wd('sn-1', 9001, 'r_since') IS NOT NULL AS created;
+SELECT kind, processor_ref FROM withdrawal.reconcile('r_since');
+SELECT withdrawal.import_settlement('r_since', report(line('tr_sn1', 'sn-1', 9001)));
+-- the next run covers only what happened since; the late report row is
+-- checked against the ledger and agrees
+SELECT kind FROM withdrawal.reconcile('r_since');
+SELECT wd('sn-2', 9002, 'r_since') IS NOT NULL AS created;
+SELECT kind, ledger_amount FROM withdrawal.reconcile('r_since');
+SELECT run_id, period_start = '-infinity' AS from_the_beginning,
+	   period_start = lag(period_end) OVER (ORDER BY run_id) AS continues_previous, discrepancies
+  FROM withdrawal.recon_run WHERE processor = 'r_since' ORDER BY run_id;
+-- two runs in one transaction: the second has nothing left to cover
+BEGIN;
+SELECT count(*) FROM withdrawal.reconcile('r_since');
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_since')$$);
+ROLLBACK;
+
+--
+-- 7. the summary of the latest run per processor, and the items kept
+--
+SELECT processor, discrepancies, missing_at_processor, missing_in_ledger, amount_mismatch,
+	   currency_mismatch, status_mismatch, duplicate_at_processor
+  FROM withdrawal.recon_summary ORDER BY processor;
+SELECT kind, count(*) FROM withdrawal.recon_item GROUP BY kind ORDER BY kind;
+
+--
+-- 8. roles: ops import and reconcile, the auditor reads, the app neither
+--
+SET ROLE withdrawal_ops;
+SELECT withdrawal.import_settlement('r_clean', report(VARIADIC ARRAY[]::text[]));
+SELECT count(*) FROM withdrawal.reconcile('r_clean', now() - interval '1 hour', now() + interval '1 hour');
+SELECT count(*) > 0 AS ops_reads_summary FROM withdrawal.recon_summary;
+SELECT try($$INSERT INTO withdrawal.settlement (processor, processor_ref, amount, currency, status, settled_at) VALUES ('r_clean', 'x', 1, 'USD', 'paid', now())$$);
+RESET ROLE;
+SET ROLE withdrawal_auditor;
+SELECT count(*) > 0 AS auditor_reads_summary FROM withdrawal.recon_summary;
+SELECT count(*) > 0 AS auditor_reads_items FROM withdrawal.recon_item;
+SELECT try($$SELECT withdrawal.reconcile('r_clean')$$);
+SELECT try($$SELECT withdrawal.import_settlement('r_clean', 'x')$$);
+RESET ROLE;
+SET ROLE withdrawal_app;
+SELECT try($$SELECT withdrawal.reconcile('r_clean')$$);
+SELECT try($$SELECT withdrawal.import_settlement('r_clean', 'x')$$);
+SELECT try($$SELECT count(*) FROM withdrawal.recon_summary$$);
+RESET ROLE;
+SELECT invariants();
+
+\c postgres
+DROP DATABASE regress_reconcile;

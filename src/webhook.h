@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhook.h
+ *	  Processor webhooks: signature schemes and their verification.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/webhook.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAWAL_WEBHOOK_H
+#define WITHDRAWAL_WEBHOOK_H
+
+#include "utils/jsonb.h"
+
+/* Largest webhook body accepted, in bytes (processors send a few kB) */
+#define WITHDRAWAL_WEBHOOK_MAX_BODY		(1024 * 1024)
+
+/* Largest signature-related header value looked at, in bytes */
+#define WITHDRAWAL_WEBHOOK_MAX_HEADER	8192
+
+/* Header names of the http driver's own scheme, "hmac-sha256" */
+#define WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER	"X-Withdrawal-Timestamp"
+#define WITHDRAWAL_WEBHOOK_SIGNATURE_HEADER	"X-Withdrawal-Signature"
+
+/*
+ * Verifies the signature of a webhook by the processor's scheme ("stripe",
+ * "standard" or "hmac-sha256") with the secret's value, at time now_unix
+ * (seconds since 1970) with a tolerance of tolerance_s seconds either way.
+ * Raises WD008 on any failure and changes nothing.  For the "standard"
+ * scheme, *webhook_id receives the (signed) webhook-id header; otherwise
+ * NULL.
+ */
+extern void WithdrawalWebhookVerify(const char *scheme, const char *secret,
+									Jsonb *headers, const char *body,
+									int bodylen, int64 now_unix,
+									int64 tolerance_s, char **webhook_id);
+
+#endif							/* WITHDRAWAL_WEBHOOK_H */
