@@ -174,7 +174,8 @@ raise_credit_mismatch(const char *key)
 }
 
 /*
- * Returns (transfer_id, available, replayed) as a composite datum.
+ * Returns (transfer_id, available, replayed) as a composite datum, copied
+ * out of the SPI memory context that SPI_finish() is about to free.
  */
 static Datum
 credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
@@ -189,7 +190,8 @@ credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
 	values[0] = transfer_id;
 	values[1] = available;
 	values[2] = BoolGetDatum(replayed);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+	return SPI_datumTransfer(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)),
+							 false, -1);
 }
 
 /*
