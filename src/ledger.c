@@ -21,7 +21,6 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -37,9 +36,6 @@ PG_FUNCTION_INFO_V1(withdrawal_credit);
 PG_FUNCTION_INFO_V1(withdrawal_balance);
 PG_FUNCTION_INFO_V1(withdrawal_set_account);
 PG_FUNCTION_INFO_V1(withdrawal_check_invariants);
-
-/* Advisory lock class for credit idempotency keys: "WDCR" */
-#define CREDIT_KEY_LOCK_CLASS 0x57444352
 
 /* Source and destination bucket of each movement, indexed by kind */
 static const struct
@@ -118,10 +114,13 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 					  " UPDATE withdrawal.wallet SET available = available + $3,"
 					  "  held = held + $4, paid_out = paid_out + $5, updated_at = pg_catalog.now()"
 					  " WHERE account_id = $1 AND currency = $2"
-					  " RETURNING wallet_id, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id)"
+					  " RETURNING wallet_id, available, held, paid_out,"
+					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id)"
 					  "INSERT INTO withdrawal.ledger_entry"
-					  " (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)"
-					  " SELECT w.txn_id, v.leg, $7, w.wallet_id, $2, v.bucket, v.amount, $10"
+					  " (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
+					  " SELECT w.txn_id, v.leg, $7, w.wallet_id, $2, v.bucket, v.amount,"
+					  "  CASE v.bucket WHEN 'available' THEN w.available WHEN 'held' THEN w.held"
+					  "   WHEN 'settled' THEN w.paid_out END, $10"
 					  " FROM w, (VALUES (1::int2, $8, -$6), (2::int2, $9, $6)) v(leg, bucket, amount)"
 					  " RETURNING txn_id",
 					  10, types);
@@ -164,6 +163,16 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 }
 
+static void
+raise_credit_mismatch(const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
+			 errmsg("idempotency key \"%s\" was already used for a different credit", key),
+			 errdetail("Account, currency, amount, reference and metadata must match the first credit."),
+			 errhint("Use a new idempotency key for a new credit.")));
+}
+
 /*
  * Returns (transfer_id, available, replayed) as a composite datum.
  */
@@ -186,9 +195,11 @@ credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
 /*
  * credit(account_id, currency, amount, idempotency_key, reference, metadata)
  *
- * A transaction-level advisory lock on the key orders concurrent calls with
- * the same key: the second waits for the first to commit and then replays
- * it instead of crediting twice.
+ * Like request(), the write starts with INSERT ... ON CONFLICT DO NOTHING on
+ * the idempotency key and every other part depends on it: a concurrent
+ * call with the same key waits for the first to commit, changes nothing,
+ * and replays.  No lock is taken per key, so a transaction may credit any
+ * number of rewards.
  */
 Datum
 withdrawal_credit(PG_FUNCTION_ARGS)
@@ -218,14 +229,12 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);
 
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(CREDIT_KEY_LOCK_CLASS),
-						Int32GetDatum((int32) DatumGetUInt32(hash_any((unsigned char *) key, strlen(key)))));
-
 	WithdrawalPrepare(&find_plan,
-					  "SELECT transfer_id, available_after, account_id = $2 AND currency = $3"
-					  " AND amount = $4 AND reference IS NOT DISTINCT FROM $5 AND metadata = $6"
-					  " FROM withdrawal.credit WHERE idempotency_key = $1",
+					  "SELECT c.transfer_id, e.balance_after, c.account_id = $2 AND c.currency = $3"
+					  " AND c.amount = $4 AND c.reference IS NOT DISTINCT FROM $5 AND c.metadata = $6"
+					  " FROM withdrawal.credit c"
+					  " JOIN withdrawal.ledger_entry e ON e.txn_id = c.txn_id AND e.leg = 2"
+					  " WHERE c.idempotency_key = $1",
 					  6, find_types);
 	values[0] = CStringGetTextDatum(key);
 	values[1] = CStringGetTextDatum(account_id);
@@ -239,10 +248,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	if (SPI_processed == 1)
 	{
 		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
-			ereport(ERROR,
-					(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
-					 errmsg("idempotency key \"%s\" was already used for a different credit", key),
-					 errhint("Use a new idempotency key for a new credit.")));
+			raise_credit_mismatch(key);
 		result = credit_result(fcinfo,
 							   SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, UUID_LEN),
 							   WithdrawalSpiGet(0, 2, &isnull), true);
@@ -251,29 +257,33 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * One statement: create the account and wallet on first use, add to the
-	 * wallet (int8 arithmetic raises 22003 on overflow), post the ledger
-	 * transaction and record the credit with the balance it produced.
+	 * One statement: record the credit under its key, create the account and
+	 * wallet on first use, add to the wallet (int8 arithmetic raises 22003 on
+	 * overflow) and post the ledger transaction.  When the key was taken
+	 * meanwhile, nothing but the key check happens.
 	 */
 	WithdrawalPrepare(&post_plan,
-					  "WITH a AS ("
-					  " INSERT INTO withdrawal.account (account_id) VALUES ($3)"
+					  "WITH c AS ("
+					  " INSERT INTO withdrawal.credit"
+					  "  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
+					  " ON CONFLICT (idempotency_key) DO NOTHING"
+					  " RETURNING txn_id),"
+					  "a AS ("
+					  " INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
 					  " ON CONFLICT (account_id) DO NOTHING),"
 					  "w AS ("
-					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) VALUES ($3, $4, $5)"
+					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
 					  " ON CONFLICT (account_id, currency) DO UPDATE"
 					  "  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
-					  " RETURNING wallet_id, available, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+					  " RETURNING wallet_id, available),"
 					  "l AS ("
 					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, credit_id)"
-					  " SELECT w.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount, $1"
-					  " FROM w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
-					  "INSERT INTO withdrawal.credit"
-					  " (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata,"
-					  "  available_after, txn_id)"
-					  " SELECT $1, $2, $3, $4, $5, $6, $7, w.available, w.txn_id FROM w"
-					  " RETURNING available_after",
+					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)"
+					  " SELECT c.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount,"
+					  "  CASE v.bucket WHEN 'available' THEN w.available END, $1"
+					  " FROM c, w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
+					  "SELECT w.available FROM w",
 					  7, post_types);
 
 	transfer_id = WithdrawalNewUuid();
@@ -286,10 +296,24 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	nulls[4] = ' ';
 	nulls[5] = reference ? ' ' : 'n';
 	values[6] = JsonbPGetDatum(metadata);
-	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_INSERT_RETURNING,
+	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_SELECT,
 								&mapped_errors[1], 1) != 0)
 		raise_overflow(account_id, currency);
 
+	if (SPI_processed == 0)
+	{
+		/* the key was committed by a concurrent call; this statement sees it */
+		WithdrawalExecute(find_plan, values + 1, nulls + 1, false, 1, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			elog(ERROR, "credit key conflict without a visible credit");
+		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
+			raise_credit_mismatch(key);
+		result = credit_result(fcinfo,
+							   SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, UUID_LEN),
+							   WithdrawalSpiGet(0, 2, &isnull), true);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
 	result = credit_result(fcinfo, UUIDPGetDatum(transfer_id),
 						   WithdrawalSpiGet(0, 1, &isnull), false);
 	SPI_finish();

@@ -3,9 +3,9 @@
  * request.c
  *	  Withdrawal requests: request(), cancel() and get().
  *
- * request() does everything in the caller's transaction with two
- * statements: one read (the idempotency key, the account and its wallet)
- * and one write that inserts the withdrawal, debits the wallet, posts the
+ * request() does everything in the caller's transaction with three index
+ * lookups (the idempotency key, the account and its wallet) and one write
+ * statement that inserts the withdrawal, debits the wallet, posts the
  * ledger entries, queues the outbox row and appends the audit row.  The
  * write starts with INSERT ... ON CONFLICT DO NOTHING on the idempotency
  * key and every other part depends on that insert, so a concurrent call
@@ -41,16 +41,18 @@ PG_FUNCTION_INFO_V1(withdrawal_get);
 #define MAX_DEVICE_ID 128
 #define MAX_CHANNEL_NAME (NAMEDATALEN - 1)
 
-/* Columns of the pre-read */
-enum
+/* What request() reads before it decides */
+typedef struct PreRead
 {
-	PRE_WITHDRAWAL_ID = 1,
-	PRE_STATUS,
-	PRE_SAME_PARAMETERS,
-	PRE_KYC_LEVEL,
-	PRE_FROZEN,
-	PRE_HAS_WALLET
-};
+	bool		key_found;		/* the idempotency key is taken */
+	bool		same_parameters;	/* ... by a request with our parameters */
+	Datum		withdrawal_id;
+	char	   *status;
+	bool		account_found;
+	bool		frozen;
+	int32		kyc_level;
+	bool		wallet_found;
+} PreRead;
 
 /*
  * Returns the string member "key" of a JSON object, or NULL when absent or
@@ -127,54 +129,68 @@ request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool repla
 }
 
 /*
- * Reads the idempotency key, the account and the wallet in one statement.
+ * Reads the idempotency key, the account and the wallet through their
+ * unique indexes.  A fresh snapshot each time, so that after waiting on a
+ * concurrent insert of the same key we see it committed.
  */
 static void
-pre_read(const char *key, const WithdrawalRequestData *req)
+pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
-	Datum		values[6];
+	static const char *const withdrawal_columns[] = {
+		"withdrawal_id", "status", "account_id", "currency", "amount", "channel", "destination"
+	};
+	static const char *const account_columns[] = {"frozen", "kyc_level"};
+	Datum		values[lengthof(withdrawal_columns)];
+	bool		nulls[lengthof(withdrawal_columns)];
+	Datum		keys[2];
 
-	WithdrawalPrepare(&plan,
-					  "SELECT w.withdrawal_id, w.status,"
-					  " w.account_id = $2 AND w.currency = $3 AND w.amount = $4"
-					  "  AND w.channel = $5 AND w.destination = $6,"
-					  " a.kyc_level, a.frozen, wl.wallet_id IS NOT NULL"
-					  " FROM (SELECT) AS one"
-					  " LEFT JOIN withdrawal.withdrawal w ON w.idempotency_key = $1"
-					  " LEFT JOIN withdrawal.account a ON a.account_id = $2"
-					  " LEFT JOIN withdrawal.wallet wl ON wl.account_id = $2 AND wl.currency = $3",
-					  6, types);
-	values[0] = CStringGetTextDatum(key);
-	values[1] = CStringGetTextDatum(req->account_id);
-	values[2] = CStringGetTextDatum(req->currency);
-	values[3] = Int64GetDatum(req->amount);
-	values[4] = CStringGetTextDatum(req->channel);
-	values[5] = JsonbPGetDatum(req->destination);
-	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
-	Assert(SPI_processed == 1);
+	memset(pr, 0, sizeof(*pr));
+
+	keys[0] = CStringGetTextDatum(key);
+	pr->key_found = WithdrawalIndexFetch("withdrawal", "withdrawal_idempotency_key_key",
+										 1, keys, lengthof(withdrawal_columns),
+										 withdrawal_columns, values, nulls);
+	if (pr->key_found)
+	{
+		pr->withdrawal_id = values[0];
+		pr->status = TextDatumGetCString(values[1]);
+		pr->same_parameters =
+			strcmp(TextDatumGetCString(values[2]), req->account_id) == 0 &&
+			strcmp(TextDatumGetCString(values[3]), req->currency) == 0 &&
+			DatumGetInt64(values[4]) == req->amount &&
+			strcmp(TextDatumGetCString(values[5]), req->channel) == 0 &&
+			DatumGetBool(DirectFunctionCall2(jsonb_eq, values[6],
+											 JsonbPGetDatum(req->destination)));
+		return;
+	}
+
+	keys[0] = CStringGetTextDatum(req->account_id);
+	pr->account_found = WithdrawalIndexFetch("account", "account_pkey", 1, keys,
+											 lengthof(account_columns), account_columns,
+											 values, nulls);
+	if (!pr->account_found)
+		return;
+	pr->frozen = DatumGetBool(values[0]);
+	pr->kyc_level = DatumGetInt32(values[1]);
+
+	keys[1] = CStringGetTextDatum(req->currency);
+	pr->wallet_found = WithdrawalIndexFetch("wallet", "wallet_account_id_currency_key", 2, keys,
+											0, NULL, values, nulls);
 }
 
 /*
- * When the pre-read found the key: the replay result, or WD002.
+ * When the key is taken: the replay result, or WD002.
  */
 static Datum
-replay(FunctionCallInfo fcinfo, const char *key)
+replay(FunctionCallInfo fcinfo, const char *key, const PreRead *pr)
 {
-	bool		isnull;
-	Datum		id;
-	char	   *status;
-
-	if (!DatumGetBool(WithdrawalSpiGet(0, PRE_SAME_PARAMETERS, &isnull)))
+	if (!pr->same_parameters)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
 				 errmsg("idempotency key \"%s\" was already used for a different withdrawal", key),
 				 errdetail("Account, currency, amount, channel and destination must match the first request."),
 				 errhint("Use a new idempotency key for a new withdrawal.")));
-	id = SPI_datumTransfer(WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull), false, UUID_LEN);
-	status = WithdrawalSpiGetText(0, PRE_STATUS);
-	return request_result(fcinfo, id, status, true);
+	return request_result(fcinfo, pr->withdrawal_id, pr->status, true);
 }
 
 /*
@@ -191,6 +207,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	char		nulls[14];
 	WithdrawalRequestData req;
 	WithdrawalRiskDecision decision;
+	PreRead		pr;
 	const char *status;
 	char	   *key;
 	pg_uuid_t  *id;
@@ -212,25 +229,23 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	SPI_connect();
 	req.currency = WithdrawalArgCurrency(fcinfo, 1);
 
-	pre_read(key, &req);
-	(void) WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull);
-	if (!isnull)
+	pre_read(key, &req, &pr);
+	if (pr.key_found)
 	{
-		result = replay(fcinfo, key);
+		result = replay(fcinfo, key, &pr);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
-	(void) WithdrawalSpiGet(0, PRE_HAS_WALLET, &isnull);
-	if (!DatumGetBool(WithdrawalSpiGet(0, PRE_HAS_WALLET, &isnull)))
+	if (!pr.wallet_found)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
 				 errmsg("unknown wallet of account \"%s\" in %s", req.account_id, req.currency),
 				 errhint("A wallet is created by its first credit.")));
-	if (DatumGetBool(WithdrawalSpiGet(0, PRE_FROZEN, &isnull)))
+	if (pr.frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_ACCOUNT_FROZEN),
 				 errmsg("account \"%s\" is frozen", req.account_id)));
-	req.kyc_level = DatumGetInt32(WithdrawalSpiGet(0, PRE_KYC_LEVEL, &isnull));
+	req.kyc_level = pr.kyc_level;
 
 	WithdrawalChannelCheck(&req);
 	WithdrawalPolicyScreen(&req, &decision);
@@ -264,11 +279,13 @@ withdrawal_request(PG_FUNCTION_ARGS)
 					  "  updated_at = pg_catalog.now()"
 					  " WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
 					  "  AND EXISTS (SELECT FROM w)"
-					  " RETURNING wallet_id, pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+					  " RETURNING wallet_id, available, held,"
+					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
 					  "l AS ("
 					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)"
-					  " SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount, $1"
+					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
+					  " SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount,"
+					  "  CASE v.leg WHEN 1 THEN d.available ELSE d.held END, $1"
 					  " FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
 					  "o AS ("
 					  " INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
@@ -309,11 +326,10 @@ withdrawal_request(PG_FUNCTION_ARGS)
 		 * A concurrent request with the same key committed between our read
 		 * and our insert; this statement sees it.
 		 */
-		pre_read(key, &req);
-		(void) WithdrawalSpiGet(0, PRE_WITHDRAWAL_ID, &isnull);
-		if (isnull)
+		pre_read(key, &req, &pr);
+		if (!pr.key_found)
 			elog(ERROR, "idempotency key conflict without a visible withdrawal");
-		result = replay(fcinfo, key);
+		result = replay(fcinfo, key, &pr);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}

@@ -17,7 +17,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "datatype/timestamp.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
@@ -26,6 +30,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/datum.h"
 
 #include "policy.h"
 #include "util.h"
@@ -46,6 +52,14 @@ static bool config_callback_registered = false;
  */
 static const char *const config_tables[] = {"currency", "policy", "channel", "processor"};
 static Oid	config_table_oids[lengthof(config_tables)];
+
+/* Relation OIDs looked up by name, see WithdrawalRelationOid */
+#define RELATION_CACHE_SIZE 16
+static struct
+{
+	char		name[NAMEDATALEN];
+	Oid			oid;
+}			relation_cache[RELATION_CACHE_SIZE];
 
 static void config_relcache_callback(Datum arg, Oid relid);
 
@@ -308,6 +322,89 @@ WithdrawalActor(void)
 	return GetUserNameFromId(GetSessionUserId(), false);
 }
 
+Oid
+WithdrawalRelationOid(const char *relname)
+{
+	Oid			oid;
+	int			i;
+
+	for (i = 0; i < RELATION_CACHE_SIZE && relation_cache[i].name[0] != '\0'; i++)
+		if (strcmp(relation_cache[i].name, relname) == 0 &&
+			OidIsValid(relation_cache[i].oid))
+			return relation_cache[i].oid;
+
+	WithdrawalConfigCacheInit();
+	oid = get_relname_relid(relname, get_namespace_oid("withdrawal", false));
+	if (!OidIsValid(oid))
+		elog(ERROR, "relation withdrawal.%s does not exist", relname);
+	for (i = 0; i < RELATION_CACHE_SIZE; i++)
+		if (relation_cache[i].name[0] == '\0' ||
+			strcmp(relation_cache[i].name, relname) == 0)
+		{
+			strlcpy(relation_cache[i].name, relname, NAMEDATALEN);
+			relation_cache[i].oid = oid;
+			break;
+		}
+	return oid;
+}
+
+bool
+WithdrawalIndexFetch(const char *relname, const char *indexname, int nkeys,
+					 const Datum *keys, int ncolumns,
+					 const char *const *columns, Datum *values, bool *nulls)
+{
+	Relation	rel;
+	Relation	index;
+	ScanKeyData scankeys[INDEX_MAX_KEYS];
+	SysScanDesc scan;
+	Snapshot	snapshot;
+	HeapTuple	tuple;
+	TupleDesc	tupdesc;
+	int			i;
+
+	Assert(nkeys <= INDEX_MAX_KEYS);
+	rel = table_open(WithdrawalRelationOid(relname), AccessShareLock);
+	index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
+	for (i = 0; i < nkeys; i++)
+	{
+		Oid			opfamily = index->rd_opfamily[i];
+		Oid			type = index->rd_opcintype[i];
+		Oid			eqop = get_opfamily_member(opfamily, type, type,
+											   BTEqualStrategyNumber);
+
+		/* systable_beginscan takes heap attribute numbers */
+		ScanKeyEntryInitialize(&scankeys[i], 0, index->rd_index->indkey.values[i],
+							   BTEqualStrategyNumber,
+							   InvalidOid, index->rd_indcollation[i],
+							   get_opcode(eqop), keys[i]);
+	}
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	scan = systable_beginscan(rel, RelationGetRelid(index), true, snapshot,
+							  nkeys, scankeys);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		tupdesc = RelationGetDescr(rel);
+		for (i = 0; i < ncolumns; i++)
+		{
+			int			attnum = SPI_fnumber(tupdesc, columns[i]);
+			Form_pg_attribute att;
+
+			if (attnum <= 0)
+				elog(ERROR, "column %s.%s does not exist", relname, columns[i]);
+			att = TupleDescAttr(tupdesc, attnum - 1);
+			values[i] = heap_getattr(tuple, attnum, tupdesc, &nulls[i]);
+			if (!nulls[i])
+				values[i] = datumCopy(values[i], att->attbyval, att->attlen);
+		}
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return HeapTupleIsValid(tuple);
+}
+
 /*
  * Called before (re)loading any cached configuration: registers, once per
  * backend, the callback that drops the caches when config_changed()
@@ -338,10 +435,15 @@ WithdrawalConfigCacheInit(void)
 static void
 config_relcache_callback(Datum arg, Oid relid)
 {
+	int			i;
+
+	for (i = 0; i < RELATION_CACHE_SIZE; i++)
+		if (!OidIsValid(relid) || relation_cache[i].oid == relid)
+			relation_cache[i].oid = InvalidOid;
+
 	if (OidIsValid(relid))
 	{
 		bool		ours = false;
-		int			i;
 
 		for (i = 0; i < lengthof(config_tables); i++)
 			ours |= (relid == config_table_oids[i]);

@@ -76,6 +76,25 @@ extern char *WithdrawalSpiGetText(int row, int col);
 /* The session user's name, for audit and approvals */
 extern char *WithdrawalActor(void);
 
+/*
+ * The OID of a relation (table or index) of schema withdrawal, cached per
+ * backend until a relcache invalidation names it.
+ */
+extern Oid	WithdrawalRelationOid(const char *relname);
+
+/*
+ * Looks up at most one row of relation relname through its unique index
+ * indexname, with the index's own collation, equality on the first nkeys
+ * columns, and a fresh snapshot (what a READ COMMITTED statement would
+ * see).  On a hit, copies the named columns into values/nulls (in the
+ * current memory context) and returns true.  For the hot path, where an
+ * executor start for a three-row read costs more than the read.
+ */
+extern bool WithdrawalIndexFetch(const char *relname, const char *indexname,
+								 int nkeys, const Datum *keys,
+								 int ncolumns, const char *const *columns,
+								 Datum *values, bool *nulls);
+
 /* Forget cached configuration (currency list and the policy cache) */
 extern void WithdrawalConfigCacheInit(void);
 

@@ -1,0 +1,46 @@
+# Shared by the benchmarks; sourced, not run.  Builds the extension into a
+# private installation (tools/common.sh) and starts a throwaway cluster on a
+# free loopback port, stopped and removed on exit.  The benchmarks print
+# ratios against a baseline measured in the same run: these machines are
+# noisy, absolute numbers are not comparable between runs.
+set -euo pipefail
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/tools/common.sh"
+"$src_root/tools/setup.sh"
+
+bench_work=$(make_workdir)
+bench_bindir=$(PG_CFLAGS="-O2" build_private_install "$bench_work")
+bench_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export PGHOST=127.0.0.1 PGPORT=$bench_port PGUSER=postgres PGDATABASE=postgres
+
+# start_bench_cluster [postgresql.conf lines...]
+start_bench_cluster() {
+	as_run_user "$bench_bindir/initdb" -D "$bench_work/data" -A trust -U postgres >/dev/null
+	{
+		echo "port = $bench_port"
+		echo "listen_addresses = '127.0.0.1'"
+		echo "unix_socket_directories = ''"
+		echo "shared_buffers = '1GB'"
+		echo "max_wal_size = '4GB'"
+		echo "checkpoint_timeout = '30min'"
+		for line in "$@"; do echo "$line"; done
+	} | as_run_user tee -a "$bench_work/data/postgresql.conf" >/dev/null
+	as_run_user "$bench_bindir/pg_ctl" -D "$bench_work/data" -l "$bench_work/server.log" -w start >/dev/null
+	trap stop_bench_cluster EXIT
+}
+
+stop_bench_cluster() {
+	as_run_user "$bench_bindir/pg_ctl" -D "$bench_work/data" -m fast stop >/dev/null 2>&1 || true
+	rm -rf "$bench_work"
+}
+
+bench_psql() {
+	as_run_user "$bench_bindir/psql" -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+# pgbench_tps SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the tps
+pgbench_tps() {
+	local seconds=$1 clients=$2 script=$3
+	shift 3
+	as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$seconds" -c "$clients" -j "$clients" \
+		-f "$script" "$@" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}

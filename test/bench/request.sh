@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Benchmark of withdrawal.request() (issue 2), in one run:
+#   C      withdrawal.request()
+#   plpgsql the same transaction in PL/pgSQL (request_plpgsql.sql)
+#   naive  UPDATE ... WHERE balance >= amount; INSERT ... (two statements)
+# 100k accounts, a random account per call, 4 clients, with durable
+# commits and with synchronous_commit = off.  Prints tps and the ratios of
+# C to each baseline.  BENCH_SECONDS (default 20) and BENCH_ACCOUNTS
+# (default 100000) scale it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/cluster.sh"
+
+seconds=${BENCH_SECONDS:-20}
+accounts=${BENCH_ACCOUNTS:-100000}
+clients=${BENCH_CLIENTS:-4}
+
+start_bench_cluster
+bench_psql -c "CREATE EXTENSION withdrawal"
+bench_psql -f "$here/request_plpgsql.sql"
+echo "seeding $accounts accounts..."
+bench_psql -c "SELECT count(withdrawal.credit('acct' || g, 'USD', 1000000000, 'seed' || g)) FROM generate_series(1, $accounts) g" >/dev/null
+bench_psql -c "INSERT INTO bench.naive_wallet SELECT 'acct' || g, 1000000000 FROM generate_series(1, $accounts) g" >/dev/null
+bench_psql -c "VACUUM ANALYZE" >/dev/null
+
+scripts=$bench_work/scripts
+as_run_user mkdir -p "$scripts"
+common="\\set a random(1, $accounts)
+\\set amt random(1, 1000)
+\\set k random(1, 1000000000000)"
+as_run_user tee "$scripts/c.sql" >/dev/null <<EOS
+$common
+SELECT withdrawal.request('acct' || :a, 'USD', :amt, 'sandbox', '{"bank": "DE89"}', 'c-' || :client_id || '-' || :k, '{"device_id": "d1"}');
+EOS
+as_run_user tee "$scripts/plpgsql.sql" >/dev/null <<EOS
+$common
+SELECT bench.request_plpgsql('acct' || :a, 'USD', :amt, 'sandbox', '{"bank": "DE89"}', 'p-' || :client_id || '-' || :k, '{"device_id": "d1"}');
+EOS
+as_run_user tee "$scripts/naive.sql" >/dev/null <<EOS
+$common
+BEGIN;
+UPDATE bench.naive_wallet SET balance = balance - :amt WHERE account_id = 'acct' || :a AND balance >= :amt;
+INSERT INTO bench.naive_payout (account_id, amount) VALUES ('acct' || :a, :amt);
+COMMIT;
+EOS
+
+printf '\n%-22s %10s %10s %10s %12s %12s\n' "synchronous_commit" "naive" "plpgsql" "C" "C/plpgsql" "C/naive"
+for sync in on off; do
+	export PGOPTIONS="-c synchronous_commit=$sync"
+	declare -A tps=()
+	# interleaved rounds, best of each: drift hits every variant alike
+	for round in 1 2; do
+		for v in naive plpgsql c; do
+			t=$(pgbench_tps $((seconds / 2)) "$clients" "$scripts/$v.sql")
+			if [ -z "${tps[$v]:-}" ] || awk "BEGIN{exit !($t > ${tps[$v]})}"; then tps[$v]=$t; fi
+		done
+	done
+	printf '%-22s %10.0f %10.0f %10.0f %12.2f %12.2f\n' "$sync" "${tps[naive]}" "${tps[plpgsql]}" "${tps[c]}" \
+		"$(awk "BEGIN{print ${tps[c]} / ${tps[plpgsql]}}")" "$(awk "BEGIN{print ${tps[c]} / ${tps[naive]}}")"
+	unset tps
+done
+bench_psql -Atc "SELECT 'invariants: ' || coalesce(string_agg(check_name, ', '), 'clean') FROM withdrawal.check_invariants() WHERE violations <> 0"
