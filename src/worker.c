@@ -1137,8 +1137,8 @@ sweep_internal(Interval *older_than)
 					  "INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
 					  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
 					  "  WHERE w.status OPERATOR(pg_catalog.=) 'submitted'"
-					  "    AND w.updated_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-)"
-					  "        pg_catalog.make_interval(secs => $1)"
+					  "    AND w.updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)"
+					  "        pg_catalog.make_interval(secs => $1))"
 					  " ON CONFLICT DO NOTHING",
 					  1, poll_types);
 	values[0] = Int32GetDatum(withdrawal_poll_after_seconds);
@@ -1158,7 +1158,7 @@ sweep_internal(Interval *older_than)
 					  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
 					  " WHERE w.status OPERATOR(pg_catalog.=) 'queued' AND w.attempts OPERATOR(pg_catalog.=) 0"
 					  "   AND o.lease_until IS NULL AND o.kind OPERATOR(pg_catalog.=) 'send'"
-					  "   AND w.created_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) $1"
+					  "   AND w.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
 					  " FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED",
 					  1, age_types);
 	values[0] = IntervalPGetDatum(older_than);
