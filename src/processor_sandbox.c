@@ -87,15 +87,32 @@ WithdrawalSandboxSchedule(const WithdrawalPayout *p)
 	schedule(&p->id, "paid");
 }
 
+/* A due event, sorted by account so that workers lock wallets in order */
+typedef struct SandboxEvent
+{
+	pg_uuid_t	id;
+	char	   *event;
+	char	   *account_id;
+	int64		amount;
+} SandboxEvent;
+
+static int
+event_cmp(const void *a, const void *b)
+{
+	const SandboxEvent *ea = (const SandboxEvent *) a;
+	const SandboxEvent *eb = (const SandboxEvent *) b;
+	int			c = strcmp(ea->account_id, eb->account_id);
+
+	return c != 0 ? c : memcmp(ea->id.data, eb->id.data, UUID_LEN);
+}
+
 int
 WithdrawalSandboxApplyDue(int limit)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
-	pg_uuid_t  *ids;
-	char	  **events;
-	int64	   *amounts;
+	SandboxEvent *ev;
 	int			n;
 	int			i;
 
@@ -108,6 +125,8 @@ WithdrawalSandboxApplyDue(int limit)
 					  "   AND e.event OPERATOR(pg_catalog.=) d.event"
 					  " RETURNING e.withdrawal_id, e.event,"
 					  "  (SELECT w.amount FROM withdrawal.withdrawal w"
+					  "    WHERE w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id),"
+					  "  (SELECT w.account_id FROM withdrawal.withdrawal w"
 					  "    WHERE w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id)",
 					  1, types);
 	values[0] = Int32GetDatum(limit);
@@ -116,24 +135,26 @@ WithdrawalSandboxApplyDue(int limit)
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;
-	ids = palloc(sizeof(pg_uuid_t) * n);
-	events = palloc(sizeof(char *) * n);
-	amounts = palloc(sizeof(int64) * n);
+	ev = palloc(sizeof(SandboxEvent) * n);
 	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
 		Datum		d;
 
-		ids[i] = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
-		events[i] = WithdrawalSpiGetText(i, 2);
+		ev[i].id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
+		ev[i].event = WithdrawalSpiGetText(i, 2);
 		d = WithdrawalSpiGet(i, 3, &isnull);
-		amounts[i] = isnull ? 0 : DatumGetInt64(d);
+		ev[i].amount = isnull ? 0 : DatumGetInt64(d);
+		ev[i].account_id = WithdrawalSpiGetText(i, 4);
+		if (ev[i].account_id == NULL)
+			ev[i].account_id = "";
 	}
+	qsort(ev, n, sizeof(SandboxEvent), event_cmp);
 
 	for (i = 0; i < n; i++)
 	{
 		WithdrawalTransitionData data;
-		bool		paid = strcmp(events[i], "paid") == 0;
+		bool		paid = strcmp(ev[i].event, "paid") == 0;
 
 		memset(&data, 0, sizeof(data));
 		data.action = paid ? "sandbox_paid" : "sandbox_returned";
@@ -142,10 +163,10 @@ WithdrawalSandboxApplyDue(int limit)
 		data.invalid_ok = true;
 		if (!paid)
 			data.reason = "sandbox: returned by the bank (amounts ending in 42 always are)";
-		if (WithdrawalTransition(&ids[i], paid ? WITHDRAWAL_PAID : WITHDRAWAL_RETURNED,
+		if (WithdrawalTransition(&ev[i].id, paid ? WITHDRAWAL_PAID : WITHDRAWAL_RETURNED,
 								 &data, NULL) &&
-			paid && amounts[i] % 100 == SANDBOX_RETURN)
-			schedule(&ids[i], "returned");
+			paid && ev[i].amount % 100 == SANDBOX_RETURN)
+			schedule(&ev[i].id, "returned");
 	}
 	return n;
 }

@@ -754,19 +754,56 @@ free_payouts(WithdrawalPayout *list)
 	}
 }
 
+/* Wallet lock order: by account, then by withdrawal */
+static int
+payout_cmp(const void *a, const void *b)
+{
+	const WithdrawalPayout *pa = *(WithdrawalPayout *const *) a;
+	const WithdrawalPayout *pb = *(WithdrawalPayout *const *) b;
+	int			c = strcmp(pa->account_id, pb->account_id);
+
+	return c != 0 ? c : strcmp(pa->id_text, pb->id_text);
+}
+
+/*
+ * Sorts a list so that every worker locks wallets (and withdrawals) in the
+ * same order: batches of several workers then wait for each other instead
+ * of deadlocking.
+ */
+static WithdrawalPayout *
+sort_payouts(WithdrawalPayout *list)
+{
+	WithdrawalPayout **arr;
+	WithdrawalPayout *p;
+	int			n = 0;
+	int			i;
+
+	for (p = list; p; p = p->next)
+		n++;
+	if (n < 2)
+		return list;
+	arr = palloc(sizeof(WithdrawalPayout *) * n);
+	for (i = 0, p = list; p; p = p->next)
+		arr[i++] = p;
+	qsort(arr, n, sizeof(WithdrawalPayout *), payout_cmp);
+	for (i = 0; i < n - 1; i++)
+		arr[i]->next = arr[i + 1];
+	arr[n - 1]->next = NULL;
+	list = arr[0];
+	pfree(arr);
+	return list;
+}
+
 /*
  * Records a list of decided payouts: all in one transaction, or, when that
  * fails, each in its own, quarantining the ones that fail again.
  */
 static void
-record_outcomes(WithdrawalPayout *list)
+record_sorted(WithdrawalPayout *list)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = false;
 	WithdrawalPayout *p;
-
-	if (list == NULL)
-		return;
 
 	/* their sends are over: leave the channels' in-flight counts */
 	for (p = list; p; p = p->next)
@@ -820,6 +857,13 @@ record_outcomes(WithdrawalPayout *list)
 	for (p = list; p; p = p->next)
 		stat_recorded++;
 	free_payouts(list);
+}
+
+static void
+record_outcomes(WithdrawalPayout *list)
+{
+	if (list != NULL)
+		record_sorted(sort_payouts(list));
 }
 
 /* Collects every decided payout and records them together */

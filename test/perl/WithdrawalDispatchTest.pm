@@ -93,8 +93,10 @@ sub request_many
 	my $prefix = $opt{prefix} // "k$channel";
 	my $dest = $channel eq 'stripe' ? q('{"stripe_account": "acct_123"}') : q('{"iban": "DE00"}');
 	$node->safe_psql('postgres', qq{
-		SELECT withdrawal.request('acct' || (1 + i % 20), 'USD', $amount, '$channel', $dest::jsonb, '$prefix' || i)
-		  FROM generate_series(1, $n) i;
+		-- wallets locked in the order the workers lock them (by account, "C")
+		SELECT withdrawal.request(a, 'USD', $amount, '$channel', ${dest}::jsonb, '$prefix' || i)
+		  FROM (SELECT i, 'acct' || (1 + i % 20) AS a FROM generate_series(1, $n) i
+		         ORDER BY ('acct' || (1 + i % 20)) COLLATE "C", i) s;
 	});
 }
 
