@@ -700,6 +700,84 @@ apply_outcome(WithdrawalPayout *p)
 	}
 }
 
+/* A set-based outcome applies to p: a plain send accepted by a network driver */
+static bool
+submitted_in_bulk(const WithdrawalPayout *p)
+{
+	return p->outcome == WITHDRAWAL_OUTCOME_SUBMITTED && !p->query &&
+		strcmp(p->driver_name, "sandbox") != 0;
+}
+
+/*
+ * Records every accepted send of the list in one statement: the outbox row
+ * (still leased by us) leaves, the withdrawal becomes submitted with its
+ * processor reference, and an audit row is appended; no money moves, so
+ * this is the transition lifecycle.c would make, done set-based for
+ * throughput.  The status_guard trigger still checks every row.
+ */
+static void
+apply_submitted_bulk(WithdrawalPayout *list)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
+	Datum	   *ids;
+	Datum	   *leases;
+	Datum	   *refs;
+	bool	   *ref_nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			n = 0;
+	WithdrawalPayout *p;
+
+	for (p = list; p; p = p->next)
+		if (submitted_in_bulk(p))
+			n++;
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(Datum) * n);
+	leases = palloc(sizeof(Datum) * n);
+	refs = palloc(sizeof(Datum) * n);
+	ref_nulls = palloc(sizeof(bool) * n);
+	n = 0;
+	for (p = list; p; p = p->next)
+	{
+		if (!submitted_in_bulk(p))
+			continue;
+		ids[n] = UUIDPGetDatum(&p->id);
+		leases[n] = TimestampTzGetDatum(p->lease_until);
+		ref_nulls[n] = p->processor_ref == NULL;
+		refs[n] = p->processor_ref ? CStringGetTextDatum(pnstrdup(p->processor_ref, 255)) : (Datum) 0;
+		n++;
+	}
+	dims[0] = n;
+
+	WithdrawalPrepare(&plan,
+					  "WITH r AS (SELECT * FROM pg_catalog.unnest($1, $2, $3) AS r(id, lease, ref)"
+					  "            ORDER BY id),"
+					  " o AS (DELETE FROM withdrawal.outbox o USING r"
+					  "        WHERE o.withdrawal_id OPERATOR(pg_catalog.=) r.id"
+					  "          AND o.lease_until OPERATOR(pg_catalog.=) r.lease"
+					  "          AND o.kind OPERATOR(pg_catalog.=) 'send'"
+					  "       RETURNING r.id, r.ref),"
+					  " w AS (UPDATE withdrawal.withdrawal w SET status = 'submitted',"
+					  "        processor_ref = coalesce(o.ref, w.processor_ref), updated_at = pg_catalog.now()"
+					  "         FROM o WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.id"
+					  "          AND w.status OPERATOR(pg_catalog.=) 'dispatching'"
+					  "       RETURNING w.withdrawal_id, w.account_id, w.processor_ref)"
+					  " INSERT INTO withdrawal.audit_log"
+					  "   (actor, action, withdrawal_id, account_id, before_status, after_status, detail)"
+					  " SELECT 'withdrawal worker', 'dispatch_submitted', w.withdrawal_id, w.account_id,"
+					  "        'dispatching', 'submitted',"
+					  "        pg_catalog.jsonb_build_object('processor_ref', w.processor_ref)"
+					  "   FROM w",
+					  3, types);
+	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = PointerGetDatum(construct_md_array(leases, NULL, 1, dims, lbs, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_md_array(refs, ref_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_INSERT);
+}
+
 /*
  * A payout whose outcome could not be recorded: its lease is cleared and
  * it is retried after the backoff, with the error kept.  Its own
@@ -818,8 +896,10 @@ record_sorted(WithdrawalPayout *list)
 	PG_TRY();
 	{
 		begin_tx("withdrawal: recording outcomes");
+		apply_submitted_bulk(list);
 		for (p = list; p; p = p->next)
-			apply_outcome(p);
+			if (!submitted_in_bulk(p))
+				apply_outcome(p);
 		commit_tx();
 		ok = true;
 	}
