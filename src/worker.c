@@ -1093,6 +1093,15 @@ withdrawal_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(withdrawal_database, NULL, 0);
 	pgstat_report_appname("withdrawal");
 
+	/*
+	 * The worker's own commits need not wait for the WAL flush: a claim or
+	 * an outcome lost in a crash leaves the payout dispatching or queued,
+	 * and it is sent again with the same idempotency key, which the
+	 * processor answers with its first answer.  What applications commit
+	 * (request(), webhooks) keeps the server's setting.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	worker_cxt = AllocSetContextCreate(TopMemoryContext, "withdrawal worker",
 									   ALLOCSET_DEFAULT_SIZES);
 	iter_cxt = AllocSetContextCreate(worker_cxt, "withdrawal worker iteration",
