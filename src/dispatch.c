@@ -81,6 +81,8 @@ static TimestampTz curl_deadline = 0;	/* 0: no libcurl timer */
 static int	in_flight = 0;
 static WithdrawalPayout *done_head = NULL;
 static WithdrawalPayout *done_tail = NULL;
+static int	done_count = 0;
+static TimestampTz done_since = 0;	/* when the oldest done payout finished */
 
 static const char *const outcome_names[] = {
 	[WITHDRAWAL_OUTCOME_NONE] = "none",
@@ -442,8 +444,20 @@ push_done(WithdrawalPayout *p)
 	if (done_tail)
 		done_tail->next = p;
 	else
+	{
 		done_head = p;
+		done_since = GetCurrentTimestamp();
+	}
 	done_tail = p;
+	done_count++;
+}
+
+int
+WithdrawalDispatchDoneCount(TimestampTz *since)
+{
+	if (since)
+		*since = done_since;
+	return done_count;
 }
 
 WithdrawalPayout *
@@ -457,6 +471,7 @@ WithdrawalDispatchNextDone(void)
 		if (done_head == NULL)
 			done_tail = NULL;
 		p->next = NULL;
+		done_count--;
 	}
 	return p;
 }

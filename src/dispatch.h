@@ -14,6 +14,7 @@
 #ifndef WITHDRAWAL_DISPATCH_H
 #define WITHDRAWAL_DISPATCH_H
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 #include "processor.h"
@@ -37,6 +38,9 @@ extern bool WithdrawalDispatchWait(long timeout_ms);
 
 /* A payout whose outcome is decided, or NULL; the caller owns it */
 extern WithdrawalPayout *WithdrawalDispatchNextDone(void);
+
+/* How many decided payouts wait to be recorded, and since when */
+extern int	WithdrawalDispatchDoneCount(TimestampTz *since);
 
 /* Payouts on the wire */
 extern int	WithdrawalDispatchInFlight(void);

@@ -75,6 +75,8 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 /* Poll interval while the extension is not installed in the database */
 #define INSTALL_POLL_MS		2000
 #define AUDIT_SEAL_MS		1000
+/* Outcomes wait at most this long to be recorded together with others */
+#define RECORD_DELAY_MS		5
 #define MAX_ERROR_LEN		1000
 
 /* A channel and its processor, as loaded at the last claim */
@@ -1081,6 +1083,21 @@ release_own_leases(void)
 
 /* ---------- main ---------- */
 
+/* Outcomes worth a transaction of their own */
+static int
+record_batch(void)
+{
+	return Max(8, withdrawal_max_in_flight / 4);
+}
+
+/* Enough room on the wire to be worth a claim while a backlog waits */
+static bool
+refill_due(void)
+{
+	return withdrawal_max_in_flight - WithdrawalDispatchInFlight() >=
+		Max(1, Min(withdrawal_max_in_flight, withdrawal_batch_size) / 4);
+}
+
 void
 withdrawal_worker_main(Datum main_arg)
 {
@@ -1169,7 +1186,14 @@ withdrawal_worker_main(Datum main_arg)
 			earliest(&wake_at, next_seal_at);
 			earliest(&wake_at, next_sweep_at);
 		}
-		if (claim_backlog && WithdrawalDispatchInFlight() < withdrawal_max_in_flight)
+		{
+			TimestampTz since;
+
+			if (WithdrawalDispatchDoneCount(&since) > 0)
+				earliest(&wake_at, TimestampTzPlusMilliseconds(since, RECORD_DELAY_MS));
+		}
+		if (claim_backlog && WithdrawalDispatchInFlight() < withdrawal_max_in_flight &&
+			(WithdrawalDispatchInFlight() == 0 || refill_due()))
 			timeout_ms = 0;
 		else if (wake_at != 0)
 			timeout_ms = wake_at <= now ? 0 :
@@ -1189,18 +1213,35 @@ withdrawal_worker_main(Datum main_arg)
 		}
 		MemoryContextReset(iter_cxt);
 
-		recorded = record_done();
+		/*
+		 * Outcomes are recorded in batches: when enough have gathered, when
+		 * nothing else is on the wire, or when the oldest has waited
+		 * RECORD_DELAY_MS.  Fewer, larger transactions.
+		 */
+		{
+			TimestampTz since;
+			int			ndone = WithdrawalDispatchDoneCount(&since);
+
+			now = GetCurrentTimestamp();
+			recorded = false;
+			if (ndone > 0 &&
+				(ndone >= record_batch() || WithdrawalDispatchInFlight() == 0 ||
+				 TimestampDifferenceExceeds(since, now, RECORD_DELAY_MS - 1)))
+				recorded = record_done();
+		}
 
 		now = GetCurrentTimestamp();
 		capacity = withdrawal_max_in_flight - WithdrawalDispatchInFlight();
 		capacity = Min(capacity, withdrawal_batch_size);
 		if (capacity > 0 &&
 			(latch_set || (next_claim_at != 0 && next_claim_at <= now) ||
-			 (claim_backlog && (recorded || WithdrawalDispatchInFlight() == 0))))
+			 (claim_backlog && recorded && (WithdrawalDispatchInFlight() == 0 || refill_due())) ||
+			 (claim_backlog && WithdrawalDispatchInFlight() == 0)))
+		{
 			claim_and_start(capacity);
-
-		/* sandbox payouts are decided at once: record them now */
-		record_done();
+			/* sandbox payouts (and refused ones) are decided at once */
+			record_done();
+		}
 		housekeeping();
 
 		if (WithdrawalDispatchInFlight() == 0 && !claim_backlog)

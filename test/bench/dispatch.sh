@@ -87,7 +87,8 @@ wait_drained() {
 worker_rss_kb() {
 	local total=0 pid
 	for pid in $(bench_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'"); do
-		total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
+		# private memory only: RssAnon leaves out the shared buffers touched
+		total=$((total + $(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")))
 	done
 	echo "$total"
 }
@@ -121,12 +122,11 @@ echo "== 3. commit -> request-at-processor latency at $lat_rate requests/s for $
 ctl POST /_control/reset >/dev/null
 # epoch ms of the mock's t_ms = 0, from a round trip measured around it
 offset_ms=$("$node" -e '
-	const { performance } = require("perf_hooks");
-	const t1 = performance.timeOrigin + performance.now();
+	const t1 = Date.now();
 	require("http").get(process.argv[1] + "/_control/stats?keys=0", (res) => {
 		let b = ""; res.on("data", (c) => b += c);
 		res.on("end", () => {
-			const t2 = performance.timeOrigin + performance.now();
+			const t2 = Date.now();
 			console.log(((t1 + t2) / 2 - JSON.parse(b).uptime_ms).toFixed(3));
 		});
 	});' "$mock_url")
@@ -167,6 +167,6 @@ while [ "$done_n" -lt "$n_rss" ]; do
 	done_n=$((done_n + chunk))
 done
 rss_after=$(worker_rss_kb)
-echo "worker RSS ($workers worker(s)): before ${rss_before} kB, after ${rss_after} kB," \
+echo "worker private RSS (RssAnon, $workers worker(s)): before ${rss_before} kB, after ${rss_after} kB," \
 	"ratio $(python3 -c "print(round($rss_after / $rss_before, 3))") (target within 10%)"
 bench_psql -At -c "SELECT 'invariants: ' || coalesce(string_agg(check_name, ', ') FILTER (WHERE violations > 0), 'clean') FROM withdrawal.check_invariants()"
