@@ -3,6 +3,9 @@
 # idempotency keys over keep-alive loopback connections, driven by wrk, for
 # a bounded time.  Prints "mock capacity: N requests/s" last, and checks
 # with the mock's own counters that every request was an effective payout.
+# Also prints the mock's CPU time per request (from /proc), whose inverse is
+# the capacity of one fully available core: on a busy machine the wall-clock
+# figure drops while that one stays put.
 #
 #   test/bench/mock_capacity.sh [SECONDS (default 5)] [CONNECTIONS (default 32)]
 #
@@ -22,12 +25,15 @@ case $duration in ''|*[!0-9]*) echo "mock_capacity: SECONDS must be an integer" 
 tmp=$(mktemp -d)
 mock_pid=
 cleanup() {
-	[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+	if [ -n "$mock_pid" ]; then
+		kill "$mock_pid" 2>/dev/null || true
+		wait "$mock_pid" 2>/dev/null || true
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-mkfifo "$tmp/out"
+mkfifo "$tmp/out" "$tmp/out2"
 "$node" "$here/../mock/processor.js" --port 0 --api-key "$key" >"$tmp/out" 2>"$tmp/err" &
 mock_pid=$!
 # the mock prints {"port":N} once listening; give up after 30 s
@@ -55,8 +61,17 @@ ctl() {
 wrk -t1 -c"$connections" -d1s -s "$here/mock_capacity.lua" "$url" -- "$key" >/dev/null
 ctl POST /_control/reset >/dev/null
 
+# cpu_ticks PID: user + system clock ticks of a process
+cpu_ticks() {
+	local f
+	read -r -a f <"/proc/$1/stat"
+	# fields 14 and 15 (utime, stime); the command name has no spaces here
+	echo $((f[13] + f[14]))
+}
+ticks0=$(cpu_ticks "$mock_pid")
 out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/mock_capacity.lua" "$url" -- "$key")
 echo "$out"
+ticks1=$(cpu_ticks "$mock_pid")
 stats=$(ctl GET "/_control/stats?keys=0")
 
 summary=$(echo "$out" | sed -n 's/^wrk: requests=\([0-9]*\) duration_us=\([0-9]*\) non2xx=\([0-9]*\) connect=\([0-9]*\) read=\([0-9]*\) write=\([0-9]*\) timeout=\([0-9]*\)$/\1 \2 \3 \4 \5 \6 \7/p')
@@ -75,5 +90,41 @@ if [ "$effective" -lt "$requests" ] || [ "$effective" -gt $((requests + connecti
 	echo "mock_capacity: mock counted $effective payouts for $requests requests" >&2
 	exit 1
 fi
-echo "mock capacity: $((requests * 1000000 / duration_us)) requests/s" \
-	"($requests POST /payouts with unique keys in $((duration_us / 1000)) ms, $connections connections, $threads wrk thread(s))"
+hz=$(getconf CLK_TCK)
+cpu_us=$(((ticks1 - ticks0) * 1000000 / hz))
+if [ "$cpu_us" -gt 0 ]; then
+	echo "mock CPU: $((cpu_us * 1000 / requests)) ns per request," \
+		"i.e. $((requests * 1000000 / cpu_us)) requests/s per fully available core"
+fi
+
+# Baseline in the same run: a Node server that answers the same request
+# with a constant body and records nothing, i.e. the floor that Node's HTTP
+# stack sets on this machine now.
+kill "$mock_pid" 2>/dev/null || true
+wait "$mock_pid" 2>/dev/null || true
+mock_pid=
+"$node" -e '
+	const s = require("http").createServer((req, res) => {
+		req.resume();
+		req.on("end", () => {
+			const t = "{\"id\":\"po_1\",\"status\":\"paid\"}";
+			res.writeHead(200, { "Content-Type": "application/json", "Content-Length": t.length });
+			res.end(t);
+		});
+	});
+	s.keepAliveTimeout = 120000;
+	s.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ port: s.address().port })));' >"$tmp/out2" 2>>"$tmp/err" &
+mock_pid=$!
+exec 4<"$tmp/out2"
+IFS= read -r -t 30 line <&4 || { echo "mock_capacity: the baseline server did not start" >&2; exit 1; }
+base_url=http://127.0.0.1:${line//[^0-9]/}
+wrk -t1 -c"$connections" -d1s -s "$here/mock_capacity.lua" "$base_url" >/dev/null
+base=$(wrk -t"$threads" -c"$connections" -d"${duration}s" -s "$here/mock_capacity.lua" "$base_url" |
+	sed -n 's/^wrk: requests=\([0-9]*\) duration_us=\([0-9]*\) .*/\1 \2/p')
+read -r base_requests base_us <<<"$base"
+rate=$((requests * 1000000 / duration_us))
+base_rate=$((base_requests * 1000000 / base_us))
+echo "node HTTP floor (constant answer, nothing recorded): $base_rate requests/s"
+echo "mock capacity: $rate requests/s" \
+	"($requests POST /payouts with unique keys in $((duration_us / 1000)) ms, $connections connections," \
+	"$threads wrk thread(s); $((rate * 100 / base_rate))% of the node HTTP floor)"

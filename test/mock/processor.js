@@ -103,6 +103,7 @@ const PRE_FAULTS = new Set(['429', 'hang', 'reset']);
 const DECISIONS = new Set(['reject', 'failed', 'pending', 'paid']);
 const AFTER_FAULTS = new Set(['malformed', 'truncated', 'reset-after', 'hang-after']);
 const MAX_BODY = 1 << 20;
+const REPLAYED = Object.freeze({ 'Idempotent-Replayed': 'true' });
 
 let state;
 let rules = [];
@@ -268,9 +269,7 @@ function sendError(ctx, httpCode, type, code, message, headers) {
 
 /* An answer as the processor would send it, after post-processing faults. */
 function deliver(ctx, stored, rule, replayed) {
-	const headers = Object.assign({}, stored.headers);
-	if (replayed)
-		headers['Idempotent-Replayed'] = 'true';
+	const headers = replayed ? REPLAYED : null;
 	const fault = rule ? rule.fault : null;
 	if (fault === 'malformed') {
 		send(ctx, 200, '{"id": ' + stored.ref + ', "status": paid,, <html>', headers);
@@ -423,7 +422,6 @@ function createPayout(ctx, p) {
 				body: JSON.stringify(errorBody(p.protocol, 'invalid_request_error', entry.failureCode,
 					'the payout was declined by the processor')),
 				ref: entry.ref,
-				headers: null,
 			};
 		} else {
 			if (decision === 'failed') {
@@ -435,7 +433,7 @@ function createPayout(ctx, p) {
 				entry.status = decision || opts.status;
 			if (entry.status !== 'failed')
 				countEffective(entry);
-			entry.stored = { code: 200, body: JSON.stringify(objectFor(entry)), ref: entry.ref, headers: null };
+			entry.stored = { code: 200, body: JSON.stringify(objectFor(entry)), ref: entry.ref };
 		}
 		state.byRef.set(entry.ref, entry);
 		if (entry.withdrawalId !== null)
@@ -614,7 +612,7 @@ function getPayout(ctx, id, kind) {
 			return sendError(ctx, 404, 'invalid_request_error', 'not_found', 'no payout with this id');
 		}
 		ctx.rec.ref = entry.ref;
-		const stored = { code: 200, body: JSON.stringify(objectFor(entry)), ref: entry.ref, headers: null };
+		const stored = { code: 200, body: JSON.stringify(objectFor(entry)), ref: entry.ref };
 		deliver(ctx, stored, fault === 'malformed' || fault === 'truncated' ? rule : null, false);
 	};
 	if (fault === 'slow')
@@ -769,17 +767,11 @@ function route(req, res, body) {
 	state.inFlight++;
 	if (state.inFlight > state.maxInFlight)
 		state.maxInFlight = state.inFlight;
-	let done = false;
-	const finish = () => {
-		if (!done) {
-			done = true;
-			state.inFlight--;
-		}
-	};
-	res.once('finish', finish);
+	/* "close" follows "finish", or comes alone when the connection drops */
+	const gen = state;
 	res.once('close', () => {
 		ctx.closed = true;
-		finish();
+		gen.inFlight--;
 	});
 
 	if (req.method === 'POST' && (path === '/payouts' || path === '/v1/transfers' || path === '/v1/payouts'))
