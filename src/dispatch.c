@@ -3,6 +3,21 @@
  * dispatch.c
  *	  HTTP dispatch through the libcurl multi interface.
  *
+ * The worker's latch loop drives libcurl in multi-socket mode: libcurl
+ * tells us (socket callback) which sockets it wants watched, and those
+ * sockets sit in one WaitEventSet together with the worker's latch and
+ * postmaster death, so that SIGTERM, SIGHUP, a commit that queues work
+ * and network readiness all end the same wait.  libcurl's own timer
+ * (timer callback) bounds the wait.  Many transfers are in flight at
+ * once, and the multi handle's connection cache keeps connections alive
+ * between payouts.
+ *
+ * The WaitEventSet cannot drop a socket in PostgreSQL 15, so it is rebuilt
+ * before the next wait whenever libcurl forgets one (a connection closed);
+ * changes of interest (readable / writable) are applied in place.
+ *
+ * Nothing here runs inside a transaction or touches the database.
+ *
  * Copyright (c) 2026, withdrawal developers
  *
  * IDENTIFICATION
@@ -12,4 +27,728 @@
  */
 #include "postgres.h"
 
-/* The dispatcher lands here. */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+
+#include "common/jsonapi.h"
+#include "lib/ilist.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "dispatch.h"
+#include "secrets.h"
+#include "withdrawal.h"
+
+/* Largest response body we keep; a processor's answer is a few hundred bytes */
+#define MAX_RESPONSE_BYTES	(256 * 1024)
+
+/* State of one transfer on the wire, in its payout's context */
+typedef struct Transfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+	StringInfoData response;
+	bool		too_large;
+	long		retry_after_ms;
+	char		errbuf[CURL_ERROR_SIZE];
+} Transfer;
+
+/* A socket libcurl asked us to watch */
+typedef struct Socket
+{
+	dlist_node	node;
+	curl_socket_t fd;
+	uint32		events;			/* WL_SOCKET_READABLE / WRITEABLE */
+	int			pos;			/* position in the WaitEventSet, or -1 */
+} Socket;
+
+static MemoryContext dispatch_cxt = NULL;
+static CURLM *multi = NULL;
+static dlist_head sockets = DLIST_STATIC_INIT(sockets);
+static int	nsockets = 0;
+static WaitEventSet *wes = NULL;
+static int	wes_capacity = 0;
+static int	wes_used = 0;
+static bool wes_dirty = true;
+static TimestampTz curl_deadline = 0;	/* 0: no libcurl timer */
+static int	in_flight = 0;
+static WithdrawalPayout *done_head = NULL;
+static WithdrawalPayout *done_tail = NULL;
+static int	done_count = 0;
+static TimestampTz done_since = 0;	/* when the oldest done payout finished */
+
+static const char *const outcome_names[] = {
+	[WITHDRAWAL_OUTCOME_NONE] = "none",
+	[WITHDRAWAL_OUTCOME_SUBMITTED] = "submitted",
+	[WITHDRAWAL_OUTCOME_PAID] = "paid",
+	[WITHDRAWAL_OUTCOME_FAILED] = "failed",
+	[WITHDRAWAL_OUTCOME_RETRY] = "retry",
+	[WITHDRAWAL_OUTCOME_DEAD] = "dead",
+	[WITHDRAWAL_OUTCOME_PENDING] = "pending",
+	[WITHDRAWAL_OUTCOME_UNKNOWN] = "unknown",
+};
+
+const char *
+WithdrawalOutcomeName(WithdrawalOutcome outcome)
+{
+	return outcome_names[outcome];
+}
+
+void
+WithdrawalPayoutResult(WithdrawalPayout *p, WithdrawalOutcome outcome,
+					   const char *fmt,...)
+{
+	MemoryContext old = MemoryContextSwitchTo(p->cxt);
+
+	p->outcome = outcome;
+	if (fmt)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (;;)
+		{
+			va_list		args;
+			int			needed;
+
+			va_start(args, fmt);
+			needed = appendStringInfoVA(&buf, fmt, args);
+			va_end(args);
+			if (needed == 0)
+				break;
+			enlargeStringInfo(&buf, needed);
+		}
+		p->error = buf.data;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+const WithdrawalDriver *
+WithdrawalDriverFind(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	if (strcmp(name, "sandbox") == 0)
+		return &withdrawal_sandbox_driver;
+	if (strcmp(name, "http") == 0)
+		return &withdrawal_http_driver;
+	if (strcmp(name, "stripe") == 0)
+		return &withdrawal_stripe_driver;
+	return NULL;
+}
+
+/* ---------- JSON helpers ---------- */
+
+Jsonb *
+WithdrawalJsonParse(const char *text, size_t len)
+{
+	JsonLexContext *lex;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *copy;
+	Jsonb	   *volatile result = NULL;
+
+	if (text == NULL || len == 0 || len > MAX_RESPONSE_BYTES || memchr(text, '\0', len))
+		return NULL;
+	copy = pnstrdup(text, len);
+	lex = makeJsonLexContextCstringLen(copy, (int) len, GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
+
+	/* Valid JSON; the conversion can still refuse it (deep nesting...). */
+	PG_TRY();
+	{
+		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* The scalar value of key in an object container, as text */
+static char *
+container_get_text(JsonbContainer *container, const char *key, JsonbValue *out)
+{
+	JsonbValue *v;
+
+	if (!JsonContainerIsObject(container))
+		return NULL;
+	v = getKeyJsonValueFromContainer(container, key, strlen(key), out);
+	if (v == NULL)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return NULL;
+	}
+}
+
+char *
+WithdrawalJsonGetText(Jsonb *jb, const char *key)
+{
+	JsonbValue	v;
+
+	if (jb == NULL)
+		return NULL;
+	return container_get_text(&jb->root, key, &v);
+}
+
+char *
+WithdrawalJsonGetPath(Jsonb *jb, const char *key1, const char *key2)
+{
+	JsonbValue	v;
+	JsonbValue *inner;
+	JsonbValue	v2;
+
+	if (jb == NULL || !JsonContainerIsObject(&jb->root))
+		return NULL;
+	inner = getKeyJsonValueFromContainer(&jb->root, key1, strlen(key1), &v);
+	if (inner == NULL || inner->type != jbvBinary)
+		return NULL;
+	return container_get_text(inner->val.binary.data, key2, &v2);
+}
+
+/* ---------- URL policy ---------- */
+
+static bool
+host_is_loopback(const char *host)
+{
+	unsigned char addr[16];
+	char		buf[64];
+	size_t		len = strlen(host);
+
+	if (pg_strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, addr) == 1)
+		return addr[0] == 127;
+	/* libcurl returns IPv6 hosts in brackets */
+	if (len >= 2 && len < sizeof(buf) && host[0] == '[' && host[len - 1] == ']')
+	{
+		memcpy(buf, host + 1, len - 2);
+		buf[len - 2] = '\0';
+		if (inet_pton(AF_INET6, buf, addr) == 1)
+		{
+			static const unsigned char loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+			return memcmp(addr, loopback6, 16) == 0;
+		}
+	}
+	return false;
+}
+
+bool
+WithdrawalUrlAllowed(const char *url, char **why)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	bool		ok = false;
+
+	*why = NULL;
+	if (u == NULL)
+	{
+		*why = pstrdup("out of memory parsing the processor URL");
+		return false;
+	}
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		*why = pstrdup("processor base_url is not a valid URL");
+	else if (pg_strcasecmp(scheme, "https") == 0)
+		ok = true;
+	else if (pg_strcasecmp(scheme, "http") != 0)
+		*why = psprintf("processor URL scheme \"%s\" is not supported", scheme);
+	else if (!withdrawal_allow_insecure_loopback)
+		*why = pstrdup("plain http is refused (withdrawal.allow_insecure_loopback is off)");
+	else if (!host_is_loopback(host))
+		*why = psprintf("plain http is refused for non-loopback host \"%s\"", host);
+	else
+		ok = true;
+	if (scheme)
+		curl_free(scheme);
+	if (host)
+		curl_free(host);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+/* ---------- libcurl callbacks ---------- */
+
+static void
+add_socket_event(Socket *s)
+{
+	s->pos = AddWaitEventToSet(wes, s->events, s->fd, NULL, s);
+	wes_used++;
+}
+
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	Socket	   *s = (Socket *) socketp;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (s)
+		{
+			dlist_delete(&s->node);
+			nsockets--;
+			pfree(s);
+			curl_multi_assign(multi, fd, NULL);
+		}
+		wes_dirty = true;
+		return 0;
+	}
+
+	if (s == NULL)
+	{
+		s = MemoryContextAllocZero(dispatch_cxt, sizeof(Socket));
+		s->fd = fd;
+		s->pos = -1;
+		dlist_push_tail(&sockets, &s->node);
+		nsockets++;
+		curl_multi_assign(multi, fd, s);
+	}
+	s->events = 0;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		s->events |= WL_SOCKET_READABLE;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		s->events |= WL_SOCKET_WRITEABLE;
+
+	if (!wes_dirty && wes != NULL)
+	{
+		if (s->pos >= 0)
+			ModifyWaitEvent(wes, s->pos, s->events, NULL);
+		else if (wes_used < wes_capacity)
+			add_socket_event(s);
+		else
+			wes_dirty = true;
+	}
+	return 0;
+}
+
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		curl_deadline = 0;
+	else
+		curl_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		n = size * nmemb;
+
+	if (t->response.len + n > MAX_RESPONSE_BYTES)
+	{
+		t->too_large = true;
+		return 0;
+	}
+	appendBinaryStringInfo(&t->response, data, n);
+	return n;
+}
+
+/* Captures Retry-After (seconds or an HTTP date) */
+static size_t
+header_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		n = size * nmemb;
+	static const char name[] = "retry-after:";
+	char		value[128];
+	size_t		vlen;
+	char	   *end;
+	long		secs;
+
+	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
+		return n;
+	vlen = Min(n - (sizeof(name) - 1), sizeof(value) - 1);
+	memcpy(value, data + sizeof(name) - 1, vlen);
+	value[vlen] = '\0';
+	while (vlen > 0 && (value[vlen - 1] == '\r' || value[vlen - 1] == '\n' || value[vlen - 1] == ' '))
+		value[--vlen] = '\0';
+	end = value;
+	while (*end == ' ')
+		end++;
+	secs = strtol(end, &end, 10);
+	if (*end == '\0' && secs >= 0)
+		t->retry_after_ms = Min(secs, 86400L) * 1000L;
+	else
+	{
+		time_t		when = curl_getdate(value, NULL);
+
+		if (when > 0)
+			t->retry_after_ms = Max((long) (when - time(NULL)), 0L) * 1000L;
+	}
+	return n;
+}
+
+/* ---------- set-up ---------- */
+
+static void
+dispatch_exit(int code, Datum arg)
+{
+	if (multi)
+	{
+		curl_multi_cleanup(multi);
+		multi = NULL;
+	}
+	curl_global_cleanup();
+}
+
+void
+WithdrawalDispatchInit(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialise libcurl")));
+	dispatch_cxt = AllocSetContextCreate(TopMemoryContext, "withdrawal dispatch",
+										 ALLOCSET_DEFAULT_SIZES);
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	on_proc_exit(dispatch_exit, (Datum) 0);
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(withdrawal_max_in_flight, 16));
+}
+
+static void
+push_done(WithdrawalPayout *p)
+{
+	p->next = NULL;
+	if (done_tail)
+		done_tail->next = p;
+	else
+	{
+		done_head = p;
+		done_since = GetCurrentTimestamp();
+	}
+	done_tail = p;
+	done_count++;
+}
+
+int
+WithdrawalDispatchDoneCount(TimestampTz *since)
+{
+	if (since)
+		*since = done_since;
+	return done_count;
+}
+
+WithdrawalPayout *
+WithdrawalDispatchNextDone(void)
+{
+	WithdrawalPayout *p = done_head;
+
+	if (p)
+	{
+		done_head = p->next;
+		if (done_head == NULL)
+			done_tail = NULL;
+		p->next = NULL;
+		done_count--;
+	}
+	return p;
+}
+
+int
+WithdrawalDispatchInFlight(void)
+{
+	return in_flight;
+}
+
+/* Adds a header line; the buffer is wiped because it may hold a secret */
+static void
+add_header(Transfer *t, const char *name, const char *value)
+{
+	char	   *line = psprintf("%s: %s", name, value);
+	struct curl_slist *l = curl_slist_append(t->headers, line);
+
+	explicit_bzero(line, strlen(line));
+	pfree(line);
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory building a processor request")));
+	t->headers = l;
+}
+
+bool
+WithdrawalDispatchStart(WithdrawalPayout *p)
+{
+	const WithdrawalDriver *driver = WithdrawalDriverFind(p->driver_name);
+	WithdrawalHttpRequest req;
+	MemoryContext old;
+	Transfer   *t;
+	char	   *why;
+	long		timeout_ms;
+
+	p->outcome = WITHDRAWAL_OUTCOME_NONE;
+	if (driver == NULL)
+	{
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+							   "processor \"%s\" has unknown driver", p->processor);
+		push_done(p);
+		return false;
+	}
+	if (driver->decide)
+	{
+		driver->decide(p);
+		push_done(p);
+		return false;
+	}
+
+	old = MemoryContextSwitchTo(p->cxt);
+	memset(&req, 0, sizeof(req));
+	driver->build(p, &req);
+	if (p->outcome != WITHDRAWAL_OUTCOME_NONE)
+	{
+		MemoryContextSwitchTo(old);
+		push_done(p);
+		return false;
+	}
+	if (!WithdrawalUrlAllowed(req.url, &why))
+	{
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "%s", why);
+		MemoryContextSwitchTo(old);
+		push_done(p);
+		return false;
+	}
+
+	t = palloc0(sizeof(Transfer));
+	initStringInfo(&t->response);
+	t->easy = curl_easy_init();
+	if (t->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	p->transfer = t;
+
+	if (p->api_secret_name)
+	{
+		const char *secret = WithdrawalSecretGet(p->api_secret_name);
+		char	   *bearer;
+
+		if (secret == NULL)
+		{
+			curl_easy_cleanup(t->easy);
+			t->easy = NULL;
+			p->transfer = NULL;
+			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+								   "api secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
+								   p->api_secret_name, p->processor);
+			MemoryContextSwitchTo(old);
+			push_done(p);
+			return false;
+		}
+		bearer = psprintf("Bearer %s", secret);
+		add_header(t, "Authorization", bearer);
+		explicit_bzero(bearer, strlen(bearer));
+		pfree(bearer);
+	}
+	add_header(t, "Idempotency-Key", p->id_text);
+	add_header(t, "Accept", "application/json");
+	if (req.body)
+		add_header(t, "Content-Type", req.content_type);
+	/* no "Expect: 100-continue" round trip */
+	add_header(t, "Expect", "");
+
+	timeout_ms = Min((long) p->request_timeout_ms, (long) withdrawal_http_timeout_ms);
+	curl_easy_setopt(t->easy, CURLOPT_URL, req.url);
+	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 0L);
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (withdrawal_ca_file && withdrawal_ca_file[0] != '\0')
+		curl_easy_setopt(t->easy, CURLOPT_CAINFO, withdrawal_ca_file);
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS,
+					 Min((long) p->connect_timeout_ms, timeout_ms));
+	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "withdrawal/1.0");
+	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_callback);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, p);
+	if (strcmp(req.method, "POST") == 0)
+	{
+		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req.body));
+		curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, req.body);
+	}
+	else
+		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+	MemoryContextSwitchTo(old);
+
+	if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not add a transfer to the libcurl multi handle")));
+	in_flight++;
+	return true;
+}
+
+/* Classifies a finished transfer and queues its payout as done */
+static void
+finish_transfer(CURL *easy, CURLcode code)
+{
+	WithdrawalPayout *p = NULL;
+	Transfer   *t;
+	const WithdrawalDriver *driver;
+	long		status = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &p);
+	Assert(p != NULL);
+	t = (Transfer *) p->transfer;
+	driver = WithdrawalDriverFind(p->driver_name);
+
+	curl_multi_remove_handle(multi, easy);
+	in_flight--;
+	p->retry_after_ms = t->retry_after_ms;
+
+	if (code != CURLE_OK)
+	{
+		if (t->too_large)
+			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+								   "processor response larger than %d bytes", MAX_RESPONSE_BYTES);
+		else
+			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "transport error: %s",
+								   t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
+	}
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(p->cxt);
+
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		driver->classify(p, status, t->response.data, t->response.len);
+		MemoryContextSwitchTo(old);
+		if (p->outcome == WITHDRAWAL_OUTCOME_NONE)
+			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+								   "unclassified HTTP status %ld", status);
+	}
+
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(t->headers);
+	t->easy = NULL;
+	t->headers = NULL;
+	p->transfer = NULL;
+	push_done(p);
+}
+
+static void
+drain_messages(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+			finish_transfer(msg->easy_handle, msg->data.result);
+	}
+}
+
+static void
+rebuild_wait_event_set(void)
+{
+	dlist_iter	iter;
+
+	if (wes)
+		FreeWaitEventSet(wes);
+	wes_capacity = Max(64, 2 * nsockets + 8);
+	wes = CreateWaitEventSet(dispatch_cxt, wes_capacity + 2);
+	wes_used = 0;
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	dlist_foreach(iter, &sockets)
+	{
+		Socket	   *s = dlist_container(Socket, node, iter.cur);
+
+		s->pos = -1;
+		add_socket_event(s);
+	}
+	wes_dirty = false;
+}
+
+bool
+WithdrawalDispatchWait(long timeout_ms)
+{
+	WaitEvent  *events;
+	int			nevents;
+	int			i;
+	int			running;
+	bool		latch_set = false;
+	TimestampTz now;
+
+	if (wes_dirty || wes == NULL)
+		rebuild_wait_event_set();
+
+	if (curl_deadline != 0)
+	{
+		long		curl_ms;
+
+		now = GetCurrentTimestamp();
+		curl_ms = curl_deadline <= now ? 0 : (long) ((curl_deadline - now + 999) / 1000);
+		if (timeout_ms < 0 || curl_ms < timeout_ms)
+			timeout_ms = curl_ms;
+	}
+
+	events = palloc(sizeof(WaitEvent) * (wes_capacity + 2));
+	nevents = WaitEventSetWait(wes, timeout_ms, events, wes_capacity + 2,
+							   PG_WAIT_EXTENSION);
+	for (i = 0; i < nevents; i++)
+	{
+		WaitEvent  *e = &events[i];
+
+		if (e->events & WL_LATCH_SET)
+			latch_set = true;
+		else if (e->events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			mask = 0;
+
+			if (e->events & WL_SOCKET_READABLE)
+				mask |= CURL_CSELECT_IN;
+			if (e->events & WL_SOCKET_WRITEABLE)
+				mask |= CURL_CSELECT_OUT;
+			curl_multi_socket_action(multi, e->fd, mask, &running);
+		}
+	}
+	pfree(events);
+
+	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	drain_messages();
+	return latch_set;
+}

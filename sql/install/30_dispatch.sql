@@ -4,13 +4,61 @@
 /*
  * One row per payout waiting for (or on) the wire.  Rows leave when the
  * payout reaches a status that needs no dispatch, so the table stays small
- * and VACUUM keeps up.
+ * and VACUUM keeps up.  kind 'send' rows belong to queued and dispatching
+ * withdrawals; kind 'query' rows are status queries for submitted ones
+ * (added by sweep()).  lease_until is set when a worker claims the row:
+ * until it passes, no other worker sends the payout; after it passes, the
+ * payout is re-sent with the same idempotency key.  claimed_by is the
+ * worker number, so that a restarted worker releases its own leases.
+ * Only lease_until and claimed_by change on a claim, and neither is
+ * indexed, so claims are HOT updates.
  */
 CREATE TABLE withdrawal.outbox (
 	withdrawal_id uuid PRIMARY KEY,
 	channel		text NOT NULL,
 	next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	lease_until	timestamptz,
-	enqueued_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
-) WITH (fillfactor = 50);
+	enqueued_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	kind		text NOT NULL DEFAULT 'send' CHECK (kind IN ('send', 'query')),
+	claimed_by	integer
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.01,
+		autovacuum_vacuum_insert_scale_factor = 0.01);
+CREATE INDEX outbox_due ON withdrawal.outbox (next_attempt_at);
 COMMENT ON TABLE withdrawal.outbox IS 'payouts waiting for the dispatcher; the hot queue table';
+COMMENT ON INDEX withdrawal.outbox_due IS 'the dispatcher claims due rows in next_attempt_at order';
+
+/*
+ * The sandbox processor's delayed events: a payout it accepted is paid
+ * withdrawal.sandbox_settle_delay later; one whose amount ends in 42 is
+ * then returned after the same delay.
+ */
+CREATE TABLE withdrawal.sandbox_event (
+	withdrawal_id uuid NOT NULL,
+	event		text NOT NULL CHECK (event IN ('paid', 'returned')),
+	due_at		timestamptz NOT NULL,
+	PRIMARY KEY (withdrawal_id, event)
+);
+CREATE INDEX sandbox_event_due ON withdrawal.sandbox_event (due_at);
+COMMENT ON TABLE withdrawal.sandbox_event IS 'settlements and returns the sandbox processor will report, and when';
+COMMENT ON INDEX withdrawal.sandbox_event_due IS 'the worker applies sandbox events in due order';
+
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.sandbox_event', '');
+
+CREATE FUNCTION withdrawal.retry(withdrawal_id uuid)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_retry'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.retry(uuid) IS
+	'ops: puts a dead-lettered payout back on the queue (same idempotency key, fresh attempt budget); returns the new status';
+
+CREATE FUNCTION withdrawal.sweep(older_than interval DEFAULT '4 hours')
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'withdrawal_sweep'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.sweep(interval) IS
+	'ops: re-sends payouts whose lease expired, queries the processor about payouts submitted longer than withdrawal.poll_after ago, re-queues payouts missing from the outbox, and fails and refunds payouts queued longer than older_than that were never sent; returns how many it moved';
+
+GRANT EXECUTE ON FUNCTION withdrawal.retry(uuid), withdrawal.sweep(interval) TO withdrawal_ops;
+GRANT SELECT ON withdrawal.outbox TO withdrawal_auditor;

@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * processor.h
+ *	  The small internal interface behind which processor drivers live.
+ *
+ * A driver turns a claimed payout into an HTTP request and an HTTP
+ * response into an outcome (network drivers), or decides the outcome by
+ * itself (the sandbox).  Drivers do no I/O: dispatch.c sends, worker.c
+ * records; only the sandbox keeps a table, for its delayed settlements.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/processor.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAWAL_PROCESSOR_H
+#define WITHDRAWAL_PROCESSOR_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "utils/palloc.h"
+#include "utils/uuid.h"
+
+/* What an attempt taught us; worker.c maps it onto the lifecycle */
+typedef enum WithdrawalOutcome
+{
+	WITHDRAWAL_OUTCOME_NONE,	/* not decided yet */
+	WITHDRAWAL_OUTCOME_SUBMITTED,	/* accepted; the final word comes later */
+	WITHDRAWAL_OUTCOME_PAID,	/* paid */
+	WITHDRAWAL_OUTCOME_FAILED,	/* definitive rejection: fail and refund */
+	WITHDRAWAL_OUTCOME_RETRY,	/* transient: resend later, same key */
+	WITHDRAWAL_OUTCOME_DEAD,	/* outcome unknown and unsafe to resend */
+	WITHDRAWAL_OUTCOME_PENDING, /* status query: no final word yet */
+	WITHDRAWAL_OUTCOME_UNKNOWN	/* status query: never received; resend */
+} WithdrawalOutcome;
+
+extern const char *WithdrawalOutcomeName(WithdrawalOutcome outcome);
+
+/* One claimed payout; everything lives in its own memory context */
+typedef struct WithdrawalPayout
+{
+	MemoryContext cxt;
+	pg_uuid_t	id;
+	char		id_text[40];	/* canonical text form: the idempotency key */
+	char	   *account_id;
+	char	   *currency;
+	int64		amount;
+	char	   *channel;
+	char	   *http_body;		/* the http driver's JSON body, built in SQL */
+	char	   *stripe_account; /* destination.stripe_account, or NULL */
+	int			attempts;		/* including this one */
+	bool		query;			/* a status query rather than a send */
+	TimestampTz lease_until;	/* our claim token */
+
+	/* the channel's processor, copied at claim time */
+	char	   *processor;
+	char	   *driver_name;
+	char	   *base_url;
+	char	   *api_secret_name;
+	int			connect_timeout_ms;
+	int			request_timeout_ms;
+	int			burst;			/* of the channel, for the shared bucket */
+	bool		flow_controlled;	/* holds a reservation in shared memory */
+
+	/* the result */
+	WithdrawalOutcome outcome;
+	char	   *processor_ref;
+	char	   *error;			/* last_error; never contains a secret */
+	long		retry_after_ms; /* 429 Retry-After, or 0 */
+
+	/* transport state, owned by dispatch.c */
+	void	   *transfer;
+	struct WithdrawalPayout *next;
+} WithdrawalPayout;
+
+/* An HTTP request a network driver asks dispatch.c to send */
+typedef struct WithdrawalHttpRequest
+{
+	const char *method;			/* "GET" or "POST" */
+	char	   *url;
+	char	   *body;			/* NULL for GET */
+	const char *content_type;
+} WithdrawalHttpRequest;
+
+typedef struct WithdrawalDriver
+{
+	const char *name;
+
+	/*
+	 * No network: decides p->outcome at once (the sandbox).  NULL for
+	 * network drivers.
+	 */
+	void		(*decide) (WithdrawalPayout *p);
+
+	/*
+	 * Fills req for p (p->query: a status query).  May instead decide
+	 * p->outcome (for example FAILED for a destination the processor cannot
+	 * pay), in which case nothing is sent.
+	 */
+	void		(*build) (WithdrawalPayout *p, WithdrawalHttpRequest *req);
+
+	/* Classifies a complete HTTP response into p->outcome */
+	void		(*classify) (WithdrawalPayout *p, long status,
+							 const char *body, size_t len);
+} WithdrawalDriver;
+
+extern const WithdrawalDriver withdrawal_sandbox_driver;
+extern const WithdrawalDriver withdrawal_http_driver;
+extern const WithdrawalDriver withdrawal_stripe_driver;
+
+/*
+ * The sandbox's delayed events (settlement, return), kept in
+ * withdrawal.sandbox_event.  Both run in the caller's transaction and SPI
+ * connection; ApplyDue applies up to limit due events and returns how many.
+ */
+extern void WithdrawalSandboxSchedule(const WithdrawalPayout *p);
+extern int	WithdrawalSandboxApplyDue(int limit);
+
+/* The driver called name, or NULL */
+extern const WithdrawalDriver *WithdrawalDriverFind(const char *name);
+
+/* Sets p->outcome and p->error (formatted in p->cxt) */
+extern void WithdrawalPayoutResult(WithdrawalPayout *p, WithdrawalOutcome outcome,
+								   const char *fmt,...) pg_attribute_printf(3, 4);
+
+#endif							/* WITHDRAWAL_PROCESSOR_H */

@@ -1,0 +1,144 @@
+# Helpers of the dispatcher TAP tests: a mock processor on a loopback port
+# (test/mock/processor.js), its control routes, and a cluster with the
+# library preloaded and a processor and channel pointing at the mock.
+package WithdrawalDispatchTest;
+
+use strict;
+use warnings FATAL => 'all';
+
+use Exporter 'import';
+use File::Basename qw(dirname);
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(start_mock mock_get mock_post dispatch_node request_many
+  wait_all_settled no_double_payout);
+
+my $mock_script = dirname(__FILE__) . '/../mock/processor.js';
+my $http = HTTP::Tiny->new(timeout => 30);
+my $json = JSON::PP->new->canonical;
+
+# start_mock(@args): starts the mock; returns a hash with port and base.
+sub start_mock
+{
+	my @args = @_;
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start([ 'node', $mock_script, '--port', '0', @args ],
+		\$in, \$out, \$err);
+	$h->pump until $out =~ /\n/;
+	my ($port) = $out =~ /"port":(\d+)/ or die "mock did not start: $err";
+	my $mock = { handle => $h, port => $port, base => "http://127.0.0.1:$port" };
+	return bless $mock, 'WithdrawalDispatchTest::Mock';
+}
+
+sub mock_get
+{
+	my ($mock, $path) = @_;
+	my $r = $http->get("$mock->{base}$path");
+	die "mock GET $path: $r->{status} $r->{content}" unless $r->{success};
+	return $json->decode($r->{content});
+}
+
+sub mock_post
+{
+	my ($mock, $path, $body) = @_;
+	my $r = $http->post("$mock->{base}$path",
+		{ headers => { 'Content-Type' => 'application/json' }, content => $json->encode($body // {}) });
+	die "mock POST $path: $r->{status} $r->{content}" unless $r->{success};
+	return $json->decode($r->{content});
+}
+
+# dispatch_node($name, $mock, conf => "...", workers => N): a started
+# cluster with the extension, an "http" processor and channel "bank", a
+# "stripe" processor and channel "stripe" on the mock, and a funded wallet.
+sub dispatch_node
+{
+	my ($name, $mock, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $workers = $opt{workers} // 1;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'withdrawal'
+withdrawal.database = 'postgres'
+withdrawal.workers = $workers
+withdrawal.allow_insecure_loopback = on
+withdrawal.retry_base = '20ms'
+withdrawal.retry_cap = '200ms'
+withdrawal.http_timeout = '2s'
+withdrawal.lease = '5s'
+max_connections = 40
+} . ($opt{conf} // ''));
+	$node->start;
+	my $base = $mock ? $mock->{base} : 'http://127.0.0.1:9';
+	$node->safe_psql('postgres', qq{
+		CREATE EXTENSION withdrawal;
+		INSERT INTO withdrawal.processor (name, driver, base_url) VALUES
+			('mockhttp', 'http', '$base'), ('mockstripe', 'stripe', '$base');
+		INSERT INTO withdrawal.channel (name, processor) VALUES
+			('bank', 'mockhttp'), ('stripe', 'mockstripe');
+		SELECT withdrawal.credit('acct' || a, 'USD', 100000000, 'fund' || a) FROM generate_series(1, 20) a;
+	});
+	return $node;
+}
+
+# request_many($node, $n, $channel, amount => SQL expr of i, prefix => key prefix)
+sub request_many
+{
+	my ($node, $n, $channel, %opt) = @_;
+	my $amount = $opt{amount} // '100 + i % 50';
+	my $prefix = $opt{prefix} // "k$channel";
+	my $dest = $channel eq 'stripe' ? q('{"stripe_account": "acct_123"}') : q('{"iban": "DE00"}');
+	$node->safe_psql('postgres', qq{
+		-- wallets locked in the order the workers lock them (by account, "C")
+		SELECT withdrawal.request(a, 'USD', $amount, '$channel', ${dest}::jsonb, '$prefix' || i)
+		  FROM (SELECT i, 'acct' || (1 + i % 20) AS a FROM generate_series(1, $n) i
+		         ORDER BY ('acct' || (1 + i % 20)) COLLATE "C", i) s;
+	});
+}
+
+# Waits until no withdrawal is queued, dispatching or submitted.
+sub wait_all_settled
+{
+	my ($node, $what) = @_;
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) = 0 FROM withdrawal.withdrawal
+		 WHERE status IN ('queued', 'dispatching', 'submitted')})
+	  or die "not settled: $what: " . $node->safe_psql('postgres',
+		q{SELECT status, count(*) FROM withdrawal.withdrawal GROUP BY 1});
+}
+
+# Invariants of every dispatch test: no key paid twice, books balanced.
+sub no_double_payout
+{
+	my ($node, $mock, $what) = @_;
+	my $s = mock_get($mock, '/_control/stats?keys=0');
+	cmp_ok($s->{max_effective_per_key}, '<=', 1, "$what: at most one effective payout per key");
+	cmp_ok($s->{max_effective_per_withdrawal}, '<=', 1, "$what: at most one effective payout per withdrawal");
+	is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations > 0}),
+		'0', "$what: check_invariants() is clean");
+	return $s;
+}
+
+package WithdrawalDispatchTest::Mock;
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{handle};
+	$self->{handle}->signal('TERM');
+	eval { $self->{handle}->finish; };
+	delete $self->{handle};
+}
+
+sub DESTROY
+{
+	my ($self) = @_;
+	$self->stop if $self->{handle};
+}
+
+1;

@@ -1,0 +1,97 @@
+# The dispatcher worker: it waits for CREATE EXTENSION without crashing,
+# shows in pg_stat_activity, pays out through the sandbox (happy path, the
+# declined amount ...13 refunded, the returned amount ...42 credited back),
+# picks up a reloaded setting, and is restarted after pg_terminate_backend.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('worker');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'withdrawal'
+withdrawal.database = 'postgres'
+withdrawal.sandbox_settle_delay = '50ms'
+});
+$node->start;
+
+# Not installed yet: the worker waits (and says so) instead of failing.
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'withdrawal worker'
+	   AND query LIKE '%waiting for CREATE EXTENSION%'})
+  or die 'worker does not wait for the extension';
+pass('worker waits for CREATE EXTENSION');
+
+$node->safe_psql('postgres', 'CREATE EXTENSION withdrawal');
+
+is($node->safe_psql('postgres',
+	q{SELECT application_name FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'}),
+	'withdrawal', 'worker in pg_stat_activity with its backend type and application name');
+
+$node->safe_psql('postgres', q{
+	SELECT withdrawal.credit('alice', 'USD', 100000, 'c1');
+	CREATE TABLE w (label text, id uuid);
+	INSERT INTO w SELECT 'ok', withdrawal_id FROM withdrawal.request('alice', 'USD', 1000, 'sandbox', '{"bank": "x"}', 'r1');
+	INSERT INTO w SELECT 'declined', withdrawal_id FROM withdrawal.request('alice', 'USD', 2013, 'sandbox', '{"bank": "x"}', 'r2');
+	INSERT INTO w SELECT 'returned', withdrawal_id FROM withdrawal.request('alice', 'USD', 3042, 'sandbox', '{"bank": "x"}', 'r3');
+});
+
+$node->poll_query_until('postgres', q{
+	SELECT string_agg(w.label || '=' || x.status, ',' ORDER BY w.label)
+	  FROM w JOIN withdrawal.withdrawals x ON x.withdrawal_id = w.id},
+	'declined=failed,ok=paid,returned=returned')
+  or die 'sandbox payouts did not settle';
+pass('sandbox: paid, declined (13) and returned (42)');
+
+is($node->safe_psql('postgres', q{SELECT available, held, paid_out FROM withdrawal.balance('alice', 'USD')}),
+	'99000|0|1000', 'declined and returned amounts are back in the wallet, the paid one is paid out');
+is($node->safe_psql('postgres', q{
+	SELECT processor_ref IS NOT NULL AND attempts = 1 FROM withdrawal.withdrawals x JOIN w ON w.id = x.withdrawal_id
+	 WHERE w.label = 'ok'}), 't', 'processor reference stored, one attempt');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.outbox}), '0', 'outbox is empty');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations > 0}),
+	'0', 'invariants hold');
+
+# A commit that queues work wakes the worker: the request is claimed
+# without waiting for a poll (the idle wait is 5 s; the settle delay is
+# long, so the payout stays submitted and we look at dispatch only).
+$node->append_conf('postgresql.conf', "withdrawal.sandbox_settle_delay = '1h'\n");
+$node->reload;
+$node->wait_for_log(qr/withdrawal worker 0 reloaded its configuration/);
+$node->safe_psql('postgres', q{
+	INSERT INTO w SELECT 'slow', withdrawal_id FROM withdrawal.request('alice', 'USD', 500, 'sandbox', '{"bank": "x"}', 'r4');
+});
+$node->poll_query_until('postgres', q{
+	SELECT x.status FROM withdrawal.withdrawals x JOIN w ON w.id = x.withdrawal_id WHERE w.label = 'slow'},
+	'submitted') or die 'not submitted';
+is($node->safe_psql('postgres', q{
+	SELECT due_at > now() + interval '30 minutes' FROM withdrawal.sandbox_event e JOIN w ON w.id = e.withdrawal_id
+	 WHERE w.label = 'slow'}), 't', 'SIGHUP: the worker uses the reloaded settle delay');
+
+# pg_terminate_backend: the postmaster starts the worker again.
+my $pid = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'});
+ok($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)") eq 't', 'worker terminated');
+$node->poll_query_until('postgres', qq{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'withdrawal worker' AND pid <> $pid})
+  or die 'worker not restarted';
+pass('worker restarted after pg_terminate_backend');
+
+# ... and it works after the restart.
+$node->append_conf('postgresql.conf', "withdrawal.sandbox_settle_delay = '0'\n");
+$node->reload;
+$node->safe_psql('postgres', q{
+	INSERT INTO w SELECT 'after', withdrawal_id FROM withdrawal.request('alice', 'USD', 700, 'sandbox', '{"bank": "x"}', 'r5');
+});
+$node->poll_query_until('postgres', q{
+	SELECT x.status FROM withdrawal.withdrawals x JOIN w ON w.id = x.withdrawal_id WHERE w.label = 'after'},
+	'paid') or die 'not paid after restart';
+pass('payouts flow after the restart');
+
+$node->stop;
+ok(!$node->log_contains('TRAP|server process .* was terminated by signal'), 'no assertion failure or crash');
+done_testing();

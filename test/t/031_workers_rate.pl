@@ -1,0 +1,60 @@
+# Several workers share the outbox (FOR UPDATE SKIP LOCKED and leases):
+# with 2 and then 4 workers and faults that make the processor pay while
+# the answer is lost, no withdrawal is paid twice.  The shared per-channel
+# token bucket holds the processor to rate + burst in every 1 s window, and
+# the per-channel in-flight cap holds across workers.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WithdrawalDispatchTest;
+
+my $mock = start_mock();
+
+for my $workers (2, 4)
+{
+	mock_post($mock, '/_control/reset');
+	my $node = dispatch_node("workers$workers", $mock, workers => $workers,
+		conf => "withdrawal.max_attempts = 100\nwithdrawal.max_in_flight = 16\nwithdrawal.batch_size = 20\n");
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $workers FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'")
+	  or die 'workers missing';
+	pass("$workers workers running");
+
+	mock_post($mock, '/_control/faults', { rules => [
+		{ fault => 'truncated', times => 40 },
+		{ fault => 'reset-after', times => 40 },
+		{ fault => '502-after', times => 40 },
+		{ fault => '500', times => 40 },
+	] });
+	request_many($node, 1500, 'bank', prefix => 'w');
+	request_many($node, 300, 'stripe', prefix => 's');
+	wait_all_settled($node, "$workers workers");
+	is($node->safe_psql('postgres', q{SELECT status, count(*) FROM withdrawal.withdrawal GROUP BY 1}),
+		'paid|1800', "$workers workers: every payout paid");
+	my $s = no_double_payout($node, $mock, "$workers workers");
+	is($s->{effective_payouts}, 1800, "$workers workers: exactly 1800 effective payouts at the processor");
+	cmp_ok($s->{replays}, '>', 0, "$workers workers: lost answers were resent and replayed");
+	$node->stop;
+}
+
+# Rate limit: 10/s with a burst of 3, in-flight cap 2, shared by 3 workers.
+mock_post($mock, '/_control/reset');
+my $node = dispatch_node('rate', $mock, workers => 3);
+$node->safe_psql('postgres',
+	q{UPDATE withdrawal.channel SET rate_per_second = 10, burst = 3, max_in_flight = 2 WHERE name = 'bank'});
+mock_post($mock, '/_control/faults', { rules => [ { fault => 'slow', delay_ms => 50 } ] });
+request_many($node, 50, 'bank', prefix => 'r');
+wait_all_settled($node, 'rate limited');
+my $s = no_double_payout($node, $mock, 'rate limit');
+cmp_ok($s->{max_payout_requests_per_second}, '<=', 13, 'no 1 s window above rate + burst (10 + 3)');
+cmp_ok($s->{max_payout_requests_per_second}, '>=', 5, 'and the channel did run near its rate');
+cmp_ok($s->{max_in_flight}, '<=', 2, 'in-flight cap of the channel held across workers');
+my $log = mock_get($mock, '/_control/requests');
+my @t = sort { $a <=> $b } map { $_->{t_ms} } grep { $_->{method} eq 'POST' } @$log;
+cmp_ok($t[-1] - $t[0], '>=', (50 - 3) / 10 * 1000 - 100, '50 payouts took at least (50 - burst) / rate seconds');
+$node->stop;
+$mock->stop;
+done_testing();
