@@ -137,10 +137,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	{
 		if (data->missing_ok)
 			return false;
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown withdrawal %s",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(withdrawal_id))))));
+		WithdrawalRaiseUnknownWithdrawal(withdrawal_id);
 	}
 	from_name = WithdrawalSpiGetText(0, 1);
 	account_id = WithdrawalSpiGetText(0, 2);

@@ -391,10 +391,7 @@ withdrawal_get(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(id);
 	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown withdrawal %s",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+		WithdrawalRaiseUnknownWithdrawal(id);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
 	PG_RETURN_DATUM(result);

@@ -76,12 +76,6 @@ WithdrawalDetail(int n, const char *const *keys, const char *const *values,
 	return JsonbValueToJsonb(result);
 }
 
-static char *
-uuid_text(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
-
 /*
  * approve(withdrawal_id, note): records session_user's approval; when
  * enough distinct approvers have approved (two at or above the four-eyes
@@ -131,9 +125,7 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(id);
 	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown withdrawal %s", uuid_text(id))));
+		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
 	requested_by = WithdrawalSpiGetText(0, 2);
 	currency = WithdrawalSpiGetText(0, 3);

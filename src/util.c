@@ -228,6 +228,21 @@ WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno)
 	return code;
 }
 
+char *
+WithdrawalUuidText(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+void
+WithdrawalRaiseUnknownWithdrawal(const pg_uuid_t *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+			 errmsg("unknown withdrawal %s", WithdrawalUuidText(id))));
+	pg_unreachable();
+}
+
 pg_uuid_t *
 WithdrawalNewUuid(void)
 {

@@ -38,6 +38,12 @@ extern char *WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno);
 /* true when code is a known ISO 4217 code (cached per backend) */
 extern bool WithdrawalCurrencyKnown(const char *code);
 
+/* The text form of a UUID, for messages */
+extern char *WithdrawalUuidText(const pg_uuid_t *id);
+
+/* Raises WD007 for a withdrawal id that does not exist */
+extern void WithdrawalRaiseUnknownWithdrawal(const pg_uuid_t *id) pg_attribute_noreturn();
+
 /* A fresh random (version 4) UUID */
 extern pg_uuid_t *WithdrawalNewUuid(void);
 

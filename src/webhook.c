@@ -575,12 +575,6 @@ decide(WebhookAction action, WithdrawalStatus from, WebhookDecision *d)
 	}
 }
 
-static char *
-uuid_text(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
-
 /*
  * Sets parameter i to a text value or NULL.
  */
@@ -922,7 +916,7 @@ apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 				 errmsg("webhook event \"%s\" of processor \"%s\" disagrees with the books: %s",
 						ev->id, processor, out->d.discrepancy),
 				 errdetail("Withdrawal %s is %s; the event was recorded in withdrawal.webhook_event and not applied, and no money moved.",
-						   uuid_text(out->withdrawal_id), WithdrawalStatusName(out->from)),
+						   WithdrawalUuidText(out->withdrawal_id), WithdrawalStatusName(out->from)),
 				 errhint("Investigate with the processor; withdrawal.reconcile() reports it as well.")));
 	}
 }

@@ -197,12 +197,6 @@ earliest(TimestampTz *at, TimestampTz candidate)
 		*at = candidate;
 }
 
-static char *
-uuid_text(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
-
 /* Is the extension (at a version with our outbox) installed here? */
 static bool
 extension_installed(void)
@@ -366,7 +360,7 @@ claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **lis
 
 		p->cxt = cxt;
 		p->id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
-		strlcpy(p->id_text, uuid_text(&p->id), sizeof(p->id_text));
+		strlcpy(p->id_text, WithdrawalUuidText(&p->id), sizeof(p->id_text));
 		kind = WithdrawalSpiGetText(i, 2);
 		p->query = strcmp(kind, "query") == 0;
 		p->lease_until = DatumGetTimestampTz(WithdrawalSpiGet(i, 3, &isnull));
@@ -1414,14 +1408,12 @@ withdrawal_retry(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(id);
 	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown withdrawal %s", uuid_text(id))));
+		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
 	if (strcmp(status, "dead") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_INVALID_TRANSITION),
-				 errmsg("only a dead withdrawal can be retried; %s is %s", uuid_text(id), status)));
+				 errmsg("only a dead withdrawal can be retried; %s is %s", WithdrawalUuidText(id), status)));
 
 	memset(&data, 0, sizeof(data));
 	data.action = "retry";
