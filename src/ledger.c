@@ -226,7 +226,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	key = WithdrawalArgText(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
-	metadata = WithdrawalArgObject(fcinfo, 5, "metadata", false);
+	metadata = WithdrawalArgObject(fcinfo, 5, "metadata");
 
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);
@@ -252,7 +252,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
 			raise_credit_mismatch(key);
 		result = credit_result(fcinfo,
-							   SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, UUID_LEN),
+							   WithdrawalSpiGet(0, 1, &isnull),
 							   WithdrawalSpiGet(0, 2, &isnull), true);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
@@ -311,7 +311,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
 			raise_credit_mismatch(key);
 		result = credit_result(fcinfo,
-							   SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, UUID_LEN),
+							   WithdrawalSpiGet(0, 1, &isnull),
 							   WithdrawalSpiGet(0, 2, &isnull), true);
 		SPI_finish();
 		PG_RETURN_DATUM(result);

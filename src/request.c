@@ -223,9 +223,9 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	req.account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	req.amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	req.channel = WithdrawalArgText(fcinfo, 3, "channel", MAX_CHANNEL_NAME);
-	req.destination = WithdrawalArgObject(fcinfo, 4, "destination", false);
+	req.destination = WithdrawalArgObject(fcinfo, 4, "destination");
 	key = WithdrawalArgText(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
-	req.context = WithdrawalArgObject(fcinfo, 6, "context", false);
+	req.context = WithdrawalArgObject(fcinfo, 6, "context");
 	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
 	req.ip = context_ip(req.context);
 

@@ -131,17 +131,11 @@ WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 Jsonb *
-WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname,
-					bool null_is_empty)
+WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
 	Jsonb	   *jb;
 
-	if (PG_ARGISNULL(argno))
-	{
-		if (null_is_empty)
-			return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-		require_not_null(fcinfo, argno, argname);
-	}
+	require_not_null(fcinfo, argno, argname);
 	jb = PG_GETARG_JSONB_P(argno);
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 		ereport(ERROR,

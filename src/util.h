@@ -30,7 +30,7 @@ extern char *WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
 extern int64 WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
 extern Jsonb *WithdrawalArgObject(FunctionCallInfo fcinfo, int argno,
-								  const char *argname, bool null_is_empty);
+								  const char *argname);
 extern pg_uuid_t *WithdrawalArgUuid(FunctionCallInfo fcinfo, int argno,
 									const char *argname);
 extern char *WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno);

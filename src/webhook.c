@@ -973,7 +973,7 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 
 	/* 1. arguments and the processor */
 	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
-	headers = WithdrawalArgObject(fcinfo, 1, "headers", false);
+	headers = WithdrawalArgObject(fcinfo, 1, "headers");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
