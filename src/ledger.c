@@ -195,6 +195,21 @@ credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
 }
 
 /*
+ * The replay of the credit that the key lookup just found: its first result,
+ * or WD002 when the parameters differ.
+ */
+static Datum
+credit_replay(FunctionCallInfo fcinfo, const char *key)
+{
+	bool		isnull;
+
+	if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
+		raise_credit_mismatch(key);
+	return credit_result(fcinfo, WithdrawalSpiGet(0, 1, &isnull),
+						 WithdrawalSpiGet(0, 2, &isnull), true);
+}
+
+/*
  * credit(account_id, currency, amount, idempotency_key, reference, metadata)
  *
  * Like request(), the write starts with INSERT ... ON CONFLICT DO NOTHING on
@@ -249,11 +264,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 
 	if (SPI_processed == 1)
 	{
-		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
-			raise_credit_mismatch(key);
-		result = credit_result(fcinfo,
-							   WithdrawalSpiGet(0, 1, &isnull),
-							   WithdrawalSpiGet(0, 2, &isnull), true);
+		result = credit_replay(fcinfo, key);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
@@ -308,11 +319,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 		WithdrawalExecute(find_plan, values + 1, nulls + 1, false, 1, SPI_OK_SELECT);
 		if (SPI_processed != 1)
 			elog(ERROR, "credit key conflict without a visible credit");
-		if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
-			raise_credit_mismatch(key);
-		result = credit_result(fcinfo,
-							   WithdrawalSpiGet(0, 1, &isnull),
-							   WithdrawalSpiGet(0, 2, &isnull), true);
+		result = credit_replay(fcinfo, key);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}

@@ -104,12 +104,13 @@ typedef struct WebhookDecision
 static EVP_MAC *hmac_algorithm = NULL;
 
 /*
- * HMAC-SHA256 of the concatenation of parts, with OpenSSL's EVP_MAC.
+ * HMAC-SHA256, with OpenSSL's EVP_MAC, of the content every scheme signs:
+ * the prefixes (ids, timestamps), each followed by ".", then the body.
  */
 static void
 hmac_sha256(const unsigned char *key, size_t keylen,
-			const char *const *parts, const size_t *lens, int nparts,
-			unsigned char *out)
+			const char *const *prefixes, int nprefixes,
+			const char *body, size_t bodylen, unsigned char *out)
 {
 	static char digest[] = "SHA256";
 	EVP_MAC_CTX *ctx;
@@ -134,8 +135,10 @@ hmac_sha256(const unsigned char *key, size_t keylen,
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
 	params[1] = OSSL_PARAM_construct_end();
 	ok = EVP_MAC_init(ctx, key, keylen, params) == 1;
-	for (i = 0; ok && i < nparts; i++)
-		ok = EVP_MAC_update(ctx, (const unsigned char *) parts[i], lens[i]) == 1;
+	for (i = 0; ok && i < nprefixes; i++)
+		ok = EVP_MAC_update(ctx, (const unsigned char *) prefixes[i], strlen(prefixes[i])) == 1 &&
+			EVP_MAC_update(ctx, (const unsigned char *) ".", 1) == 1;
+	ok = ok && EVP_MAC_update(ctx, (const unsigned char *) body, bodylen) == 1;
 	ok = ok && EVP_MAC_final(ctx, out, &outlen, SHA256_LEN) == 1 &&
 		outlen == SHA256_LEN;
 	EVP_MAC_CTX_free(ctx);
@@ -262,8 +265,6 @@ verify_stripe(const char *secret, Jsonb *headers, const char *body,
 	char	   *saveptr = NULL;
 	int64		timestamp;
 	unsigned char mac[SHA256_LEN];
-	const char *parts[3];
-	size_t		lens[3];
 	bool		matched = false;
 	ListCell   *lc;
 
@@ -287,13 +288,8 @@ verify_stripe(const char *secret, Jsonb *headers, const char *body,
 		refuse("Stripe-Signature has no v1 signature");
 	timestamp = parse_timestamp(t, "Stripe-Signature timestamp");
 
-	parts[0] = t;
-	lens[0] = strlen(t);
-	parts[1] = ".";
-	lens[1] = 1;
-	parts[2] = body;
-	lens[2] = bodylen;
-	hmac_sha256((const unsigned char *) secret, strlen(secret), parts, lens, 3, mac);
+	hmac_sha256((const unsigned char *) secret, strlen(secret), (const char *[]) {t}, 1,
+				body, bodylen, mac);
 	foreach(lc, candidates)
 	{
 		char	   *candidate = lfirst(lc);
@@ -323,8 +319,6 @@ verify_standard(const char *secret, Jsonb *headers, const char *body,
 	int			keylen;
 	int64		timestamp;
 	unsigned char mac[SHA256_LEN];
-	const char *parts[5];
-	size_t		lens[5];
 	char	   *item;
 	char	   *saveptr = NULL;
 	bool		matched = false;
@@ -344,17 +338,8 @@ verify_standard(const char *secret, Jsonb *headers, const char *body,
 				 errmsg("webhook secret of a \"standard\" processor is not a valid whsec_ secret"),
 				 errhint("Standard Webhooks secrets are \"whsec_\" followed by the base64 of the key.")));
 
-	parts[0] = id;
-	lens[0] = strlen(id);
-	parts[1] = ".";
-	lens[1] = 1;
-	parts[2] = ts;
-	lens[2] = strlen(ts);
-	parts[3] = ".";
-	lens[3] = 1;
-	parts[4] = body;
-	lens[4] = bodylen;
-	hmac_sha256((unsigned char *) key, keylen, parts, lens, 5, mac);
+	hmac_sha256((unsigned char *) key, keylen, (const char *[]) {id, ts}, 2,
+				body, bodylen, mac);
 
 	for (item = strtok_r(sigs, " ", &saveptr); item != NULL;
 		 item = strtok_r(NULL, " ", &saveptr))
@@ -392,20 +377,13 @@ verify_hmac_sha256(const char *secret, Jsonb *headers, const char *body,
 	char	   *sigs = required_header(headers, WITHDRAWAL_WEBHOOK_SIGNATURE_HEADER);
 	int64		timestamp;
 	unsigned char mac[SHA256_LEN];
-	const char *parts[3];
-	size_t		lens[3];
 	char	   *item;
 	char	   *saveptr = NULL;
 	bool		matched = false;
 
 	timestamp = parse_timestamp(ts, WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER);
-	parts[0] = ts;
-	lens[0] = strlen(ts);
-	parts[1] = ".";
-	lens[1] = 1;
-	parts[2] = body;
-	lens[2] = bodylen;
-	hmac_sha256((const unsigned char *) secret, strlen(secret), parts, lens, 3, mac);
+	hmac_sha256((const unsigned char *) secret, strlen(secret), (const char *[]) {ts}, 1,
+				body, bodylen, mac);
 
 	for (item = strtok_r(sigs, ",", &saveptr); item != NULL;
 		 item = strtok_r(NULL, ",", &saveptr))
