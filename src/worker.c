@@ -749,7 +749,8 @@ apply_submitted_bulk(WithdrawalPayout *list)
 	dims[0] = n;
 
 	WithdrawalPrepare(&plan,
-					  "WITH r AS (SELECT * FROM pg_catalog.unnest($1, $2, $3) AS r(id, lease, ref)"
+					  "WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+					  "                                    pg_catalog.unnest($3)) AS r(id, lease, ref)"
 					  "            ORDER BY id),"
 					  " o AS (DELETE FROM withdrawal.outbox o USING r"
 					  "        WHERE o.withdrawal_id OPERATOR(pg_catalog.=) r.id"

@@ -15,6 +15,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 what=${1:-all}
 [ $# -gt 0 ] && shift
+case $what in
+all | regress | tap) ;;
+*)
+	echo "usage: tools/test.sh [all | regress [NAME…] | tap [FILE…]]" >&2
+	exit 2
+	;;
+esac
 
 "$here/check-version.sh"
 

@@ -71,6 +71,7 @@ withdrawal.retry_cap = '200ms'
 withdrawal.http_timeout = '2s'
 withdrawal.lease = '5s'
 max_connections = 40
+log_line_prefix = '%m [%p] %b '
 } . ($opt{conf} // ''));
 	$node->start;
 	my $base = $mock ? $mock->{base} : 'http://127.0.0.1:9';
@@ -121,6 +122,11 @@ sub no_double_payout
 	is($node->safe_psql('postgres',
 		q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations > 0}),
 		'0', "$what: check_invariants() is clean");
+	# a failed statement in a worker is a bug even when a fallback hides it
+	my @errors = grep { /withdrawal worker ERROR:/ }
+	  split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
+	is(scalar(@errors), 0, "$what: no statement failed in a worker")
+	  or diag(join("\n", @errors[0 .. ($#errors < 4 ? $#errors : 4)]));
 	return $s;
 }
 

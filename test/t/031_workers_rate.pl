@@ -40,6 +40,30 @@ for my $workers (2, 4)
 	$node->stop;
 }
 
+# Accepted payouts ("pending": no final word yet) are recorded in one
+# statement per batch: every one ends submitted with the processor's
+# reference and exactly one audit row, and no statement failed on the way.
+{
+	mock_post($mock, '/_control/reset');
+	my $node = dispatch_node('pending', $mock, workers => 2,
+		conf => "withdrawal.batch_size = 50\nwithdrawal.poll_after = '1h'\n");
+	mock_post($mock, '/_control/faults', { rules => [ { fault => 'pending' } ] });
+	request_many($node, 600, 'bank', prefix => 'p');
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) = 0 FROM withdrawal.withdrawal WHERE status IN ('queued', 'dispatching')})
+	  or die 'pending payouts not recorded';
+	is($node->safe_psql('postgres', q{
+		SELECT status, count(*), count(processor_ref) FROM withdrawal.withdrawal GROUP BY 1}),
+		'submitted|600|600', 'pending answers: 600 submitted, each with its processor reference');
+	is($node->safe_psql('postgres', q{
+		SELECT count(*), count(DISTINCT withdrawal_id) FROM withdrawal.audit_log
+		 WHERE action = 'dispatch_submitted'}),
+		'600|600', 'pending answers: one audit row per submitted payout');
+	my $s = no_double_payout($node, $mock, 'pending answers');
+	is($s->{effective_payouts}, 600, 'pending answers: 600 effective payouts at the processor');
+	$node->stop;
+}
+
 # Rate limit: 10/s with a burst of 3, in-flight cap 2, shared by 3 workers.
 mock_post($mock, '/_control/reset');
 my $node = dispatch_node('rate', $mock, workers => 3);
