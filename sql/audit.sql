@@ -16,6 +16,18 @@ SELECT ok FROM withdrawal.verify_audit();
 SELECT bool_and(s.chain_hash = sha256(coalesce(p.chain_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) || s.row_hash)) AS chain_links
   FROM withdrawal.audit_seal s LEFT JOIN withdrawal.audit_seal p ON p.seq = s.seq - 1;
 SELECT count(*) = (SELECT count(*) FROM withdrawal.audit_log) AS every_row_sealed FROM withdrawal.audit_seal;
+-- row_hash recomputed outside the extension from the documented encoding:
+-- per column "N;" for NULL or "<octets>:<text>;", logged_at as integer
+-- microseconds since 2000-01-01 UTC
+CREATE FUNCTION pg_temp.field(v text) RETURNS text LANGUAGE sql IMMUTABLE
+	AS $$SELECT CASE WHEN v IS NULL THEN 'N;' ELSE octet_length(v) || ':' || v || ';' END$$;
+SELECT count(*) > 10 AS rows_checked, bool_and(s.row_hash = sha256(convert_to(
+         pg_temp.field(a.audit_id::text) ||
+         pg_temp.field(((extract(epoch FROM a.logged_at) - 946684800) * 1000000)::bigint::text) ||
+         pg_temp.field(a.actor::text) || pg_temp.field(a.action) || pg_temp.field(a.withdrawal_id::text) ||
+         pg_temp.field(a.account_id) || pg_temp.field(a.before_status) || pg_temp.field(a.after_status) ||
+         pg_temp.field(a.detail::text), 'UTF8'))) AS row_hashes_match
+  FROM withdrawal.audit_log a JOIN withdrawal.audit_seal s USING (audit_id);
 
 -- even the owner cannot edit through SQL
 SELECT try($$UPDATE withdrawal.audit_log SET detail = '{}'$$);

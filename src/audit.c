@@ -12,9 +12,11 @@
  * until its commit record is flushed, which serialises all commits.
  *
  * Rows are sealed in the order the sealer sees them, so a row whose
- * transaction committed late is sealed late; the routine seal looks back a
- * bounded number of ids for such stragglers and verify_audit() seals all
- * of them.  Editing a sealed row breaks its row_hash; editing a seal breaks
+ * transaction committed late is sealed late.  The worker's routine pass
+ * seals the rows above the highest sealed id, a bounded number at a time
+ * so that its payouts are not kept waiting; now and then (and in
+ * seal_audit()) it looks back a bounded number of ids for such stragglers,
+ * and verify_audit() seals all of them.  Editing a sealed row breaks its row_hash; editing a seal breaks
  * the chain from there on.
  *
  * Copyright (c) 2026, withdrawal developers
@@ -35,6 +37,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "audit.h"
@@ -133,26 +136,57 @@ append_field(StringInfo buf, const char *value)
  * SHA-256 of the canonical encoding of audit row "row" of SPI_tuptable,
  * whose first AUDIT_NCOLUMNS columns are AUDIT_ROW_COLUMNS.  Values are
  * encoded independently of DateStyle, TimeZone and other settings: the
- * timestamp as its integer microseconds, jsonb in its canonical text form.
+ * timestamp as its integer microseconds, every other value in its type's
+ * text form (jsonb canonical).  The text forms are produced here rather
+ * than through the output functions: the sealer hashes every row the
+ * workload writes, and the generic path was most of its cost.
  */
 static void
 audit_row_hash(int row, unsigned char *out)
 {
+	static const Oid column_types[AUDIT_NCOLUMNS] = {
+		INT8OID, TIMESTAMPTZOID, NAMEOID, TEXTOID, UUIDOID,
+		TEXTOID, TEXTOID, TEXTOID, JSONBOID
+	};
 	StringInfoData buf;
-	bool		isnull;
-	Datum		d;
 	int			col;
 
 	initStringInfo(&buf);
 	for (col = 1; col <= AUDIT_NCOLUMNS; col++)
 	{
-		d = WithdrawalSpiGet(row, col, &isnull);
-		if (isnull)
-			append_field(&buf, NULL);
-		else if (col == 2)
-			append_field(&buf, psprintf(INT64_FORMAT, DatumGetTimestampTz(d)));
-		else
-			append_field(&buf, WithdrawalSpiGetText(row, col));
+		bool		isnull;
+		Datum		d = WithdrawalSpiGet(row, col, &isnull);
+		char	   *value = NULL;
+
+		if (TupleDescAttr(SPI_tuptable->tupdesc, col - 1)->atttypid != column_types[col - 1])
+			elog(ERROR, "audit row column %d has an unexpected type", col);
+		if (!isnull)
+		{
+			switch (column_types[col - 1])
+			{
+				case INT8OID:
+				case TIMESTAMPTZOID:
+					value = psprintf(INT64_FORMAT, DatumGetInt64(d));
+					break;
+				case NAMEOID:
+					value = NameStr(*DatumGetName(d));
+					break;
+				case UUIDOID:
+					value = WithdrawalUuidText(DatumGetUUIDP(d));
+					break;
+				case JSONBOID:
+					{
+						Jsonb	   *jb = DatumGetJsonbP(d);
+
+						value = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+						break;
+					}
+				default:
+					value = TextDatumGetCString(d);
+					break;
+			}
+		}
+		append_field(&buf, value);
 	}
 	sha256((unsigned char *) buf.data, buf.len, out);
 	pfree(buf.data);
@@ -169,14 +203,14 @@ chain_hash(const unsigned char *prev, const unsigned char *row_hash,
 	sha256(both, sizeof(both), out);
 }
 
-static bytea *
+static Datum
 hash_to_bytea(const unsigned char *hash)
 {
 	bytea	   *b = palloc(VARHDRSZ + AUDIT_HASH_LEN);
 
 	SET_VARSIZE(b, VARHDRSZ + AUDIT_HASH_LEN);
 	memcpy(VARDATA(b), hash, AUDIT_HASH_LEN);
-	return b;
+	return PointerGetDatum(b);
 }
 
 /*
@@ -198,109 +232,183 @@ spi_get_hash(int row, int col, unsigned char *out)
 	return true;
 }
 
-/*
- * Seals unsealed rows with audit_id above "floor"; returns how many.
- */
+/* The chain's head: the last seal's seq and chain hash (zeros when none) */
 static int64
-audit_seal_from(int64 floor)
+audit_chain_head(unsigned char *prev)
 {
-	static SPIPlanPtr last_plan = NULL;
-	static SPIPlanPtr pending_plan = NULL;
-	static SPIPlanPtr insert_plan = NULL;
-	Oid			pending_types[2] = {INT8OID, INT4OID};
-	Oid			insert_types[4] = {INT8OID, INT8OID, BYTEAOID, BYTEAOID};
-	unsigned char prev[AUDIT_HASH_LEN];
-	int64		seq = 0;
-	int64		sealed = 0;
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	int64		seq;
 
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(AUDIT_SEAL_LOCK_CLASS),
-						Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT));
-
-	WithdrawalPrepare(&last_plan,
+	WithdrawalPrepare(&plan,
 					  "SELECT seq, chain_hash FROM withdrawal.audit_seal ORDER BY seq DESC LIMIT 1",
 					  0, NULL);
-	WithdrawalPrepare(&pending_plan,
-					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-					  "WHERE a.audit_id > $1 AND NOT EXISTS "
-					  "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
-					  "ORDER BY a.audit_id LIMIT $2",
-					  2, pending_types);
-	WithdrawalPrepare(&insert_plan,
-					  "INSERT INTO withdrawal.audit_seal (seq, audit_id, row_hash, chain_hash) "
-					  "VALUES ($1, $2, $3, $4)",
-					  4, insert_types);
+	WithdrawalExecute(plan, NULL, NULL, false, 1, SPI_OK_SELECT);
+	memset(prev, 0, AUDIT_HASH_LEN);
+	if (SPI_processed == 0)
+		return 0;
+	seq = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+	if (!spi_get_hash(0, 2, prev))
+		elog(ERROR, "audit seal " INT64_FORMAT " has no valid chain hash", seq);
+	return seq;
+}
 
-	WithdrawalExecute(last_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
-	memset(prev, 0, sizeof(prev));
-	if (SPI_processed == 1)
+/*
+ * Seals the rows of SPI_tuptable (AUDIT_ROW_COLUMNS, in audit_id order)
+ * after the chain head (*seq, prev) with one INSERT, and advances the head.
+ */
+static void
+audit_seal_tuptable(int64 *seq, unsigned char *prev)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID, BYTEAARRAYOID};
+	uint64		n = SPI_processed;
+	Datum	   *seqs = palloc(sizeof(Datum) * n);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *row_hashes = palloc(sizeof(Datum) * n);
+	Datum	   *chain_hashes = palloc(sizeof(Datum) * n);
+	Datum		values[4];
+	uint64		i;
+
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												  "withdrawal audit row",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	for (i = 0; i < n; i++)
 	{
+		unsigned char row_hash[AUDIT_HASH_LEN];
+		MemoryContext old = MemoryContextSwitchTo(row_cxt);
 		bool		isnull;
 
-		seq = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
-		if (!spi_get_hash(0, 2, prev))
-			elog(ERROR, "audit seal " INT64_FORMAT " has no valid chain hash", seq);
+		/* a batch is thousands of rows: their text forms are not kept */
+		audit_row_hash(i, row_hash);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(row_cxt);
+		chain_hash(prev, row_hash, prev);
+		seqs[i] = Int64GetDatum(++(*seq));
+		ids[i] = WithdrawalSpiGet(i, 1, &isnull);
+		row_hashes[i] = hash_to_bytea(row_hash);
+		chain_hashes[i] = hash_to_bytea(prev);
 	}
+	MemoryContextDelete(row_cxt);
+	values[0] = PointerGetDatum(construct_array(seqs, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(row_hashes, n, BYTEAOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(chain_hashes, n, BYTEAOID, -1, false, TYPALIGN_INT));
 
-	for (;;)
+	WithdrawalPrepare(&plan,
+					  "INSERT INTO withdrawal.audit_seal (seq, audit_id, row_hash, chain_hash)"
+					  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+					  "                          pg_catalog.unnest($3), pg_catalog.unnest($4))",
+					  4, types);
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_INSERT);
+}
+
+/*
+ * Seals up to "limit" rows found by "pending" (AUDIT_ROW_COLUMNS of
+ * unsealed rows above $1 in audit_id order, at most $2), starting above
+ * "floor"; returns how many.
+ */
+static int64
+audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
+				int64 *seq, unsigned char *prev)
+{
+	int64		sealed = 0;
+
+	while (sealed < limit)
 	{
-		Datum		args[2] = {Int64GetDatum(floor), Int32GetDatum(AUDIT_BATCH)};
-		SPITupleTable *rows;
+		Datum		args[2];
 		uint64		nrows;
-		uint64		i;
+		bool		isnull;
 
-		WithdrawalExecute(pending_plan, args, NULL, false, 0, SPI_OK_SELECT);
-		rows = SPI_tuptable;
+		args[0] = Int64GetDatum(floor);
+		args[1] = Int32GetDatum((int32) Min(limit - sealed, AUDIT_BATCH));
+		WithdrawalExecute(pending, args, NULL, false, 0, SPI_OK_SELECT);
 		nrows = SPI_processed;
 		if (nrows == 0)
 			break;
-
-		for (i = 0; i < nrows; i++)
-		{
-			unsigned char row_hash[AUDIT_HASH_LEN];
-			unsigned char chain[AUDIT_HASH_LEN];
-			Datum		vals[4];
-			bool		isnull;
-			int64		audit_id;
-
-			SPI_tuptable = rows;
-			SPI_processed = nrows;
-			audit_id = DatumGetInt64(WithdrawalSpiGet(i, 1, &isnull));
-			audit_row_hash(i, row_hash);
-			chain_hash(prev, row_hash, chain);
-
-			vals[0] = Int64GetDatum(++seq);
-			vals[1] = Int64GetDatum(audit_id);
-			vals[2] = PointerGetDatum(hash_to_bytea(row_hash));
-			vals[3] = PointerGetDatum(hash_to_bytea(chain));
-			WithdrawalExecute(insert_plan, vals, NULL, false, 0, SPI_OK_INSERT);
-
-			memcpy(prev, chain, AUDIT_HASH_LEN);
-			floor = audit_id;
-			sealed++;
-		}
-		SPI_freetuptable(rows);
+		floor = DatumGetInt64(WithdrawalSpiGet(nrows - 1, 1, &isnull));
+		audit_seal_tuptable(seq, prev);
+		sealed += nrows;
 		if (nrows < AUDIT_BATCH)
 			break;
 	}
 	return sealed;
 }
 
+/*
+ * Seals unsealed rows, at most "limit": with "stragglers", every unsealed
+ * row above "straggler_floor" (an anti-join over that range: rows that
+ * committed after higher ids were sealed); then the rows above the highest
+ * sealed id (an index range scan, the routine case).  Returns how many.
+ */
+static int64
+audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
+{
+	static SPIPlanPtr max_plan = NULL;
+	static SPIPlanPtr straggler_plan = NULL;
+	static SPIPlanPtr frontier_plan = NULL;
+	Oid			types[2] = {INT8OID, INT4OID};
+	unsigned char prev[AUDIT_HASH_LEN];
+	int64		seq;
+	int64		frontier = 0;
+	int64		sealed = 0;
+	bool		isnull;
+	Datum		d;
+
+	WithdrawalPrepare(&max_plan,
+					  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
+	WithdrawalPrepare(&straggler_plan,
+					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
+					  "WHERE a.audit_id > $1 AND NOT EXISTS "
+					  "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
+					  "ORDER BY a.audit_id LIMIT $2",
+					  2, types);
+	WithdrawalPrepare(&frontier_plan,
+					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
+					  "WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2",
+					  2, types);
+
+	seq = audit_chain_head(prev);
+	if (stragglers)
+		sealed = audit_seal_pass(straggler_plan, straggler_floor, limit, &seq, prev);
+	if (sealed < limit)
+	{
+		WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
+		d = WithdrawalSpiGet(0, 1, &isnull);
+		if (!isnull)
+			frontier = DatumGetInt64(d);
+		sealed += audit_seal_pass(frontier_plan, frontier, limit - sealed, &seq, prev);
+	}
+	return sealed;
+}
+
 int64
-WithdrawalAuditSeal(void)
+WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit)
 {
 	static SPIPlanPtr max_plan = NULL;
 	bool		isnull;
 	int64		floor = 0;
 	Datum		d;
+	Datum		lock_class = Int32GetDatum(AUDIT_SEAL_LOCK_CLASS);
+	Datum		lock_object = Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT);
 
-	WithdrawalPrepare(&max_plan,
-					  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
-	WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
-	d = WithdrawalSpiGet(0, 1, &isnull);
-	if (!isnull)
-		floor = Max(DatumGetInt64(d) - AUDIT_STRAGGLER_LOOKBACK, 0);
-	return audit_seal_from(floor);
+	if (wait)
+		DirectFunctionCall2(pg_advisory_xact_lock_int4, lock_class, lock_object);
+	else if (!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+											   lock_class, lock_object)))
+		return 0;
+
+	if (stragglers)
+	{
+		WithdrawalPrepare(&max_plan,
+						  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
+		WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
+		d = WithdrawalSpiGet(0, 1, &isnull);
+		if (!isnull)
+			floor = Max(DatumGetInt64(d) - AUDIT_STRAGGLER_LOOKBACK, 0);
+	}
+	return audit_seal(floor, stragglers, limit <= 0 ? PG_INT64_MAX : limit);
 }
 
 /*
@@ -312,7 +420,7 @@ withdrawal_seal_audit(PG_FUNCTION_ARGS)
 	int64		sealed;
 
 	SPI_connect();
-	sealed = WithdrawalAuditSeal();
+	sealed = WithdrawalAuditSeal(true, true, 0);
 	SPI_finish();
 	PG_RETURN_INT64(sealed);
 }
@@ -333,12 +441,19 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 	int64		expected_seq = 0;
 	Datum		result[3];
 	bool		nulls[3] = {false, false, false};
+	MemoryContext row_cxt;
+	MemoryContext old;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal audit row",
+									ALLOCSET_DEFAULT_SIZES);
 	SPI_connect();
-	audit_seal_from(0);
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum(AUDIT_SEAL_LOCK_CLASS),
+						Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT));
+	audit_seal(0, true, PG_INT64_MAX);
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " AUDIT_ROW_COLUMNS ", s.audit_id, s.row_hash, s.chain_hash, s.seq "
@@ -378,7 +493,10 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 				first_bad = seal_audit_id;
 				break;
 			}
+			old = MemoryContextSwitchTo(row_cxt);
 			audit_row_hash(i, row_hash);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
 			chain_hash(prev, stored_row, chain);
 			if (CRYPTO_memcmp(row_hash, stored_row, AUDIT_HASH_LEN) != 0 ||
 				CRYPTO_memcmp(chain, stored_chain, AUDIT_HASH_LEN) != 0)

@@ -29,9 +29,13 @@ extern void WithdrawalAudit(const char *action, const char *actor,
 							Jsonb *detail);
 
 /*
- * Links unsealed audit rows into the hash chain; returns how many were
- * sealed.  Runs in the caller's transaction and SPI connection.
+ * Links unsealed audit rows into the hash chain, at most "limit" (0: no
+ * limit); returns how many were sealed.  "stragglers" also looks back
+ * below the highest sealed id for rows whose transactions committed late,
+ * which costs an anti-join over that range.  Without "wait", returns 0 at
+ * once when another sealer is at work.  Runs in the caller's transaction
+ * and SPI connection.
  */
-extern int64 WithdrawalAuditSeal(void);
+extern int64 WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit);
 
 #endif							/* WITHDRAWAL_AUDIT_H */

@@ -74,7 +74,11 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 #define ERROR_PAUSE_MS		1000
 /* Poll interval while the extension is not installed in the database */
 #define INSTALL_POLL_MS		2000
+/* Audit sealing: every second, at most a slice of rows per loop */
 #define AUDIT_SEAL_MS		1000
+#define AUDIT_SEAL_SLICE	2000
+/* ... and now and then a look back for rows that committed late */
+#define AUDIT_STRAGGLER_SEAL_MS 60000
 /* Outcomes wait at most this long to be recorded together with others */
 #define RECORD_DELAY_MS		5
 #define MAX_ERROR_LEN		1000
@@ -105,6 +109,7 @@ static TimestampTz next_claim_at = 0;	/* 0: claim at the next pass */
 static bool claim_backlog = false;	/* last claim was capped by capacity */
 static TimestampTz next_sandbox_at = 0;
 static TimestampTz next_seal_at = 0;
+static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
 
 static int64 stat_sent = 0;
@@ -301,7 +306,9 @@ claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **lis
 	/*
 	 * The row locks are taken on both tables, the outbox first as in every
 	 * other path, and skipped when busy; a lease already taken by a worker
-	 * that committed meanwhile fails the recheck of the locked row.
+	 * that committed meanwhile fails the recheck of the locked row.  The
+	 * claimed rows are then updated by key ("= ANY (ARRAY(...))"): written
+	 * as a join, a plan that guesses the LIMIT wrong hashes both tables.
 	 */
 	WithdrawalPrepare(&plan,
 					  "WITH c AS ("
@@ -320,7 +327,7 @@ claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **lis
 					  "  UPDATE withdrawal.outbox o"
 					  "     SET lease_until = pg_catalog.now() OPERATOR(pg_catalog.+)"
 					  "                       pg_catalog.make_interval(secs => $2), claimed_by = $5"
-					  "    FROM c WHERE o.withdrawal_id OPERATOR(pg_catalog.=) c.withdrawal_id"
+					  "   WHERE o.withdrawal_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.withdrawal_id FROM c))"
 					  "  RETURNING o.withdrawal_id, o.kind, o.lease_until"
 					  ")"
 					  " UPDATE withdrawal.withdrawal w"
@@ -709,7 +716,11 @@ submitted_in_bulk(const WithdrawalPayout *p)
  * (still leased by us) leaves, the withdrawal becomes submitted with its
  * processor reference, and an audit row is appended; no money moves, so
  * this is the transition lifecycle.c would make, done set-based for
- * throughput.  The status_guard trigger still checks every row.
+ * throughput.  The status_guard trigger still checks every row.  The
+ * status test is a function call, not an operator, so that it cannot use
+ * withdrawal_open: that index's 'dispatching' range holds an entry for
+ * every payout recently claimed, and the planner, which expects none,
+ * would scan it instead of looking the batch up by key.
  */
 static void
 apply_submitted_bulk(WithdrawalPayout *list)
@@ -760,7 +771,7 @@ apply_submitted_bulk(WithdrawalPayout *list)
 					  " w AS (UPDATE withdrawal.withdrawal w SET status = 'submitted',"
 					  "        processor_ref = coalesce(o.ref, w.processor_ref), updated_at = pg_catalog.now()"
 					  "         FROM o WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.id"
-					  "          AND w.status OPERATOR(pg_catalog.=) 'dispatching'"
+					  "          AND pg_catalog.texteq(w.status, 'dispatching')"
 					  "       RETURNING w.withdrawal_id, w.account_id, w.processor_ref)"
 					  " INSERT INTO withdrawal.audit_log"
 					  "   (actor, action, withdrawal_id, account_id, before_status, after_status, detail)"
@@ -1004,11 +1015,17 @@ housekeeping(void)
 
 	if (now >= next_seal_at)
 	{
+		bool		stragglers = now >= next_straggler_seal_at;
+
 		next_seal_at = later_ms(AUDIT_SEAL_MS);
+		if (stragglers)
+			next_straggler_seal_at = later_ms(AUDIT_STRAGGLER_SEAL_MS);
 		PG_TRY();
 		{
 			begin_tx("withdrawal: sealing the audit log");
-			WithdrawalAuditSeal();
+			/* a backlog is sealed a slice per loop, between payouts */
+			if (WithdrawalAuditSeal(false, stragglers, AUDIT_SEAL_SLICE) >= AUDIT_SEAL_SLICE)
+				next_seal_at = now;
 			commit_tx();
 		}
 		PG_CATCH();

@@ -11,8 +11,10 @@
 #   test/bench/dispatch.sh
 #
 # Environment: BENCH_SCALE (default 1: N = 100000, M = 200000; 0.05 for a
-# quick run), DISPATCH_WORKERS (default 2), LATENCY_RATE (requests/s,
-# default 100), LATENCY_SECONDS (default 10), NODE (default node).
+# quick run), DISPATCH_WORKERS (default 2), MAX_IN_FLIGHT and BATCH_SIZE
+# (withdrawal.max_in_flight and withdrawal.batch_size, default 64 each),
+# LATENCY_RATE (requests/s, default 100), LATENCY_SECONDS (default 10),
+# NODE (default node).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster.sh"
@@ -64,8 +66,8 @@ start_bench_cluster \
 	"withdrawal.database = 'postgres'" \
 	"withdrawal.workers = $workers" \
 	"withdrawal.allow_insecure_loopback = on" \
-	"withdrawal.max_in_flight = 64" \
-	"withdrawal.batch_size = 64" \
+	"withdrawal.max_in_flight = ${MAX_IN_FLIGHT:-64}" \
+	"withdrawal.batch_size = ${BATCH_SIZE:-64}" \
 	"track_commit_timestamp = on" \
 	"synchronous_commit = on"
 trap cleanup_mock EXIT
@@ -104,10 +106,24 @@ SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM withdrawal.ledger
 SQL
 }
 
+# cpu_ticks PID...: CPU time (user + system, clock ticks) the processes used
+cpu_ticks() {
+	local total=0 pid
+	for pid in "$@"; do
+		total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+	done
+	echo "$total"
+}
+
 echo "== 2. dispatch throughput: $n_tp withdrawals committed at once, $workers worker(s), no rate limit"
 ctl POST /_control/reset >/dev/null
+worker_pids=$(bench_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'")
 commit_epoch=$(queue_batch tp "$n_tp" | tail -n 1)
+workers_cpu0=$(cpu_ticks $worker_pids)
+mock_cpu0=$(cpu_ticks "$mock_pid")
 wait_drained
+workers_cpu=$(($(cpu_ticks $worker_pids) - workers_cpu0))
+mock_cpu=$(($(cpu_ticks "$mock_pid") - mock_cpu0))
 read -r e2e_s submitted <<<"$(bench_psql -At -F ' ' -c "
 	SELECT extract(epoch FROM max(updated_at)) - $commit_epoch, count(*) FILTER (WHERE status = 'submitted')
 	  FROM withdrawal.withdrawal WHERE idempotency_key LIKE 'tp%'")"
@@ -117,6 +133,9 @@ tp=$(python3 -c "print(round($n_tp / $e2e_s))")
 echo "dispatch: $submitted of $n_tp submitted in $(python3 -c "print(round($e2e_s, 2))") s = $tp payouts/s" \
 	"(max effective payouts per key at the mock: $max_per_key)"
 echo "dispatch throughput / mock capacity: $(python3 -c "print(round($tp / $capacity, 2))") (target >= 0.7)"
+hz=$(getconf CLK_TCK)
+echo "CPU per payout: workers $(python3 -c "print(round($workers_cpu * 1e6 / $hz / $n_tp))") us," \
+	"mock $(python3 -c "print(round($mock_cpu * 1e6 / $hz / $n_tp))") us ($(nproc) CPUs shared by both)"
 
 echo "== 3. commit -> request-at-processor latency at $lat_rate requests/s for $lat_seconds s"
 ctl POST /_control/reset >/dev/null
@@ -172,12 +191,21 @@ SELECT 'latency: ' || count(*) || ' payouts, p50 ' ||
 SQL
 
 echo "== 4. worker RSS before and after $n_rss payouts"
+# RSS is read when the workers are idle: the outbox drained and the audit
+# chain sealed (a sealing backlog holds transient memory)
+wait_idle() {
+	wait_drained
+	while [ "$(bench_psql -At -c "SELECT (SELECT count(*) FROM withdrawal.audit_log) - (SELECT count(*) FROM withdrawal.audit_seal)")" != 0 ]; do
+		sleep 0.2
+	done
+}
+wait_idle
 rss_before=$(worker_rss_kb)
 done_n=0
 chunk=$(( n_rss < 50000 ? n_rss : 50000 ))
 while [ "$done_n" -lt "$n_rss" ]; do
 	queue_batch "rss$done_n-" "$chunk" >/dev/null
-	wait_drained
+	wait_idle
 	done_n=$((done_n + chunk))
 done
 rss_after=$(worker_rss_kb)
