@@ -61,6 +61,26 @@ for my $workers (2, 4)
 		'600|600', 'pending answers: one audit row per submitted payout');
 	my $s = no_double_payout($node, $mock, 'pending answers');
 	is($s->{effective_payouts}, 600, 'pending answers: 600 effective payouts at the processor');
+
+	# The worker seals the audit chain as rows commit.  A row whose
+	# transaction commits after later rows were sealed (a straggler) is
+	# sealed by the next look back, and the chain verifies.
+	my $unsealed = q{SELECT count(*) FROM withdrawal.audit_log a
+		WHERE NOT EXISTS (SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id)};
+	$node->poll_query_until('postgres', "SELECT ($unsealed) = 0")
+	  or die 'the worker did not seal the audit log';
+	my $bg = $node->background_psql('postgres');
+	$bg->query_safe(q{BEGIN; SELECT withdrawal.set_account('acct1', kyc_level => 1)});
+	$node->safe_psql('postgres', q{SELECT withdrawal.set_account('acct2', kyc_level => 1)});
+	$node->poll_query_until('postgres', "SELECT ($unsealed) = 0")
+	  or die 'the worker did not seal the row after the straggler';
+	$bg->query_safe('COMMIT');
+	$bg->quit;
+	is($node->safe_psql('postgres', $unsealed), '1', 'audit: the straggler is not sealed by the routine pass');
+	is($node->safe_psql('postgres', 'SELECT withdrawal.seal_audit()'), '1', 'audit: the look back seals the straggler');
+	is($node->safe_psql('postgres', q{
+		SELECT ok, checked = (SELECT count(*) FROM withdrawal.audit_log) FROM withdrawal.verify_audit()}),
+		't|t', 'audit: the chain the worker sealed verifies, every row in it');
 	$node->stop;
 }
 
