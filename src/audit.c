@@ -346,7 +346,6 @@ static int64
 audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
 {
 	static SPIPlanPtr max_plan = NULL;
-	static SPIPlanPtr straggler_plan = NULL;
 	static SPIPlanPtr frontier_plan = NULL;
 	Oid			types[2] = {INT8OID, INT4OID};
 	unsigned char prev[AUDIT_HASH_LEN];
@@ -358,12 +357,6 @@ audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
 
 	WithdrawalPrepare(&max_plan,
 					  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
-	WithdrawalPrepare(&straggler_plan,
-					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-					  "WHERE a.audit_id > $1 AND NOT EXISTS "
-					  "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
-					  "ORDER BY a.audit_id LIMIT $2",
-					  2, types);
 	WithdrawalPrepare(&frontier_plan,
 					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
 					  "WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2",
@@ -371,7 +364,22 @@ audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
 
 	seq = audit_chain_head(prev);
 	if (stragglers)
+	{
+		/*
+		 * Rare, and an anti-join over the look back range: planned for the
+		 * tables as they are now rather than kept
+		 */
+		SPIPlanPtr	straggler_plan = SPI_prepare("SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
+												 "WHERE a.audit_id > $1 AND NOT EXISTS "
+												 "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
+												 "ORDER BY a.audit_id LIMIT $2",
+												 2, types);
+
+		if (straggler_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		sealed = audit_seal_pass(straggler_plan, straggler_floor, limit, &seq, prev);
+		SPI_freeplan(straggler_plan);
+	}
 	if (sealed < limit)
 	{
 		WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);

@@ -280,6 +280,18 @@ WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
 			 SPI_result_code_string(rc), SPI_result_code_string(expected));
 }
 
+void
+WithdrawalExecuteOnce(const char *sql, int nargs, Oid *argtypes,
+					  Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args returned %s, expected %s",
+			 SPI_result_code_string(rc), SPI_result_code_string(expected));
+}
+
 int
 WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values, const char *nulls,
 						long count, int expected, const int *codes, int ncodes)

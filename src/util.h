@@ -55,6 +55,15 @@ extern SPIPlanPtr WithdrawalPrepare(SPIPlanPtr *plan, const char *sql,
 									int nargs, Oid *argtypes);
 
 /*
+ * Plans and executes a statement once, raising unless the result code is
+ * expected: for rare statements (the sweep, the audit look back) over
+ * tables whose size swings.  A kept plan could date from when a table was
+ * nearly empty and join it as if it still were, for a whole statement.
+ */
+extern void WithdrawalExecuteOnce(const char *sql, int nargs, Oid *argtypes,
+								  Datum *values, const char *nulls, int expected);
+
+/*
  * SPI_execute_plan that raises unless the result code is expected.
  * read_only must be false in volatile functions: only then does each
  * statement take a fresh snapshot and see what concurrent transactions

@@ -74,9 +74,12 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 #define ERROR_PAUSE_MS		1000
 /* Poll interval while the extension is not installed in the database */
 #define INSTALL_POLL_MS		2000
-/* Audit sealing: every second, at most a slice of rows per loop */
+/*
+ * Audit sealing: every second, at most a slice of rows per pass of the
+ * loop (a few milliseconds), so that a backlog does not hold up payouts
+ */
 #define AUDIT_SEAL_MS		1000
-#define AUDIT_SEAL_SLICE	2000
+#define AUDIT_SEAL_SLICE	500
 /* ... and now and then a look back for rows that committed late */
 #define AUDIT_STRAGGLER_SEAL_MS 60000
 /* Outcomes wait at most this long to be recorded together with others */
@@ -1273,11 +1276,6 @@ withdrawal_worker_main(Datum main_arg)
 static int
 sweep_internal(Interval *older_than)
 {
-	static SPIPlanPtr expired_plan = NULL;
-	static SPIPlanPtr query_plan = NULL;
-	static SPIPlanPtr missing_plan = NULL;
-	static SPIPlanPtr stale_plan = NULL;
-	static SPIPlanPtr unsent_plan = NULL;
 	Oid			poll_types[1] = {INT4OID};
 	Oid			age_types[1] = {INTERVALOID};
 	Datum		values[1];
@@ -1286,49 +1284,46 @@ sweep_internal(Interval *older_than)
 	int			i;
 	pg_uuid_t  *ids;
 
+	/*
+	 * Every statement is planned when it runs: the sweep is rare, and a kept
+	 * plan could join today's tables as they were when they were empty.
+	 */
+
 	/* dispatching with an expired lease: resend now, same key */
-	WithdrawalPrepare(&expired_plan,
-					  "UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-					  " next_attempt_at = pg_catalog.now()"
-					  " WHERE lease_until OPERATOR(pg_catalog.<) pg_catalog.now()",
-					  0, NULL);
-	WithdrawalExecute(expired_plan, NULL, NULL, false, 0, SPI_OK_UPDATE);
+	WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+						  " next_attempt_at = pg_catalog.now()"
+						  " WHERE lease_until OPERATOR(pg_catalog.<) pg_catalog.now()",
+						  0, NULL, NULL, NULL, SPI_OK_UPDATE);
 	moved += (int) SPI_processed;
 
 	/* outbox rows whose withdrawal needs no dispatch any more */
-	WithdrawalPrepare(&stale_plan,
-					  "DELETE FROM withdrawal.outbox o USING withdrawal.withdrawal w"
-					  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
-					  "   AND o.lease_until IS NULL"
-					  "   AND NOT CASE WHEN o.kind OPERATOR(pg_catalog.=) 'send'"
-					  "                THEN w.status IN ('queued', 'dispatching')"
-					  "                ELSE w.status OPERATOR(pg_catalog.=) 'submitted' END",
-					  0, NULL);
-	WithdrawalExecute(stale_plan, NULL, NULL, false, 0, SPI_OK_DELETE);
+	WithdrawalExecuteOnce("DELETE FROM withdrawal.outbox o USING withdrawal.withdrawal w"
+						  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
+						  "   AND o.lease_until IS NULL"
+						  "   AND NOT CASE WHEN o.kind OPERATOR(pg_catalog.=) 'send'"
+						  "                THEN w.status IN ('queued', 'dispatching')"
+						  "                ELSE w.status OPERATOR(pg_catalog.=) 'submitted' END",
+						  0, NULL, NULL, NULL, SPI_OK_DELETE);
 
 	/* queued or dispatching without an outbox row: back on the queue */
-	WithdrawalPrepare(&missing_plan,
-					  "INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
-					  " SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w"
-					  "  WHERE w.status IN ('queued', 'dispatching')"
-					  "    AND NOT EXISTS (SELECT FROM withdrawal.outbox o"
-					  "                     WHERE o.withdrawal_id OPERATOR(pg_catalog.=) w.withdrawal_id)"
-					  " ON CONFLICT DO NOTHING",
-					  0, NULL);
-	WithdrawalExecute(missing_plan, NULL, NULL, false, 0, SPI_OK_INSERT);
+	WithdrawalExecuteOnce("INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
+						  " SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w"
+						  "  WHERE w.status IN ('queued', 'dispatching')"
+						  "    AND NOT EXISTS (SELECT FROM withdrawal.outbox o"
+						  "                     WHERE o.withdrawal_id OPERATOR(pg_catalog.=) w.withdrawal_id)"
+						  " ON CONFLICT DO NOTHING",
+						  0, NULL, NULL, NULL, SPI_OK_INSERT);
 	moved += (int) SPI_processed;
 
 	/* submitted with no final word after poll_after: ask the processor */
-	WithdrawalPrepare(&query_plan,
-					  "INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
-					  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
-					  "  WHERE w.status OPERATOR(pg_catalog.=) 'submitted'"
-					  "    AND w.updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)"
-					  "        pg_catalog.make_interval(secs => $1))"
-					  " ON CONFLICT DO NOTHING",
-					  1, poll_types);
 	values[0] = Int32GetDatum(withdrawal_poll_after_seconds);
-	WithdrawalExecute(query_plan, values, NULL, false, 0, SPI_OK_INSERT);
+	WithdrawalExecuteOnce("INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
+						  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
+						  "  WHERE w.status OPERATOR(pg_catalog.=) 'submitted'"
+						  "    AND w.updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)"
+						  "        pg_catalog.make_interval(secs => $1))"
+						  " ON CONFLICT DO NOTHING",
+						  1, poll_types, values, NULL, SPI_OK_INSERT);
 	moved += (int) SPI_processed;
 
 	/*
@@ -1339,16 +1334,14 @@ sweep_internal(Interval *older_than)
 	 */
 	if (older_than == NULL)
 		return moved;
-	WithdrawalPrepare(&unsent_plan,
-					  "SELECT w.withdrawal_id FROM withdrawal.outbox o"
-					  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
-					  " WHERE w.status OPERATOR(pg_catalog.=) 'queued' AND w.attempts OPERATOR(pg_catalog.=) 0"
-					  "   AND o.lease_until IS NULL AND o.kind OPERATOR(pg_catalog.=) 'send'"
-					  "   AND w.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
-					  " FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED",
-					  1, age_types);
 	values[0] = IntervalPGetDatum(older_than);
-	WithdrawalExecute(unsent_plan, values, NULL, false, 0, SPI_OK_SELECT);
+	WithdrawalExecuteOnce("SELECT w.withdrawal_id FROM withdrawal.outbox o"
+						  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
+						  " WHERE w.status OPERATOR(pg_catalog.=) 'queued' AND w.attempts OPERATOR(pg_catalog.=) 0"
+						  "   AND o.lease_until IS NULL AND o.kind OPERATOR(pg_catalog.=) 'send'"
+						  "   AND w.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+						  " FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED",
+						  1, age_types, values, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	for (i = 0; i < n; i++)

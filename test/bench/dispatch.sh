@@ -86,6 +86,14 @@ wait_drained() {
 	done
 }
 
+# wait_idle: until the outbox is drained and the audit chain sealed
+wait_idle() {
+	wait_drained
+	while [ "$(bench_psql -At -c "SELECT (SELECT count(*) FROM withdrawal.audit_log) - (SELECT count(*) FROM withdrawal.audit_seal)")" != 0 ]; do
+		sleep 0.2
+	done
+}
+
 worker_rss_kb() {
 	local total=0 pid
 	for pid in $(bench_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'"); do
@@ -138,6 +146,8 @@ echo "CPU per payout: workers $(python3 -c "print(round($workers_cpu * 1e6 / $hz
 	"mock $(python3 -c "print(round($mock_cpu * 1e6 / $hz / $n_tp))") us ($(nproc) CPUs shared by both)"
 
 echo "== 3. commit -> request-at-processor latency at $lat_rate requests/s for $lat_seconds s"
+# steady state: the burst of phase 2 fully recorded and sealed first
+wait_idle
 ctl POST /_control/reset >/dev/null
 # epoch ms of the mock's t_ms = 0, from a round trip measured around it
 # the round trip with the smallest RTT out of 20 bounds the error by RTT/2
@@ -191,14 +201,7 @@ SELECT 'latency: ' || count(*) || ' payouts, p50 ' ||
 SQL
 
 echo "== 4. worker RSS before and after $n_rss payouts"
-# RSS is read when the workers are idle: the outbox drained and the audit
-# chain sealed (a sealing backlog holds transient memory)
-wait_idle() {
-	wait_drained
-	while [ "$(bench_psql -At -c "SELECT (SELECT count(*) FROM withdrawal.audit_log) - (SELECT count(*) FROM withdrawal.audit_seal)")" != 0 ]; do
-		sleep 0.2
-	done
-}
+# read when the workers are idle: a sealing backlog holds transient memory
 wait_idle
 rss_before=$(worker_rss_kb)
 done_n=0
