@@ -16,8 +16,8 @@
  * seals the rows above the highest sealed id, a bounded number at a time
  * so that its payouts are not kept waiting; now and then (and in
  * seal_audit()) it looks back a bounded number of ids for such stragglers,
- * and verify_audit() seals all of them.  Editing a sealed row breaks its row_hash; editing a seal breaks
- * the chain from there on.
+ * and verify_audit() seals all of them.  Editing a sealed row breaks its
+ * row_hash; editing a seal breaks the chain from there on.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -134,7 +134,8 @@ append_field(StringInfo buf, const char *value)
 
 /*
  * SHA-256 of the canonical encoding of audit row "row" of SPI_tuptable,
- * whose first AUDIT_NCOLUMNS columns are AUDIT_ROW_COLUMNS.  Values are
+ * whose first AUDIT_NCOLUMNS columns are AUDIT_ROW_COLUMNS.  The text forms
+ * are built in "scratch", which is reset: callers hash thousands of rows.  Values are
  * encoded independently of DateStyle, TimeZone and other settings: the
  * timestamp as its integer microseconds, every other value in its type's
  * text form (jsonb canonical).  The text forms are produced here rather
@@ -142,12 +143,13 @@ append_field(StringInfo buf, const char *value)
  * workload writes, and the generic path was most of its cost.
  */
 static void
-audit_row_hash(int row, unsigned char *out)
+audit_row_hash(int row, MemoryContext scratch, unsigned char *out)
 {
 	static const Oid column_types[AUDIT_NCOLUMNS] = {
 		INT8OID, TIMESTAMPTZOID, NAMEOID, TEXTOID, UUIDOID,
 		TEXTOID, TEXTOID, TEXTOID, JSONBOID
 	};
+	MemoryContext old = MemoryContextSwitchTo(scratch);
 	StringInfoData buf;
 	int			col;
 
@@ -189,7 +191,8 @@ audit_row_hash(int row, unsigned char *out)
 		append_field(&buf, value);
 	}
 	sha256((unsigned char *) buf.data, buf.len, out);
-	pfree(buf.data);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(scratch);
 }
 
 static void
@@ -232,6 +235,37 @@ spi_get_hash(int row, int col, unsigned char *out)
 	return true;
 }
 
+/*
+ * Takes the sealers' lock for the rest of the transaction; without "wait",
+ * returns false at once when another sealer holds it.
+ */
+static bool
+audit_seal_lock(bool wait)
+{
+	Datum		lock_class = Int32GetDatum(AUDIT_SEAL_LOCK_CLASS);
+	Datum		lock_object = Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT);
+
+	if (!wait)
+		return DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+												lock_class, lock_object));
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, lock_class, lock_object);
+	return true;
+}
+
+/* The highest audit_id sealed so far, 0 when none */
+static int64
+audit_max_sealed_id(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		d;
+
+	WithdrawalPrepare(&plan, "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
+	WithdrawalExecute(plan, NULL, NULL, false, 1, SPI_OK_SELECT);
+	d = WithdrawalSpiGet(0, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
 /* The chain's head: the last seal's seq and chain hash (zeros when none) */
 static int64
 audit_chain_head(unsigned char *prev)
@@ -269,7 +303,6 @@ audit_seal_tuptable(int64 *seq, unsigned char *prev)
 	Datum	   *chain_hashes = palloc(sizeof(Datum) * n);
 	Datum		values[4];
 	uint64		i;
-
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												  "withdrawal audit row",
 												  ALLOCSET_DEFAULT_SIZES);
@@ -277,13 +310,9 @@ audit_seal_tuptable(int64 *seq, unsigned char *prev)
 	for (i = 0; i < n; i++)
 	{
 		unsigned char row_hash[AUDIT_HASH_LEN];
-		MemoryContext old = MemoryContextSwitchTo(row_cxt);
 		bool		isnull;
 
-		/* a batch is thousands of rows: their text forms are not kept */
-		audit_row_hash(i, row_hash);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(row_cxt);
+		audit_row_hash(i, row_cxt, row_hash);
 		chain_hash(prev, row_hash, prev);
 		seqs[i] = Int64GetDatum(++(*seq));
 		ids[i] = WithdrawalSpiGet(i, 1, &isnull);
@@ -337,33 +366,28 @@ audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
 }
 
 /*
- * Seals unsealed rows, at most "limit": with "stragglers", every unsealed
- * row above "straggler_floor" (an anti-join over that range: rows that
- * committed after higher ids were sealed); then the rows above the highest
- * sealed id (an index range scan, the routine case).  Returns how many.
+ * Seals unsealed rows, at most "limit": first, unless straggler_floor is
+ * negative, every unsealed row above it (an anti-join over that range:
+ * rows that committed after higher ids were sealed); then the rows above
+ * the highest sealed id (an index range scan, the routine case).  Returns
+ * how many.
  */
 static int64
-audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
+audit_seal(int64 straggler_floor, int64 limit)
 {
-	static SPIPlanPtr max_plan = NULL;
 	static SPIPlanPtr frontier_plan = NULL;
 	Oid			types[2] = {INT8OID, INT4OID};
 	unsigned char prev[AUDIT_HASH_LEN];
 	int64		seq;
-	int64		frontier = 0;
 	int64		sealed = 0;
-	bool		isnull;
-	Datum		d;
 
-	WithdrawalPrepare(&max_plan,
-					  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
 	WithdrawalPrepare(&frontier_plan,
 					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
 					  "WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2",
 					  2, types);
 
 	seq = audit_chain_head(prev);
-	if (stragglers)
+	if (straggler_floor >= 0)
 	{
 		/*
 		 * Rare, and an anti-join over the look back range: planned for the
@@ -381,42 +405,18 @@ audit_seal(int64 straggler_floor, bool stragglers, int64 limit)
 		SPI_freeplan(straggler_plan);
 	}
 	if (sealed < limit)
-	{
-		WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
-		d = WithdrawalSpiGet(0, 1, &isnull);
-		if (!isnull)
-			frontier = DatumGetInt64(d);
-		sealed += audit_seal_pass(frontier_plan, frontier, limit - sealed, &seq, prev);
-	}
+		sealed += audit_seal_pass(frontier_plan, audit_max_sealed_id(), limit - sealed,
+								  &seq, prev);
 	return sealed;
 }
 
 int64
 WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit)
 {
-	static SPIPlanPtr max_plan = NULL;
-	bool		isnull;
-	int64		floor = 0;
-	Datum		d;
-	Datum		lock_class = Int32GetDatum(AUDIT_SEAL_LOCK_CLASS);
-	Datum		lock_object = Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT);
-
-	if (wait)
-		DirectFunctionCall2(pg_advisory_xact_lock_int4, lock_class, lock_object);
-	else if (!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-											   lock_class, lock_object)))
+	if (!audit_seal_lock(wait))
 		return 0;
-
-	if (stragglers)
-	{
-		WithdrawalPrepare(&max_plan,
-						  "SELECT max(audit_id) FROM withdrawal.audit_seal", 0, NULL);
-		WithdrawalExecute(max_plan, NULL, NULL, false, 1, SPI_OK_SELECT);
-		d = WithdrawalSpiGet(0, 1, &isnull);
-		if (!isnull)
-			floor = Max(DatumGetInt64(d) - AUDIT_STRAGGLER_LOOKBACK, 0);
-	}
-	return audit_seal(floor, stragglers, limit <= 0 ? PG_INT64_MAX : limit);
+	return audit_seal(stragglers ? Max(audit_max_sealed_id() - AUDIT_STRAGGLER_LOOKBACK, 0) : -1,
+					  limit <= 0 ? PG_INT64_MAX : limit);
 }
 
 /*
@@ -450,7 +450,6 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 	Datum		result[3];
 	bool		nulls[3] = {false, false, false};
 	MemoryContext row_cxt;
-	MemoryContext old;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -458,10 +457,8 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal audit row",
 									ALLOCSET_DEFAULT_SIZES);
 	SPI_connect();
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(AUDIT_SEAL_LOCK_CLASS),
-						Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT));
-	audit_seal(0, true, PG_INT64_MAX);
+	audit_seal_lock(true);
+	audit_seal(0, PG_INT64_MAX);
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " AUDIT_ROW_COLUMNS ", s.audit_id, s.row_hash, s.chain_hash, s.seq "
@@ -501,10 +498,7 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 				first_bad = seal_audit_id;
 				break;
 			}
-			old = MemoryContextSwitchTo(row_cxt);
-			audit_row_hash(i, row_hash);
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(row_cxt);
+			audit_row_hash(i, row_cxt, row_hash);
 			chain_hash(prev, stored_row, chain);
 			if (CRYPTO_memcmp(row_hash, stored_row, AUDIT_HASH_LEN) != 0 ||
 				CRYPTO_memcmp(chain, stored_chain, AUDIT_HASH_LEN) != 0)

@@ -1073,16 +1073,13 @@ release_own_leases(void)
 	{
 		Oid			types[1] = {INT4OID};
 		Datum		values[1];
-		int			rc;
 
 		begin_tx("withdrawal: releasing leases of a previous run");
 		values[0] = Int32GetDatum(worker_index);
-		rc = SPI_execute_with_args("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-								   " next_attempt_at = pg_catalog.now()"
-								   " WHERE claimed_by OPERATOR(pg_catalog.=) $1 AND lease_until IS NOT NULL",
-								   1, types, values, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
+		WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+							  " next_attempt_at = pg_catalog.now()"
+							  " WHERE claimed_by OPERATOR(pg_catalog.=) $1 AND lease_until IS NOT NULL",
+							  1, types, values, NULL, SPI_OK_UPDATE);
 		if (SPI_processed > 0)
 			ereport(LOG,
 					(errmsg("withdrawal worker %d re-queued %llu payouts claimed before it restarted",
