@@ -1,7 +1,7 @@
 # Makefile for the withdrawal extension (PGXS)
 
 EXTENSION = withdrawal
-EXTVERSION = 1.0.0
+EXTVERSION = 1.1.0
 
 MODULE_big = withdrawal
 OBJS = \
@@ -25,10 +25,12 @@ OBJS = \
 
 PGFILEDESC = "withdrawal - user payouts inside PostgreSQL"
 
-# The install script is assembled from the ordered parts in sql/install/,
-# one per subsystem, so that each part sits next to its peers by concern.
+# The install script of the current version is assembled from the ordered
+# parts in sql/install/, one per subsystem.  Released install scripts are
+# kept verbatim (sql/released.sha256 pins them) and upgrade scripts carry
+# each release's delta.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
 REGRESS = core bad_input roles audit dispatch webhook reconcile policy review access

@@ -18,3 +18,9 @@ if [ "$metafile" != "sql/withdrawal--$mk.sql" ]; then
 	echo "check-version: META.json provides file $metafile, expected sql/withdrawal--$mk.sql" >&2
 	exit 1
 fi
+# Released install scripts are never edited: a change goes into an upgrade
+# script (and the install parts of the next version).
+if ! sha256sum --quiet -c sql/released.sha256; then
+	echo "check-version: a released install script was edited (sql/released.sha256)" >&2
+	exit 1
+fi
