@@ -102,6 +102,25 @@ SELECT r.rolname, string_agg(p.proname, ', ' ORDER BY p.proname) AS functions
  WHERE p.pronamespace = 'withdrawal'::regnamespace
    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
  GROUP BY 1 ORDER BY 1;
+-- the dispatcher workers' role: no attribute, and exactly the rights
+-- dispatching needs (no function of the extension, no schema CREATE)
+SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolinherit, rolreplication
+  FROM pg_roles WHERE rolname = 'withdrawal_worker';
+SELECT c.relname, string_agg(p.priv, ', ' ORDER BY p.priv) AS privileges
+  FROM pg_class c
+ CROSS JOIN (VALUES ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'),
+                    ('REFERENCES'), ('TRIGGER')) p(priv)
+ WHERE c.relnamespace = 'withdrawal'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+   AND has_table_privilege('withdrawal_worker', c.oid, p.priv)
+ GROUP BY 1 ORDER BY 1;
+SELECT c.relname AS worker_sequences FROM pg_class c
+ WHERE c.relnamespace = 'withdrawal'::regnamespace AND c.relkind = 'S'
+   AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('withdrawal_worker', c.oid, 'USAGE, UPDATE, SELECT') END
+ ORDER BY 1;
+SELECT count(*) AS worker_functions FROM pg_proc p
+ WHERE p.pronamespace = 'withdrawal'::regnamespace
+   AND has_function_privilege('withdrawal_worker', p.oid, 'EXECUTE');
+SELECT has_schema_privilege('withdrawal_worker', 'withdrawal', 'CREATE') AS worker_can_create;
 -- every function is SECURITY DEFINER with a pinned search_path (trigger
 -- functions run as the caller of the DML, which only the owner can do)
 SELECT p.proname FROM pg_proc p

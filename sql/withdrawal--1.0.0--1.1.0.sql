@@ -1,3 +1,110 @@
 /* withdrawal 1.0.0 -> 1.1.0 */
 
 \echo Use "ALTER EXTENSION withdrawal UPDATE TO '1.1.0'" to load this file. \quit
+
+/*
+ * Sent means maybe paid: sent_at records, durably and for good, that a
+ * payout may have reached its processor; refunding such a payout needs a
+ * proof (refund_proof).  Payouts that 1.0.0 may already have sent are
+ * marked as such: every one claimed at least once, and every one past
+ * queued that still holds money.
+ */
+CREATE DOMAIN withdrawal.refund_proof AS text
+	CHECK (VALUE IN ('declined', 'processor_status', 'webhook', 'operator_resolution'));
+COMMENT ON DOMAIN withdrawal.refund_proof IS
+	'why a payout that may have reached a processor could be refunded: its create request was declined, a status query or a signed webhook said it failed, or two operators resolved it';
+
+ALTER TABLE withdrawal.withdrawal ADD COLUMN sent_at timestamptz,
+	ADD COLUMN refund_proof withdrawal.refund_proof;
+COMMENT ON COLUMN withdrawal.withdrawal.sent_at IS
+	'when a create request for this payout could first have reached the processor; committed durably before it is sent, never cleared';
+COMMENT ON COLUMN withdrawal.withdrawal.refund_proof IS
+	'the proof that the processor did not and will not pay, required to refund a payout once sent_at is set';
+UPDATE withdrawal.withdrawal SET sent_at = updated_at
+ WHERE status IN ('dispatching', 'submitted', 'dead')
+	OR (status = 'queued' AND attempts > 0);
+
+DROP TRIGGER withdrawal_status_guard ON withdrawal.withdrawal;
+CREATE TRIGGER withdrawal_status_guard BEFORE UPDATE OF status, sent_at ON withdrawal.withdrawal
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.sent_at IS DISTINCT FROM NEW.sent_at)
+	EXECUTE FUNCTION withdrawal.status_guard();
+COMMENT ON FUNCTION withdrawal.status_guard() IS
+	'trigger: refuses undocumented status transitions, changes to sent_at and refunds of sent payouts without proof (WD005)';
+
+CREATE TABLE withdrawal.resolution (
+	withdrawal_id uuid NOT NULL REFERENCES withdrawal.withdrawal,
+	approver	name NOT NULL,
+	outcome		text NOT NULL CHECK (outcome IN ('paid', 'failed')),
+	evidence	text NOT NULL CHECK (pg_catalog.octet_length(evidence) BETWEEN 1 AND 1024),
+	voted_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (withdrawal_id, approver)
+);
+COMMENT ON TABLE withdrawal.resolution IS
+	'operators'' votes resolving a payout of unknown outcome; two distinct approvers with the same outcome apply it';
+CREATE TRIGGER resolution_append_only BEFORE UPDATE OR DELETE ON withdrawal.resolution
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER resolution_no_truncate BEFORE TRUNCATE ON withdrawal.resolution
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.resolution', '');
+REVOKE ALL ON withdrawal.resolution FROM PUBLIC;
+
+CREATE FUNCTION withdrawal.resolve(withdrawal_id uuid, outcome text, evidence text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_resolve'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.resolve(uuid, text, text) IS
+	'ops: records session_user''s vote that the processor confirmed outcome (paid or failed) of a payout that may have been sent; two distinct voters apply it; returns the resulting status';
+REVOKE ALL ON FUNCTION withdrawal.resolve(uuid, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.resolve(uuid, text, text) TO withdrawal_ops;
+COMMENT ON FUNCTION withdrawal.cancel(uuid, text) IS
+	'cancels a withdrawal that cannot have reached a processor yet and refunds it (WD005 once it may have been sent)';
+COMMENT ON FUNCTION withdrawal.reject(uuid, text) IS
+	'ops: rejects a withdrawal that cannot have reached a processor and refunds it (WD005 once it may have been sent: see resolve())';
+
+/* The outbox: parking of poison payouts, "in progress" answers, fair claims. */
+ALTER TABLE withdrawal.outbox ADD COLUMN failures integer NOT NULL DEFAULT 0,
+	ADD COLUMN busy_answers integer NOT NULL DEFAULT 0,
+	ADD COLUMN parked_at timestamptz,
+	ADD COLUMN park_reason text;
+DROP INDEX withdrawal.outbox_due;
+CREATE INDEX outbox_due ON withdrawal.outbox (channel, kind DESC, next_attempt_at);
+COMMENT ON INDEX withdrawal.outbox_due IS
+	'the dispatcher claims each channel''s due rows, sends before status queries, in next_attempt_at order';
+
+CREATE VIEW withdrawal.parked_payouts AS
+	SELECT o.withdrawal_id, w.account_id, w.currency, w.amount, o.channel, w.status, o.kind,
+		   o.failures, o.parked_at, o.park_reason
+	  FROM withdrawal.outbox o
+	  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id
+	 WHERE o.parked_at IS NOT NULL;
+COMMENT ON VIEW withdrawal.parked_payouts IS
+	'payouts the dispatcher stopped claiming because their outcome could not be recorded; retry() resumes them';
+GRANT SELECT ON withdrawal.parked_payouts TO withdrawal_ops, withdrawal_auditor;
+
+COMMENT ON FUNCTION withdrawal.retry(uuid) IS
+	'ops: puts a dead-lettered or parked payout back on the queue (same idempotency key, fresh attempt budget); returns the new status';
+COMMENT ON FUNCTION withdrawal.sweep(interval) IS
+	'ops: re-sends payouts whose lease expired, queries the processor about payouts submitted longer than withdrawal.poll_after ago and about dead ones that may have been sent, re-queues payouts missing from the outbox, and fails and refunds payouts queued longer than older_than that were never sent; returns how many it moved';
+
+ALTER TABLE withdrawal.sandbox_event ADD COLUMN attempts integer NOT NULL DEFAULT 0,
+	ADD COLUMN last_error text;
+
+/* The dispatcher workers' own role (see 96_worker.sql of the install). */
+DO $role$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdrawal_worker') THEN
+		CREATE ROLE withdrawal_worker LOGIN NOINHERIT;
+	END IF;
+END
+$role$;
+
+GRANT USAGE ON SCHEMA withdrawal TO withdrawal_worker;
+-- configuration it dispatches with
+GRANT SELECT ON withdrawal.channel, withdrawal.processor, withdrawal.currency TO withdrawal_worker;
+-- the queue and the sandbox processor's own events
+GRANT SELECT, INSERT, UPDATE, DELETE ON withdrawal.outbox, withdrawal.sandbox_event TO withdrawal_worker;
+-- status changes and the money movements they imply
+GRANT SELECT, UPDATE ON withdrawal.withdrawal, withdrawal.wallet TO withdrawal_worker;
+GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawal.audit_seal TO withdrawal_worker;
+GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;

@@ -52,11 +52,14 @@
 /* State of one transfer on the wire, in its payout's context */
 typedef struct Transfer
 {
+	dlist_node	node;			/* in "transfers" */
+	WithdrawalPayout *payout;
 	CURL	   *easy;
 	struct curl_slist *headers;
 	StringInfoData response;
 	bool		too_large;
 	long		retry_after_ms;
+	int			should_retry;	/* Stripe-Should-Retry, -1 when absent */
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
@@ -72,6 +75,7 @@ typedef struct Socket
 static MemoryContext dispatch_cxt = NULL;
 static CURLM *multi = NULL;
 static dlist_head sockets = DLIST_STATIC_INIT(sockets);
+static dlist_head transfers = DLIST_STATIC_INIT(transfers);
 static int	nsockets = 0;
 static WaitEventSet *wes = NULL;
 static int	wes_capacity = 0;
@@ -93,6 +97,7 @@ static const char *const outcome_names[] = {
 	[WITHDRAWAL_OUTCOME_DEAD] = "dead",
 	[WITHDRAWAL_OUTCOME_PENDING] = "pending",
 	[WITHDRAWAL_OUTCOME_UNKNOWN] = "unknown",
+	[WITHDRAWAL_OUTCOME_IN_PROGRESS] = "in_progress",
 };
 
 const char *
@@ -201,6 +206,20 @@ container_get_text(JsonbContainer *container, const char *key, JsonbValue *out)
 	}
 }
 
+/* jb->key when it is a container, else NULL */
+static JsonbContainer *
+container_get(Jsonb *jb, const char *key, JsonbValue *out)
+{
+	JsonbValue *v;
+
+	if (jb == NULL || !JsonContainerIsObject(&jb->root))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), out);
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	return v->val.binary.data;
+}
+
 char *
 WithdrawalJsonGetText(Jsonb *jb, const char *key)
 {
@@ -215,15 +234,54 @@ char *
 WithdrawalJsonGetPath(Jsonb *jb, const char *key1, const char *key2)
 {
 	JsonbValue	v;
-	JsonbValue *inner;
 	JsonbValue	v2;
+	JsonbContainer *inner = container_get(jb, key1, &v);
 
-	if (jb == NULL || !JsonContainerIsObject(&jb->root))
+	if (inner == NULL)
 		return NULL;
-	inner = getKeyJsonValueFromContainer(&jb->root, key1, strlen(key1), &v);
-	if (inner == NULL || inner->type != jbvBinary)
+	return container_get_text(inner, key2, &v2);
+}
+
+int
+WithdrawalJsonArrayLength(Jsonb *jb, const char *key)
+{
+	JsonbValue	v;
+	JsonbContainer *array = container_get(jb, key, &v);
+
+	if (array == NULL || !JsonContainerIsArray(array))
+		return -1;
+	return (int) JsonContainerSize(array);
+}
+
+char *
+WithdrawalJsonArrayGetText(Jsonb *jb, const char *key, int index, const char *field)
+{
+	JsonbValue	v;
+	JsonbValue	field_value;
+	JsonbContainer *array = container_get(jb, key, &v);
+	JsonbValue *element;
+
+	if (array == NULL || !JsonContainerIsArray(array) || index < 0 ||
+		index >= (int) JsonContainerSize(array))
 		return NULL;
-	return container_get_text(inner->val.binary.data, key2, &v2);
+	element = getIthJsonbValueFromContainer(array, index);
+	if (element == NULL || element->type != jbvBinary)
+		return NULL;
+	return container_get_text(element->val.binary.data, field, &field_value);
+}
+
+static int
+code_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+bool
+WithdrawalCodeListed(const char *code, const char *const *list, int n)
+{
+	if (code == NULL)
+		return false;
+	return bsearch(&code, list, n, sizeof(char *), code_cmp) != NULL;
 }
 
 /* ---------- URL policy ---------- */
@@ -369,37 +427,66 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-/* Captures Retry-After (seconds or an HTTP date) */
+/*
+ * The value of header line data (of n bytes) when its name is "name" (with
+ * the colon, lower case), trimmed, in buf; NULL for another header.
+ */
+static char *
+header_value(const char *data, size_t n, const char *name, char *buf, size_t bufsize)
+{
+	size_t		namelen = strlen(name);
+	size_t		vlen;
+	char	   *start;
+
+	if (n <= namelen || pg_strncasecmp(data, name, namelen) != 0)
+		return NULL;
+	vlen = Min(n - namelen, bufsize - 1);
+	memcpy(buf, data + namelen, vlen);
+	buf[vlen] = '\0';
+	while (vlen > 0 && (buf[vlen - 1] == '\r' || buf[vlen - 1] == '\n' || buf[vlen - 1] == ' '))
+		buf[--vlen] = '\0';
+	for (start = buf; *start == ' '; start++)
+		;
+	return start;
+}
+
+/*
+ * Captures Retry-After (delay-seconds or an HTTP date), capped by
+ * withdrawal.retry_after_cap so that a far date cannot close a channel for
+ * years, and Stripe-Should-Retry.
+ */
 static size_t
 header_callback(char *data, size_t size, size_t nmemb, void *userp)
 {
 	Transfer   *t = (Transfer *) userp;
 	size_t		n = size * nmemb;
-	static const char name[] = "retry-after:";
-	char		value[128];
-	size_t		vlen;
-	char	   *end;
-	long		secs;
+	char		buf[128];
+	char	   *value;
 
-	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
-		return n;
-	vlen = Min(n - (sizeof(name) - 1), sizeof(value) - 1);
-	memcpy(value, data + sizeof(name) - 1, vlen);
-	value[vlen] = '\0';
-	while (vlen > 0 && (value[vlen - 1] == '\r' || value[vlen - 1] == '\n' || value[vlen - 1] == ' '))
-		value[--vlen] = '\0';
-	end = value;
-	while (*end == ' ')
-		end++;
-	secs = strtol(end, &end, 10);
-	if (*end == '\0' && secs >= 0)
-		t->retry_after_ms = Min(secs, 86400L) * 1000L;
-	else
+	if ((value = header_value(data, n, "retry-after:", buf, sizeof(buf))) != NULL)
 	{
-		time_t		when = curl_getdate(value, NULL);
+		char	   *end;
+		long		secs = strtol(value, &end, 10);
+		double		ms = -1;
 
-		if (when > 0)
-			t->retry_after_ms = Max((long) (when - time(NULL)), 0L) * 1000L;
+		if (end != value && *end == '\0' && secs >= 0)
+			ms = (double) secs * 1000.0;
+		else
+		{
+			time_t		when = curl_getdate(value, NULL);
+
+			if (when > 0)
+				ms = Max((double) when - (double) time(NULL), 0.0) * 1000.0;
+		}
+		if (ms >= 0)
+			t->retry_after_ms = (long) Min(ms, (double) withdrawal_retry_after_cap_ms);
+	}
+	else if ((value = header_value(data, n, "stripe-should-retry:", buf, sizeof(buf))) != NULL)
+	{
+		if (pg_strcasecmp(value, "true") == 0)
+			t->should_retry = 1;
+		else if (pg_strcasecmp(value, "false") == 0)
+			t->should_retry = 0;
 	}
 	return n;
 }
@@ -509,6 +596,7 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 	long		timeout_ms;
 
 	p->outcome = WITHDRAWAL_OUTCOME_NONE;
+	p->should_retry = -1;
 	if (driver == NULL)
 	{
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
@@ -541,6 +629,7 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 	}
 
 	t = palloc0(sizeof(Transfer));
+	t->should_retry = -1;
 	initStringInfo(&t->response);
 	t->easy = curl_easy_init();
 	if (t->easy == NULL)
@@ -570,6 +659,16 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 		add_header(t, "Authorization", bearer);
 		explicit_bzero(bearer, strlen(bearer));
 		pfree(bearer);
+	}
+	if (req.extra_header)
+	{
+		struct curl_slist *l = curl_slist_append(t->headers, req.extra_header);
+
+		if (l == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory building a processor request")));
+		t->headers = l;
 	}
 	add_header(t, "Idempotency-Key", p->id_text);
 	add_header(t, "Accept", "application/json");
@@ -613,8 +712,72 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not add a transfer to the libcurl multi handle")));
+	t->payout = p;
+	dlist_push_tail(&transfers, &t->node);
+	p->on_wire = true;
 	in_flight++;
 	return true;
+}
+
+/* Takes a transfer off the wire and frees what libcurl holds for it */
+static void
+end_transfer(Transfer *t)
+{
+	curl_multi_remove_handle(multi, t->easy);
+	curl_easy_cleanup(t->easy);
+	curl_slist_free_all(t->headers);
+	t->easy = NULL;
+	t->headers = NULL;
+	dlist_delete(&t->node);
+	t->payout->transfer = NULL;
+	in_flight--;
+}
+
+void
+WithdrawalDispatchAbandonAll(void)
+{
+	dlist_mutable_iter iter;
+	WithdrawalPayout *p;
+
+	dlist_foreach_modify(iter, &transfers)
+	{
+		Transfer   *t = dlist_container(Transfer, node, iter.cur);
+
+		p = t->payout;
+		end_transfer(t);
+		MemoryContextDelete(p->cxt);
+	}
+	while ((p = WithdrawalDispatchNextDone()) != NULL)
+		MemoryContextDelete(p->cxt);
+}
+
+/*
+ * A processor reference is stored and indexed: one that is too long or
+ * holds control characters is dropped, and said so in last_error, while
+ * the outcome stands (a processor that pays and answers with a strange id
+ * has still paid).
+ */
+static void
+check_processor_ref(WithdrawalPayout *p)
+{
+	const char *ref = p->processor_ref;
+	size_t		len;
+	size_t		i;
+
+	if (ref == NULL)
+		return;
+	len = strlen(ref);
+	for (i = 0; i < len; i++)
+		if ((unsigned char) ref[i] < 0x20 || ref[i] == 0x7f)
+			break;
+	if (len > 0 && len <= WITHDRAWAL_MAX_PROCESSOR_REF && i == len)
+		return;
+	p->processor_ref = NULL;
+	if (p->error == NULL)
+		WithdrawalPayoutResult(p, p->outcome,
+							   "processor reference not stored: %zu bytes%s (at most %d printable bytes are)",
+							   len, i < len ? " with control characters" : "",
+							   WITHDRAWAL_MAX_PROCESSOR_REF);
 }
 
 /* Classifies a finished transfer and queues its payout as done */
@@ -631,9 +794,8 @@ finish_transfer(CURL *easy, CURLcode code)
 	t = (Transfer *) p->transfer;
 	driver = WithdrawalDriverFind(p->driver_name);
 
-	curl_multi_remove_handle(multi, easy);
-	in_flight--;
 	p->retry_after_ms = t->retry_after_ms;
+	p->should_retry = t->should_retry;
 
 	if (code != CURLE_OK)
 	{
@@ -654,13 +816,10 @@ finish_transfer(CURL *easy, CURLcode code)
 		if (p->outcome == WITHDRAWAL_OUTCOME_NONE)
 			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
 								   "unclassified HTTP status %ld", status);
+		check_processor_ref(p);
 	}
 
-	curl_easy_cleanup(easy);
-	curl_slist_free_all(t->headers);
-	t->easy = NULL;
-	t->headers = NULL;
-	p->transfer = NULL;
+	end_transfer(t);
 	push_done(p);
 }
 

@@ -45,6 +45,13 @@ extern int	WithdrawalDispatchDoneCount(TimestampTz *since);
 /* Payouts on the wire */
 extern int	WithdrawalDispatchInFlight(void);
 
+/*
+ * Drops every payout on the wire and every decided one, unrecorded: for a
+ * worker whose extension was dropped.  Their outcomes are not needed: the
+ * rows they would be recorded in are gone.
+ */
+extern void WithdrawalDispatchAbandonAll(void);
+
 /* true when url may be used: https, or http to loopback when allowed */
 extern bool WithdrawalUrlAllowed(const char *url, char **why);
 
@@ -55,5 +62,15 @@ extern bool WithdrawalUrlAllowed(const char *url, char **why);
 extern Jsonb *WithdrawalJsonParse(const char *text, size_t len);
 extern char *WithdrawalJsonGetText(Jsonb *jb, const char *key);
 extern char *WithdrawalJsonGetPath(Jsonb *jb, const char *key1, const char *key2);
+
+/* Length of the array jb->key, or -1 when it is not an array */
+extern int	WithdrawalJsonArrayLength(Jsonb *jb, const char *key);
+
+/* The scalar field of the object jb->key[index], as text, or NULL */
+extern char *WithdrawalJsonArrayGetText(Jsonb *jb, const char *key, int index,
+										const char *field);
+
+/* true when code is in list, a sorted array of n strings (NULL: false) */
+extern bool WithdrawalCodeListed(const char *code, const char *const *list, int n);
 
 #endif							/* WITHDRAWAL_DISPATCH_H */

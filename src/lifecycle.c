@@ -21,8 +21,10 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "audit.h"
 #include "ledger.h"
@@ -103,6 +105,42 @@ raise_invalid_transition(const char *from, const char *to)
 			 errmsg("invalid withdrawal status transition from \"%s\" to \"%s\"", from, to)));
 }
 
+/* Does moving from "from" to "to" give the held amount back to the wallet? */
+static bool
+refunds(int from, int to)
+{
+	return (to == WITHDRAWAL_FAILED || to == WITHDRAWAL_REJECTED ||
+			to == WITHDRAWAL_CANCELED) && (holding & (1 << from));
+}
+
+/*
+ * Sent means maybe paid (SPEC section 5): once a create request may have
+ * reached the processor, the user can no longer cancel, and money goes
+ * back to the wallet only with a proof that the processor did not and will
+ * not pay.  Both the code paths and the status_guard trigger apply this.
+ */
+static void
+check_sent_refund(const char *id_text, int from, int to, bool sent,
+				  const char *refund_proof)
+{
+	if (!sent || !refunds(from, to))
+		return;
+	if (to == WITHDRAWAL_CANCELED)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INVALID_TRANSITION),
+				 errmsg("withdrawal %s may have reached the processor and can no longer be canceled",
+						id_text),
+				 errdetail("A payout request for it may have been sent; until the processor's answer is known, the funds stay held."),
+				 errhint("It is refunded by itself if the processor declines or fails it.")));
+	if (refund_proof == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INVALID_TRANSITION),
+				 errmsg("withdrawal %s may have reached the processor and cannot be refunded without proof that it was not paid",
+						id_text),
+				 errdetail("A payout request for it may have been sent; a timeout, a lost answer or an operator's decision is not proof."),
+				 errhint("Once the processor confirms the outcome, two operators record it with withdrawal.resolve().")));
+}
+
 bool
 WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 					 const WithdrawalTransitionData *data,
@@ -113,22 +151,23 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	static SPIPlanPtr enqueue_plan = NULL;
 	static SPIPlanPtr dequeue_plan = NULL;
 	Oid			lock_types[1] = {UUIDOID};
-	Oid			update_types[5] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			update_types[7] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Oid			enqueue_types[2] = {UUIDOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *from_name;
 	char	   *account_id;
 	char	   *currency;
 	char	   *channel;
 	int64		amount;
 	int			from;
+	bool		sent;
 	bool		isnull;
 
 	Assert(data != NULL && data->action != NULL);
 
 	WithdrawalPrepare(&lock_plan,
-					  "SELECT status, account_id, currency, amount, channel"
+					  "SELECT status, account_id, currency, amount, channel, sent_at IS NOT NULL"
 					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
 					  1, lock_types);
 	values[0] = UUIDPGetDatum(withdrawal_id);
@@ -144,6 +183,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	currency = WithdrawalSpiGetText(0, 3);
 	amount = DatumGetInt64(WithdrawalSpiGet(0, 4, &isnull));
 	channel = WithdrawalSpiGetText(0, 5);
+	sent = DatumGetBool(WithdrawalSpiGet(0, 6, &isnull));
 	from = WithdrawalStatusParse(from_name);
 	if (from < 0)
 		elog(ERROR, "withdrawal has unknown status \"%s\"", from_name);
@@ -157,6 +197,9 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 		raise_invalid_transition(from_name, WithdrawalStatusName(to));
 	}
 
+	check_sent_refund(WithdrawalUuidText(withdrawal_id), from, to, sent,
+					  data->refund_proof);
+
 	/* The money movement the transition implies, posted at most once. */
 	if (to == WITHDRAWAL_PAID)
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_SETTLE, withdrawal_id,
@@ -164,8 +207,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	else if (to == WITHDRAWAL_RETURNED)
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_RETURN, withdrawal_id,
 							   account_id, currency, amount);
-	else if ((to == WITHDRAWAL_FAILED || to == WITHDRAWAL_REJECTED ||
-			  to == WITHDRAWAL_CANCELED) && (holding & (1 << from)))
+	else if (refunds(from, to))
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_REFUND, withdrawal_id,
 							   account_id, currency, amount);
 
@@ -191,9 +233,11 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	WithdrawalPrepare(&update_plan,
 					  "UPDATE withdrawal.withdrawal SET status = $2,"
 					  " reason = coalesce($3, reason), processor_ref = coalesce($4, processor_ref),"
-					  " last_error = coalesce($5, last_error), updated_at = pg_catalog.now()"
+					  " last_error = coalesce($5, last_error),"
+					  " refund_proof = coalesce($6, refund_proof), attempts = attempts - $7,"
+					  " updated_at = pg_catalog.now()"
 					  " WHERE withdrawal_id = $1",
-					  5, update_types);
+					  7, update_types);
 	values[1] = CStringGetTextDatum(WithdrawalStatusName(to));
 	values[2] = data->reason ? CStringGetTextDatum(data->reason) : (Datum) 0;
 	nulls[2] = data->reason ? ' ' : 'n';
@@ -201,6 +245,10 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	nulls[3] = data->processor_ref ? ' ' : 'n';
 	values[4] = data->last_error ? CStringGetTextDatum(data->last_error) : (Datum) 0;
 	nulls[4] = data->last_error ? ' ' : 'n';
+	values[5] = data->refund_proof && refunds(from, to) ?
+		CStringGetTextDatum(data->refund_proof) : (Datum) 0;
+	nulls[5] = values[5] ? ' ' : 'n';
+	values[6] = Int32GetDatum(data->uncount_attempt ? 1 : 0);
 	WithdrawalExecute(update_plan, values, nulls, false, 0, SPI_OK_UPDATE);
 
 	WithdrawalAudit(data->action, data->actor, withdrawal_id, account_id,
@@ -208,9 +256,33 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	return true;
 }
 
+void
+WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		values[1];
+	Datum	   *elems;
+	int			i;
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&ids[i]);
+	WithdrawalPrepare(&plan,
+					  "SELECT 1 FROM withdrawal.withdrawal WHERE withdrawal_id = ANY ($1)"
+					  " ORDER BY withdrawal_id FOR NO KEY UPDATE",
+					  1, types);
+	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_SELECT);
+	pfree(elems);
+}
+
 /*
  * Trigger on withdrawal.withdrawal: refuses undocumented status changes,
- * whoever makes them.
+ * changes to sent_at and refunds of sent payouts without proof, whoever
+ * makes them.
  */
 Datum
 withdrawal_status_guard(PG_FUNCTION_ARGS)
@@ -239,6 +311,36 @@ withdrawal_status_guard(PG_FUNCTION_ARGS)
 	if (from_status < 0 || to_status < 0 ||
 		(from_status != to_status && !WithdrawalTransitionAllowed(from_status, to_status)))
 		raise_invalid_transition(from, to);
+
+	/* Older versions' tables have no sent_at: nothing more to check. */
+	attnum = SPI_fnumber(tupdesc, "sent_at");
+	if (attnum > 0)
+	{
+		bool		old_sent_null;
+		bool		new_sent_null;
+		Datum		old_sent = heap_getattr(trigdata->tg_trigtuple, attnum, tupdesc, &old_sent_null);
+		Datum		new_sent = heap_getattr(trigdata->tg_newtuple, attnum, tupdesc, &new_sent_null);
+		int			proof_attnum = SPI_fnumber(tupdesc, "refund_proof");
+		char	   *proof = NULL;
+
+		if (!old_sent_null &&
+			(new_sent_null || DatumGetTimestampTz(old_sent) != DatumGetTimestampTz(new_sent)))
+			ereport(ERROR,
+					(errcode(ERRCODE_WD_INVALID_TRANSITION),
+					 errmsg("sent_at of a withdrawal cannot be cleared or changed"),
+					 errdetail("Once a payout may have reached the processor, that fact is kept.")));
+		if (proof_attnum > 0)
+		{
+			Datum		d = heap_getattr(trigdata->tg_newtuple, proof_attnum, tupdesc, &isnull);
+
+			if (!isnull)
+				proof = TextDatumGetCString(d);
+		}
+		if (from_status != to_status)
+			check_sent_refund(SPI_getvalue(trigdata->tg_newtuple, tupdesc,
+										   SPI_fnumber(tupdesc, "withdrawal_id")),
+							  from_status, to_status, !old_sent_null, proof);
+	}
 
 	return PointerGetDatum(trigdata->tg_newtuple);
 }

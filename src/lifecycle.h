@@ -49,6 +49,11 @@ typedef struct WithdrawalTransitionData
 	const char *reason;			/* stored in withdrawal.reason when set */
 	const char *processor_ref;	/* stored when set */
 	const char *last_error;		/* stored when set */
+	const char *refund_proof;	/* why a payout that may have been sent can
+								 * be refunded (see withdrawal.refund_proof);
+								 * without it such a refund is WD005 */
+	bool		uncount_attempt;	/* the attempt claimed for this payout
+									 * does not count against max_attempts */
 	Jsonb	   *detail;			/* audit detail, may be NULL */
 	bool		missing_ok;		/* unknown id: return false, not WD007 */
 	bool		invalid_ok;		/* undocumented transition: return false,
@@ -63,10 +68,24 @@ typedef struct WithdrawalTransitionData
  * returned), adds or removes the outbox row, updates the withdrawal and
  * appends an audit row.  Returns true when applied; *from receives the
  * previous status when not NULL.
+ *
+ * Sent means maybe paid: once sent_at is set, a refund needs
+ * data->refund_proof and cancel is refused, both with WD005, even with
+ * invalid_ok.
  */
 extern bool WithdrawalTransition(const pg_uuid_t *withdrawal_id,
 								 WithdrawalStatus to,
 								 const WithdrawalTransitionData *data,
 								 WithdrawalStatus *from);
+
+/*
+ * Locks the rows of n withdrawals in id order, in the caller's transaction
+ * and SPI connection.  The lock order of the extension: a transaction that
+ * changes several withdrawals locks all their rows first, in id order,
+ * then outbox rows, then wallets in account order; one that changes a
+ * single withdrawal locks it first.  With one order everywhere no two
+ * transactions can deadlock.
+ */
+extern void WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n);
 
 #endif							/* WITHDRAWAL_LIFECYCLE_H */

@@ -23,17 +23,30 @@
 #include "utils/palloc.h"
 #include "utils/uuid.h"
 
-/* What an attempt taught us; worker.c maps it onto the lifecycle */
+/*
+ * What an attempt taught us; worker.c maps it onto the lifecycle.  Sent
+ * means maybe paid: only FAILED (a create request declined by the
+ * processor, which then created nothing, or a status query answered
+ * "failed") proves that the processor did not and will not pay, so only
+ * FAILED refunds.  Each driver documents which answers are FAILED; any
+ * answer it does not know is RETRY.
+ */
 typedef enum WithdrawalOutcome
 {
 	WITHDRAWAL_OUTCOME_NONE,	/* not decided yet */
 	WITHDRAWAL_OUTCOME_SUBMITTED,	/* accepted; the final word comes later */
 	WITHDRAWAL_OUTCOME_PAID,	/* paid */
-	WITHDRAWAL_OUTCOME_FAILED,	/* definitive rejection: fail and refund */
-	WITHDRAWAL_OUTCOME_RETRY,	/* transient: resend later, same key */
-	WITHDRAWAL_OUTCOME_DEAD,	/* outcome unknown and unsafe to resend */
+	WITHDRAWAL_OUTCOME_FAILED,	/* proof of no payout: fail and refund */
+	WITHDRAWAL_OUTCOME_RETRY,	/* unknown or transient: resend later,
+								 * same key */
+	WITHDRAWAL_OUTCOME_DEAD,	/* outcome unknown and resending will not
+								 * help: held for an operator */
 	WITHDRAWAL_OUTCOME_PENDING, /* status query: no final word yet */
-	WITHDRAWAL_OUTCOME_UNKNOWN	/* status query: never received; resend */
+	WITHDRAWAL_OUTCOME_UNKNOWN, /* status query: the processor has no
+								 * record; resend with the same key */
+	WITHDRAWAL_OUTCOME_IN_PROGRESS	/* the processor is still handling an
+									 * earlier request with this key: ask
+									 * again, same key; not an attempt */
 } WithdrawalOutcome;
 
 extern const char *WithdrawalOutcomeName(WithdrawalOutcome outcome);
@@ -51,8 +64,10 @@ typedef struct WithdrawalPayout
 	char	   *http_body;		/* the http driver's JSON body, built in SQL */
 	char	   *stripe_account; /* destination.stripe_account, or NULL */
 	int			attempts;		/* including this one */
+	int			busy_answers;	/* "in progress" answers so far */
 	bool		query;			/* a status query rather than a send */
 	TimestampTz lease_until;	/* our claim token */
+	char	   *known_ref;		/* processor_ref stored before the claim */
 
 	/* the channel's processor, copied at claim time */
 	char	   *processor;
@@ -62,15 +77,19 @@ typedef struct WithdrawalPayout
 	int			connect_timeout_ms;
 	int			request_timeout_ms;
 	int			burst;			/* of the channel, for the shared bucket */
-	bool		flow_controlled;	/* holds a reservation in shared memory */
+	bool		reserved;		/* counted in the channel's shared in-flight
+								 * numbers until its outcome is known */
 
 	/* the result */
 	WithdrawalOutcome outcome;
 	char	   *processor_ref;
 	char	   *error;			/* last_error; never contains a secret */
-	long		retry_after_ms; /* 429 Retry-After, or 0 */
+	long		retry_after_ms; /* 429 or 503 Retry-After, capped, or 0 */
+	int			should_retry;	/* Stripe-Should-Retry: 1 true, 0 false, -1
+								 * absent */
 
 	/* transport state, owned by dispatch.c */
+	bool		on_wire;		/* a request was started */
 	void	   *transfer;
 	struct WithdrawalPayout *next;
 } WithdrawalPayout;
@@ -82,6 +101,7 @@ typedef struct WithdrawalHttpRequest
 	char	   *url;
 	char	   *body;			/* NULL for GET */
 	const char *content_type;
+	const char *extra_header;	/* one more "Name: value" line, or NULL */
 } WithdrawalHttpRequest;
 
 typedef struct WithdrawalDriver
@@ -116,7 +136,16 @@ extern const WithdrawalDriver withdrawal_stripe_driver;
  * connection; ApplyDue applies up to limit due events and returns how many.
  */
 extern void WithdrawalSandboxSchedule(const WithdrawalPayout *p);
-extern int	WithdrawalSandboxApplyDue(int limit);
+extern int	WithdrawalSandboxApplyDue(int limit, const pg_uuid_t *only);
+
+/*
+ * For applying events one withdrawal at a time after a batch failed: the
+ * withdrawals with due events (at most limit, allocated in cxt), and the
+ * postponement of one withdrawal's events, by delay_ms, with the error.
+ */
+extern int	WithdrawalSandboxDue(int limit, MemoryContext cxt, pg_uuid_t **ids);
+extern void WithdrawalSandboxPostpone(const pg_uuid_t *id, const char *error,
+									  int delay_ms);
 
 /* The driver called name, or NULL */
 extern const WithdrawalDriver *WithdrawalDriverFind(const char *name);

@@ -5,15 +5,22 @@
  *
  * POST {base_url}/payouts with the JSON body built at claim time (the same
  * bytes on every attempt, so the processor's idempotency check can compare
- * bodies), and GET {base_url}/payouts/{id} for status queries.  Responses:
+ * bodies), and GET {base_url}/payouts/{id} for status queries.  Answers:
  *
  *	2xx  {"id": ref, "status": "pending" | "paid" | "failed", "failure_code"}
- *	404  on a status query: never received, safe to resend with the same key
- *	409, 429, 5xx, anything malformed: retry later
+ *		 "failed" is the processor's final word: failed and refunded
+ *	4xx  {"error": {"code", "message"}} with a code of decline_codes below
+ *		 (not 401, 403, 404, 407, 408, 409 or 429): the processor declined
+ *		 the payout and created nothing: failed and refunded
+ *	404  on a status query: the processor has no record; resent with the
+ *		 same key, never refunded.  On a create: not a decline (retried)
+ *	409  a request with this key is still being processed: asked again
+ *		 with the same key; not an attempt
  *	422 idempotency_mismatch: the key is known with another body, so the
  *		 payout may exist: dead-lettered for an operator, never refunded
- *	401: our credentials are wrong, not the payout: retry (and dead-letter)
- *	other 4xx {"error": {"code", "message"}}: definitive, failed and refunded
+ *	anything else (401, 403, 429, 5xx, unknown 4xx codes, malformed
+ *		 answers, transport errors): retried with the same key, then
+ *		 dead-lettered with the funds held
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -26,6 +33,23 @@
 
 #include "dispatch.h"
 #include "processor.h"
+
+/*
+ * The error codes with which a processor speaking this protocol declines a
+ * payout for good.  Sorted; a code missing here is never a decline.
+ */
+static const char *const decline_codes[] = {
+	"account_closed",
+	"account_frozen",
+	"amount_invalid",
+	"currency_unsupported",
+	"destination_invalid",
+	"insufficient_funds",
+	"invalid_json",
+	"invalid_request",
+	"limit_exceeded",
+	"recipient_blocked",
+};
 
 /* base_url without a trailing slash, then path */
 static char *
@@ -66,6 +90,7 @@ static void
 http_classify(WithdrawalPayout *p, long status, const char *body, size_t len)
 {
 	Jsonb	   *jb = WithdrawalJsonParse(body, len);
+	char	   *code;
 
 	if (status >= 200 && status < 300)
 	{
@@ -93,38 +118,30 @@ http_classify(WithdrawalPayout *p, long status, const char *body, size_t len)
 		return;
 	}
 
+	code = WithdrawalJsonGetPath(jb, "error", "code");
 	if (status == 404 && p->query)
-	{
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_UNKNOWN,
-							   "processor has no record of the payout");
-		return;
-	}
-
-	if (status == 409 || status == 429 || status == 408 || status == 401 ||
-		status >= 500 || status < 200 || (status >= 300 && status < 400))
+							   "processor has no record of the payout; it is sent again with the same key");
+	else if (status == 409)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_IN_PROGRESS,
+							   "HTTP 409: the processor is still processing a request with this idempotency key; asking again with the same key");
+	else if (status == 422 && code && strcmp(code, "idempotency_mismatch") == 0)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
+							   "HTTP 422: idempotency_mismatch (the processor knows this key with another body; the payout may exist)");
+	else if (status >= 400 && status < 500 && status != 401 && status != 403 &&
+			 status != 404 && status != 407 && status != 408 && status != 429 &&
+			 WithdrawalCodeListed(code, decline_codes, lengthof(decline_codes)))
 	{
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%s", status,
-							   jb ? ": " : "",
-							   jb ? clip(WithdrawalJsonGetPath(jb, "error", "code")) : "");
-		return;
-	}
-
-	/* a definitive rejection */
-	{
-		char	   *code = WithdrawalJsonGetPath(jb, "error", "code");
 		char	   *message = WithdrawalJsonGetPath(jb, "error", "message");
 
-		if (code && strcmp(code, "idempotency_mismatch") == 0)
-		{
-			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-								   "HTTP %ld: idempotency_mismatch (the processor knows this key with another body)",
-								   status);
-			return;
-		}
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED, "HTTP %ld: %s%s%s", status,
-							   code ? clip(code) : "rejected",
-							   message ? ": " : "", message ? clip(message) : "");
+							   clip(code), message ? ": " : "", message ? clip(message) : "");
 	}
+	else
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%s%s", status,
+							   code ? ": " : "", code ? clip(code) : "",
+							   status >= 400 && status < 500 && status != 429 ?
+							   " (not a documented decline; the payout may exist)" : "");
 }
 
 const WithdrawalDriver withdrawal_http_driver = {

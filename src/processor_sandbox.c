@@ -72,7 +72,7 @@ schedule(const pg_uuid_t *id, const char *event)
 	WithdrawalPrepare(&plan,
 					  "INSERT INTO withdrawal.sandbox_event (withdrawal_id, event, due_at)"
 					  " VALUES ($1, $2, pg_catalog.clock_timestamp()"
-					  " OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3 / 1000.0))"
+					  " + pg_catalog.make_interval(secs => $3 / 1000.0))"
 					  " ON CONFLICT DO NOTHING",
 					  3, types);
 	values[0] = UUIDPGetDatum(id);
@@ -106,36 +106,44 @@ event_cmp(const void *a, const void *b)
 	return c != 0 ? c : memcmp(ea->id.data, eb->id.data, UUID_LEN);
 }
 
+/*
+ * Applies up to limit due events (of withdrawal "only" when not NULL):
+ * takes them off the table, locks their withdrawals in id order, then
+ * applies them in wallet order (see WithdrawalLockWithdrawals).
+ */
 int
-WithdrawalSandboxApplyDue(int limit)
+WithdrawalSandboxApplyDue(int limit, const pg_uuid_t *only)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
+	Oid			types[2] = {INT4OID, UUIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 	SandboxEvent *ev;
+	pg_uuid_t  *ids;
 	int			n;
 	int			i;
 
 	WithdrawalPrepare(&plan,
 					  "DELETE FROM withdrawal.sandbox_event e"
 					  " USING (SELECT withdrawal_id, event FROM withdrawal.sandbox_event"
-					  "         WHERE due_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+					  "         WHERE due_at <= pg_catalog.clock_timestamp()"
+					  "           AND ($2 IS NULL OR withdrawal_id = $2)"
 					  "         ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) d"
-					  " WHERE e.withdrawal_id OPERATOR(pg_catalog.=) d.withdrawal_id"
-					  "   AND e.event OPERATOR(pg_catalog.=) d.event"
+					  " WHERE e.withdrawal_id = d.withdrawal_id AND e.event = d.event"
 					  " RETURNING e.withdrawal_id, e.event,"
-					  "  (SELECT w.amount FROM withdrawal.withdrawal w"
-					  "    WHERE w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id),"
-					  "  (SELECT w.account_id FROM withdrawal.withdrawal w"
-					  "    WHERE w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id)",
-					  1, types);
+					  "  (SELECT w.amount FROM withdrawal.withdrawal w WHERE w.withdrawal_id = e.withdrawal_id),"
+					  "  (SELECT w.account_id FROM withdrawal.withdrawal w WHERE w.withdrawal_id = e.withdrawal_id)",
+					  2, types);
 	values[0] = Int32GetDatum(limit);
-	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_DELETE_RETURNING);
+	values[1] = only ? UUIDPGetDatum(only) : (Datum) 0;
+	nulls[1] = only ? ' ' : 'n';
+	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_DELETE_RETURNING);
 
 	n = (int) SPI_processed;
 	if (n == 0)
 		return 0;
 	ev = palloc(sizeof(SandboxEvent) * n);
+	ids = palloc(sizeof(pg_uuid_t) * n);
 	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
@@ -148,7 +156,9 @@ WithdrawalSandboxApplyDue(int limit)
 		ev[i].account_id = WithdrawalSpiGetText(i, 4);
 		if (ev[i].account_id == NULL)
 			ev[i].account_id = "";
+		ids[i] = ev[i].id;
 	}
+	WithdrawalLockWithdrawals(ids, n);
 	qsort(ev, n, sizeof(SandboxEvent), event_cmp);
 
 	for (i = 0; i < n; i++)
@@ -158,7 +168,6 @@ WithdrawalSandboxApplyDue(int limit)
 
 		memset(&data, 0, sizeof(data));
 		data.action = paid ? "sandbox_paid" : "sandbox_returned";
-		data.actor = "withdrawal worker";
 		data.missing_ok = true;
 		data.invalid_ok = true;
 		if (!paid)
@@ -169,4 +178,50 @@ WithdrawalSandboxApplyDue(int limit)
 			schedule(&ev[i].id, "returned");
 	}
 	return n;
+}
+
+int
+WithdrawalSandboxDue(int limit, MemoryContext cxt, pg_uuid_t **ids)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	int			n;
+	int			i;
+
+	WithdrawalPrepare(&plan,
+					  "SELECT DISTINCT withdrawal_id FROM (SELECT withdrawal_id FROM withdrawal.sandbox_event"
+					  "  WHERE due_at <= pg_catalog.clock_timestamp() ORDER BY due_at LIMIT $1) d",
+					  1, types);
+	values[0] = Int32GetDatum(limit);
+	WithdrawalExecute(plan, values, NULL, true, 0, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*ids = MemoryContextAlloc(cxt, sizeof(pg_uuid_t) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*ids)[i] = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
+	}
+	return n;
+}
+
+void
+WithdrawalSandboxPostpone(const pg_uuid_t *id, const char *error, int delay_ms)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	WithdrawalPrepare(&plan,
+					  "UPDATE withdrawal.sandbox_event SET attempts = attempts + 1, last_error = $2,"
+					  " due_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $3 / 1000.0)"
+					  " WHERE withdrawal_id = $1 AND due_at <= pg_catalog.clock_timestamp()",
+					  3, types);
+	values[0] = UUIDPGetDatum(id);
+	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[1] = error ? ' ' : 'n';
+	values[2] = Int32GetDatum(delay_ms);
+	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_UPDATE);
 }

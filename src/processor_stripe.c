@@ -6,13 +6,26 @@
  * POST {base_url}/v1/transfers, form-encoded: amount, currency (lower
  * case), destination (the connected account in destination.stripe_account),
  * metadata[withdrawal_id] and transfer_group, with the withdrawal id as
- * Idempotency-Key.  A transfer is final when created, so 200 means paid.
- * Stripe replays the first result of a key for 24 hours, so the status
- * query is the same request again.  Errors carry
- * {"error": {"type", "code", "message"}}: 400, 402, 403 and 404 are
- * definitive (failed and refunded) except idempotency_error, which means
- * the key exists with other parameters (dead-lettered, never refunded);
- * 401 (our key), 409, 429 and 5xx are retried.
+ * Idempotency-Key and a pinned Stripe-Version.  A transfer is final when
+ * created, so 200 means paid.
+ *
+ * The status query never creates anything: GET /v1/transfers/{id} when the
+ * transfer's id is known, else GET /v1/transfers?transfer_group={withdrawal
+ * id}, which lists the transfers of this withdrawal (none: the processor
+ * has no record).
+ *
+ * Errors carry {"error": {"type", "code", "message"}} and the header
+ * Stripe-Should-Retry.  Decline table: HTTP 400 or 402 with type
+ * invalid_request_error or card_error and a code of decline_codes below,
+ * and no "Stripe-Should-Retry: true": Stripe created nothing, so the
+ * payout is failed and refunded.  Everything else keeps the funds held:
+ *	409, or code idempotency_key_in_use: an earlier request with this key is
+ *		still running: asked again with the same key; not an attempt
+ *	type idempotency_error: the key exists with other parameters, so a
+ *		transfer may exist: dead-lettered for an operator
+ *	401, 403, 404 (on a create), 429, 5xx, unknown codes, malformed answers:
+ *		retried with the same key, dead-lettered after max_attempts, or at
+ *		once when Stripe says "Stripe-Should-Retry: false"
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -30,6 +43,31 @@
 #include "dispatch.h"
 #include "processor.h"
 
+/* The API version the requests and the answers' shapes are written for */
+#define STRIPE_API_VERSION	"2024-06-20"
+
+/* Error codes that decline a transfer for good; sorted */
+static const char *const decline_codes[] = {
+	"account_closed",
+	"account_invalid",
+	"amount_too_large",
+	"amount_too_small",
+	"balance_insufficient",
+	"bank_account_declined",
+	"bank_account_unusable",
+	"bank_account_unverified",
+	"insufficient_funds",
+	"parameter_invalid_empty",
+	"parameter_invalid_integer",
+	"parameter_invalid_string_blank",
+	"parameter_invalid_string_empty",
+	"parameter_missing",
+	"parameter_unknown",
+	"parameters_exclusive",
+	"payouts_not_allowed",
+	"transfers_not_allowed",
+};
+
 /* Appends name=value, form-encoded by libcurl */
 static void
 append_form(StringInfo buf, const char *name, const char *value)
@@ -46,18 +84,50 @@ append_form(StringInfo buf, const char *name, const char *value)
 	curl_free(v);
 }
 
+/* base_url without a trailing slash, then path */
+static char *
+stripe_url(const WithdrawalPayout *p, const char *path)
+{
+	size_t		len = strlen(p->base_url);
+
+	while (len > 0 && p->base_url[len - 1] == '/')
+		len--;
+	return psprintf("%.*s%s", (int) len, p->base_url, path);
+}
+
 static void
 stripe_build(WithdrawalPayout *p, WithdrawalHttpRequest *req)
 {
 	StringInfoData body;
 	char	   *currency = pstrdup(p->currency);
 	char	   *c;
-	size_t		len = strlen(p->base_url);
 
+	req->extra_header = "Stripe-Version: " STRIPE_API_VERSION;
+	if (p->query)
+	{
+		char	   *escaped = curl_easy_escape(NULL, p->known_ref ? p->known_ref : p->id_text, 0);
+
+		if (escaped == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory encoding a processor request")));
+		req->method = "GET";
+		req->url = p->known_ref ?
+			stripe_url(p, psprintf("/v1/transfers/%s", escaped)) :
+			stripe_url(p, psprintf("/v1/transfers?transfer_group=%s&limit=3", escaped));
+		curl_free(escaped);
+		return;
+	}
+
+	/*
+	 * Never a local decline: an earlier attempt may have been sent through
+	 * another configuration, so this attempt's failure to build proves
+	 * nothing.  The payout stays held for an operator.
+	 */
 	if (p->stripe_account == NULL || p->stripe_account[0] == '\0')
 	{
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED,
-							   "destination has no stripe_account");
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
+							   "destination has no stripe_account; nothing was sent in this attempt");
 		return;
 	}
 	for (c = currency; *c; c++)
@@ -70,12 +140,48 @@ stripe_build(WithdrawalPayout *p, WithdrawalHttpRequest *req)
 	append_form(&body, "metadata[withdrawal_id]", p->id_text);
 	append_form(&body, "transfer_group", p->id_text);
 
-	while (len > 0 && p->base_url[len - 1] == '/')
-		len--;
 	req->method = "POST";
-	req->url = psprintf("%.*s/v1/transfers", (int) len, p->base_url);
+	req->url = stripe_url(p, "/v1/transfers");
 	req->body = body.data;
 	req->content_type = "application/x-www-form-urlencoded";
+}
+
+/* A transfer object: paid, with its id as the reference */
+static bool
+take_transfer(WithdrawalPayout *p, char *object, char *id)
+{
+	if (id == NULL || object == NULL || strcmp(object, "transfer") != 0)
+		return false;
+	p->processor_ref = id;
+	WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_PAID, NULL);
+	return true;
+}
+
+/* The answer to a status query (a transfer, or the list of a group) */
+static void
+classify_query(WithdrawalPayout *p, long status, Jsonb *jb)
+{
+	char	   *object = WithdrawalJsonGetText(jb, "object");
+	int			n;
+
+	if (status < 200 || status >= 300)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "status query: HTTP %ld", status);
+	else if (take_transfer(p, object, WithdrawalJsonGetText(jb, "id")))
+		return;
+	else if (object == NULL || strcmp(object, "list") != 0 ||
+			 (n = WithdrawalJsonArrayLength(jb, "data")) < 0)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+							   "status query: malformed response (HTTP %ld)", status);
+	else if (n == 0)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_UNKNOWN,
+							   "processor has no transfer in this withdrawal's transfer group; it is sent again with the same key");
+	else if (n > 1)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
+							   "processor lists %d transfers in this withdrawal's transfer group", n);
+	else if (!take_transfer(p, WithdrawalJsonArrayGetText(jb, "data", 0, "object"),
+							WithdrawalJsonArrayGetText(jb, "data", 0, "id")))
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+							   "status query: malformed transfer in the list (HTTP %ld)", status);
 }
 
 static void
@@ -86,41 +192,42 @@ stripe_classify(WithdrawalPayout *p, long status, const char *body, size_t len)
 	char	   *code;
 	char	   *message;
 
+	if (p->query)
+	{
+		classify_query(p, status, jb);
+		return;
+	}
 	if (status >= 200 && status < 300)
 	{
-		char	   *id = WithdrawalJsonGetText(jb, "id");
-		char	   *object = WithdrawalJsonGetText(jb, "object");
-
-		if (id == NULL || object == NULL || strcmp(object, "transfer") != 0)
-		{
+		if (!take_transfer(p, WithdrawalJsonGetText(jb, "object"), WithdrawalJsonGetText(jb, "id")))
 			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
 								   "malformed response (HTTP %ld)", status);
-			return;
-		}
-		p->processor_ref = id;
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_PAID, NULL);
 		return;
 	}
 
 	type = WithdrawalJsonGetPath(jb, "error", "type");
 	code = WithdrawalJsonGetPath(jb, "error", "code");
 	message = WithdrawalJsonGetPath(jb, "error", "message");
-	if (type && strcmp(type, "idempotency_error") == 0)
-	{
+	if (status == 409 || (code && strcmp(code, "idempotency_key_in_use") == 0))
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_IN_PROGRESS,
+							   "HTTP %ld%s%.100s: Stripe is still processing a request with this idempotency key; asking again with the same key",
+							   status, code ? ": " : "", code ? code : "");
+	else if (type && strcmp(type, "idempotency_error") == 0)
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-							   "HTTP %ld: idempotency_error (the key exists with other parameters)",
-							   status);
-		return;
-	}
-	if (status == 400 || status == 402 || status == 403 || status == 404)
-	{
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED, "HTTP %ld: %s%s%.200s", status,
-							   code ? pnstrdup(code, 100) : (type ? pnstrdup(type, 100) : "rejected"),
-							   message ? ": " : "", message ? message : "");
-		return;
-	}
-	WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%.100s", status,
-						   type ? ": " : "", type ? type : "");
+							   "HTTP %ld: idempotency_error%s%.100s (the key exists with other parameters; a transfer may exist)",
+							   status, code ? " " : "", code ? code : "");
+	else if ((status == 400 || status == 402) && p->should_retry != 1 &&
+			 type && (strcmp(type, "invalid_request_error") == 0 || strcmp(type, "card_error") == 0) &&
+			 WithdrawalCodeListed(code, decline_codes, lengthof(decline_codes)))
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED, "HTTP %ld: %.100s%s%.200s", status,
+							   code, message ? ": " : "", message ? message : "");
+	else if (p->should_retry == 0)
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
+							   "HTTP %ld%s%.100s%s%.100s: Stripe-Should-Retry is false and this is not a documented decline; held for an operator",
+							   status, type ? ": " : "", type ? type : "", code ? " " : "", code ? code : "");
+	else
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%.100s%s%.100s", status,
+							   type ? ": " : "", type ? type : "", code ? " " : "", code ? code : "");
 }
 
 const WithdrawalDriver withdrawal_stripe_driver = {

@@ -36,6 +36,7 @@
 
 PG_FUNCTION_INFO_V1(withdrawal_approve);
 PG_FUNCTION_INFO_V1(withdrawal_reject);
+PG_FUNCTION_INFO_V1(withdrawal_resolve);
 
 Jsonb *
 WithdrawalDetail(int n, const char *const *keys, const char *const *values,
@@ -198,7 +199,9 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 
 /*
  * reject(withdrawal_id, reason): rejects a withdrawal that is held for
- * review, queued or dead, refunding it.
+ * review, or queued or dead without ever having been sent, refunding it.
+ * A payout that may have reached the processor is refused (WD005) by
+ * WithdrawalTransition: it is refunded only on proof, see resolve().
  */
 Datum
 withdrawal_reject(PG_FUNCTION_ARGS)
@@ -220,4 +223,154 @@ withdrawal_reject(PG_FUNCTION_ARGS)
 	WithdrawalTransition(id, WITHDRAWAL_REJECTED, &data, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("rejected"));
+}
+
+/* Statuses in which an operator may resolve a payout that may have been sent */
+static bool
+resolvable(const char *status)
+{
+	return strcmp(status, "queued") == 0 || strcmp(status, "submitted") == 0 ||
+		strcmp(status, "dead") == 0;
+}
+
+/*
+ * resolve(withdrawal_id, outcome, evidence): an operator's vote that the
+ * processor confirmed the outcome ("paid" or "failed") of a payout that may
+ * have been sent and whose outcome the dispatcher could not learn, with the
+ * evidence (a ticket, a statement line).  When two distinct operators, none
+ * of them the requester, have voted for the same outcome, it is applied:
+ * "paid" settles the payout, "failed" refunds it, with the proof
+ * "operator_resolution".  Votes are rows of withdrawal.resolution and audit
+ * rows; the same operator votes once.  Returns the status after the vote.
+ *
+ * A payout on the wire (dispatching) cannot be resolved: its attempt may
+ * be reaching the processor right now.  One never sent needs no proof:
+ * reject() or cancel() it.
+ */
+Datum
+withdrawal_resolve(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr vote_plan = NULL;
+	static SPIPlanPtr count_plan = NULL;
+	Oid			lock_types[1] = {UUIDOID};
+	Oid			vote_types[4] = {UUIDOID, NAMEOID, TEXTOID, TEXTOID};
+	Oid			count_types[2] = {UUIDOID, TEXTOID};
+	Datum		values[4];
+	pg_uuid_t  *id;
+	char	   *outcome;
+	char	   *evidence;
+	char	   *actor;
+	char	   *status;
+	char	   *requested_by;
+	char	   *account_id;
+	bool		sent;
+	int64		votes;
+	NameData	actor_name;
+	bool		isnull;
+	const char *keys[4] = {"outcome", "evidence", "votes", "needed"};
+	const char *detail[4];
+	Jsonb	   *detail_json;
+	const char *result;
+
+	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
+	outcome = WithdrawalArgText(fcinfo, 1, "outcome", 16);
+	evidence = WithdrawalArgText(fcinfo, 2, "evidence", WITHDRAWAL_MAX_REASON);
+	if (strcmp(outcome, "paid") != 0 && strcmp(outcome, "failed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("outcome must be \"paid\" or \"failed\", not \"%s\"", outcome)));
+	actor = WithdrawalActor();
+
+	SPI_connect();
+	WithdrawalPrepare(&lock_plan,
+					  "SELECT status, requested_by, account_id, sent_at IS NOT NULL"
+					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
+					  1, lock_types);
+	values[0] = UUIDPGetDatum(id);
+	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		WithdrawalRaiseUnknownWithdrawal(id);
+	status = WithdrawalSpiGetText(0, 1);
+	requested_by = WithdrawalSpiGetText(0, 2);
+	account_id = WithdrawalSpiGetText(0, 3);
+	sent = DatumGetBool(WithdrawalSpiGet(0, 4, &isnull));
+
+	if (!sent)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INVALID_TRANSITION),
+				 errmsg("withdrawal %s was never sent to a processor", WithdrawalUuidText(id)),
+				 errdetail("Only payouts that may have reached a processor are resolved with evidence."),
+				 errhint("Use withdrawal.reject() or withdrawal.cancel().")));
+	if (!resolvable(status))
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INVALID_TRANSITION),
+				 errmsg("withdrawal %s is %s and cannot be resolved", WithdrawalUuidText(id), status),
+				 errdetail(strcmp(status, "dispatching") == 0 ?
+						   "An attempt is on the wire; its answer comes first." :
+						   "Only queued, submitted or dead payouts are resolved by operators.")));
+	if (strcmp(requested_by, actor) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" requested this withdrawal and cannot resolve it", actor)));
+
+	WithdrawalPrepare(&vote_plan,
+					  "INSERT INTO withdrawal.resolution (withdrawal_id, approver, outcome, evidence)"
+					  " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+					  4, vote_types);
+	namestrcpy(&actor_name, actor);
+	values[1] = NameGetDatum(&actor_name);
+	values[2] = CStringGetTextDatum(outcome);
+	values[3] = CStringGetTextDatum(evidence);
+	WithdrawalExecute(vote_plan, values, NULL, false, 0, SPI_OK_INSERT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" has already voted on the resolution of this withdrawal", actor),
+				 errhint("A second vote must come from a different role.")));
+
+	/* A fresh snapshot: sees votes committed while we waited for the row */
+	WithdrawalPrepare(&count_plan,
+					  "SELECT count(*) FROM withdrawal.resolution"
+					  " WHERE withdrawal_id = $1 AND outcome = $2",
+					  2, count_types);
+	values[1] = values[2];
+	WithdrawalExecute(count_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	votes = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+
+	detail[0] = outcome;
+	detail[1] = evidence;
+	detail[2] = psprintf(INT64_FORMAT, votes);
+	detail[3] = "2";
+	detail_json = WithdrawalDetail(4, keys, detail, (1U << 2) | (1U << 3));
+	if (votes >= 2)
+	{
+		WithdrawalTransitionData data;
+
+		memset(&data, 0, sizeof(data));
+		data.action = "resolve";
+		data.actor = actor;
+		data.detail = detail_json;
+		data.reason = psprintf("resolved by operators: %s", evidence);
+		if (strcmp(outcome, "failed") == 0)
+		{
+			data.refund_proof = "operator_resolution";
+			WithdrawalTransition(id, WITHDRAWAL_FAILED, &data, NULL);
+		}
+		else
+		{
+			/* queued pays through dispatching, as a late webhook does */
+			if (strcmp(status, "queued") == 0)
+				WithdrawalTransition(id, WITHDRAWAL_DISPATCHING, &data, NULL);
+			WithdrawalTransition(id, WITHDRAWAL_PAID, &data, NULL);
+		}
+		result = outcome;
+	}
+	else
+	{
+		WithdrawalAudit("resolve_vote", actor, id, account_id, status, status, detail_json);
+		result = status;
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(result));
 }

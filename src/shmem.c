@@ -51,6 +51,7 @@ typedef struct WithdrawalSharedState
 	LWLock	   *lock;
 	int			worker_procno[WITHDRAWAL_MAX_WORKERS];	/* -1: not running */
 	int			worker_pid[WITHDRAWAL_MAX_WORKERS];
+	bool		worker_role_seen[WITHDRAWAL_MAX_WORKERS];	/* see worker.c */
 	WithdrawalChannelSlot channels[WITHDRAWAL_MAX_CHANNELS];
 } WithdrawalSharedState;
 
@@ -339,5 +340,30 @@ WithdrawalChannelBlock(const char *channel, long ms, int burst)
 	slot = channel_slot(channel, burst);
 	if (slot && slot->blocked_until < until)
 		slot->blocked_until = until;
+	LWLockRelease(shared->lock);
+}
+
+bool
+WithdrawalShmemWorkerRoleSeen(int worker)
+{
+	bool		seen;
+
+	Assert(worker >= 0 && worker < WITHDRAWAL_MAX_WORKERS);
+	if (shared == NULL)
+		return false;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	seen = shared->worker_role_seen[worker];
+	LWLockRelease(shared->lock);
+	return seen;
+}
+
+void
+WithdrawalShmemSetWorkerRoleSeen(int worker, bool seen)
+{
+	Assert(worker >= 0 && worker < WITHDRAWAL_MAX_WORKERS);
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->worker_role_seen[worker] = seen;
 	LWLockRelease(shared->lock);
 }

@@ -54,4 +54,14 @@ extern void WithdrawalChannelRelease(const char *channel, int worker,
 /* Honours a 429 Retry-After: no worker sends on the channel for ms */
 extern void WithdrawalChannelBlock(const char *channel, long ms, int burst);
 
+/*
+ * Whether worker slot "worker" last saw its role (withdrawal_worker) in
+ * pg_authid.  A background worker connects once, as one role: a worker
+ * that starts before CREATE EXTENSION created the role looks for it
+ * without a database connection, notes here that it exists and restarts
+ * to connect as it.  Shared memory outlives the worker's process.
+ */
+extern bool WithdrawalShmemWorkerRoleSeen(int worker);
+extern void WithdrawalShmemSetWorkerRoleSeen(int worker, bool seen);
+
 #endif							/* WITHDRAWAL_SHMEM_H */

@@ -23,6 +23,7 @@
 #include "access/table.h"
 #include "datatype/timestamp.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -32,6 +33,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 
 #include "policy.h"
 #include "util.h"
@@ -60,6 +62,13 @@ static struct
 	char		name[NAMEDATALEN];
 	Oid			oid;
 }			relation_cache[RELATION_CACHE_SIZE];
+
+/*
+ * Whether this backend found the extension's SQL objects at the library's
+ * version; forgotten at every relcache invalidation, which ALTER EXTENSION
+ * UPDATE sends for the tables it changes.
+ */
+static bool schema_version_checked = false;
 
 static void config_relcache_callback(Datum arg, Oid relid);
 
@@ -252,9 +261,53 @@ WithdrawalNewUuid(void)
 	return uuid;
 }
 
+/*
+ * The library's statements are written for the tables of its own version:
+ * between the installation of a new library and ALTER EXTENSION UPDATE,
+ * every call stops here with a clear error instead of failing somewhere
+ * on a missing column.
+ */
+static void
+check_schema_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	if (schema_version_checked)
+		return;
+	WithdrawalConfigCacheInit();
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("withdrawal"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (version != NULL && strcmp(version, WITHDRAWAL_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"withdrawal\" is at version %s in this database, but its library is version %s",
+						version, WITHDRAWAL_VERSION),
+				 errhint("Run ALTER EXTENSION withdrawal UPDATE.")));
+	schema_version_checked = true;
+}
+
 SPIPlanPtr
 WithdrawalPrepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
+	check_schema_version();
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
@@ -284,8 +337,10 @@ void
 WithdrawalExecuteOnce(const char *sql, int nargs, Oid *argtypes,
 					  Datum *values, const char *nulls, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
-										   false, 0);
+	int			rc;
+
+	check_schema_version();
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_with_args returned %s, expected %s",
@@ -384,6 +439,7 @@ WithdrawalIndexFetch(const char *relname, const char *indexname, int nkeys,
 	int			i;
 
 	Assert(nkeys <= INDEX_MAX_KEYS);
+	check_schema_version();
 	rel = table_open(WithdrawalRelationOid(relname), AccessShareLock);
 	index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
 	for (i = 0; i < nkeys; i++)
@@ -457,6 +513,8 @@ static void
 config_relcache_callback(Datum arg, Oid relid)
 {
 	int			i;
+
+	schema_version_checked = false;
 
 	for (i = 0; i < RELATION_CACHE_SIZE; i++)
 		if (!OidIsValid(relid) || relation_cache[i].oid == relid)

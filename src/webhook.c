@@ -881,6 +881,8 @@ apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 		memset(&data, 0, sizeof(data));
 		data.action = "webhook";
 		data.processor_ref = ev->processor_ref;
+		/* a signed event saying failed is the processor's proof */
+		data.refund_proof = "webhook";
 		data.detail = detail;
 		WithdrawalTransition(out->withdrawal_id, out->d.steps[i], &data, NULL);
 	}

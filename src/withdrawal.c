@@ -39,6 +39,10 @@ int			withdrawal_lease_seconds = 120;
 int			withdrawal_poll_after_seconds = 300;
 int			withdrawal_sweep_interval_seconds = 60;
 int			withdrawal_sandbox_settle_ms = 500;
+int			withdrawal_channel_share = 50;
+int			withdrawal_park_after = 3;
+int			withdrawal_max_busy_answers = 50;
+int			withdrawal_retry_after_cap_ms = 300000;
 char	   *withdrawal_secrets_file = NULL;
 char	   *withdrawal_ca_file = NULL;
 bool		withdrawal_allow_insecure_loopback = false;
@@ -144,6 +148,42 @@ _PG_init(void)
 							NULL,
 							&withdrawal_sandbox_settle_ms,
 							500, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.channel_share",
+							"Share of a worker's withdrawal.max_in_flight one channel may use, in percent.",
+							"A channel's own max_in_flight applies as well.  Keeps a hung processor from taking every slot.",
+							&withdrawal_channel_share,
+							50, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.park_after",
+							"Failures to record a payout's outcome before it is parked.",
+							"Lost leases of a worker that died count too.  A parked payout waits for retry().",
+							&withdrawal_park_after,
+							3, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.max_busy_answers",
+							"\"Request in progress\" answers before a payout is dead-lettered.",
+							"They do not count against withdrawal.max_attempts.",
+							&withdrawal_max_busy_answers,
+							50, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.retry_after_cap",
+							"Longest pause a processor's Retry-After can impose on a channel.",
+							NULL,
+							&withdrawal_retry_after_cap_ms,
+							300000, 0, 86400000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -31,6 +31,10 @@
 #define WITHDRAWAL_MAX_KEY			255
 #define WITHDRAWAL_MAX_REASON		1024
 #define WITHDRAWAL_MAX_JSON			16384
+#define WITHDRAWAL_MAX_PROCESSOR_REF	255
+
+/* The role the dispatcher workers connect as */
+#define WITHDRAWAL_WORKER_ROLE		"withdrawal_worker"
 
 /* GUCs, defined in withdrawal.c */
 extern char *withdrawal_database;
@@ -45,6 +49,10 @@ extern int	withdrawal_lease_seconds;
 extern int	withdrawal_poll_after_seconds;
 extern int	withdrawal_sweep_interval_seconds;
 extern int	withdrawal_sandbox_settle_ms;
+extern int	withdrawal_channel_share;
+extern int	withdrawal_park_after;
+extern int	withdrawal_max_busy_answers;
+extern int	withdrawal_retry_after_cap_ms;
 extern char *withdrawal_secrets_file;
 extern char *withdrawal_ca_file;
 extern bool withdrawal_allow_insecure_loopback;

@@ -8,23 +8,36 @@
  * the sockets of its transfers; see dispatch.c).  A pass of the loop:
  *
  *	1. records the outcomes of finished payouts in ONE short transaction
- *	   (falling back to one transaction per payout when that fails, so one
- *	   bad row cannot crash-loop the worker);
- *	2. claims due outbox rows in ONE short transaction: FOR UPDATE SKIP
- *	   LOCKED, a lease, status dispatching, attempts + 1, bounded by the
- *	   worker's free capacity and, per channel, by the shared token bucket
- *	   and in-flight cap (shmem.c);
+ *	   (falling back to one transaction per payout when that fails);
+ *	2. claims due outbox rows in ONE short, durably committed transaction:
+ *	   FOR UPDATE SKIP LOCKED, a lease, status dispatching, attempts + 1 and
+ *	   sent_at, bounded by the worker's free capacity and, per channel, by
+ *	   the channel's share of it, the shared token bucket, the in-flight cap
+ *	   and a processor's Retry-After (shmem.c);
  *	3. hands the claimed payouts to dispatch.c, which puts them on the wire
  *	   outside any transaction;
  *	4. now and then applies due sandbox events, seals the audit chain and
  *	   runs sweep().
  *
- * Error policy: an ERROR while claiming or recording is reported, the
- * transaction aborted and the loop carries on after a short pause; a
- * payout whose outcome cannot be recorded is pushed back with its lease
- * cleared and retried later (same idempotency key, so the processor
- * replays its answer).  Anything else (lost database, FATAL) exits and the
- * postmaster restarts the worker after bgw_restart_time.
+ * Sent means maybe paid.  The claim that sets sent_at is committed with a
+ * WAL flush before any request leaves, so no crash can make a payout that
+ * may have reached the processor look unsent; every other commit of the
+ * worker is asynchronous, because losing one only makes the payout be sent
+ * again with the same idempotency key, which the processor answers with its
+ * first answer.  A payout is refunded only on the proof of a declined
+ * create request or a status query that says failed (lifecycle.c checks).
+ *
+ * Security: the worker connects as the role withdrawal_worker, never as a
+ * superuser, and pins search_path and the settings its statements depend
+ * on, so that nothing a database user creates or sets is used by it.
+ *
+ * Error policy: every transaction runs through run_transaction(), which
+ * reports an ERROR, aborts and returns false.  A payout whose outcome
+ * cannot be recorded is put back with a backoff; after withdrawal.park_after
+ * such failures (or leases lost to a worker's death) it is parked for an
+ * operator, so one poison payout cannot crash-loop the worker.  FATAL
+ * (lost database...) exits, and the postmaster restarts the worker after
+ * bgw_restart_time.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -37,8 +50,11 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -52,14 +68,17 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit.h"
 #include "dispatch.h"
 #include "lifecycle.h"
 #include "processor.h"
+#include "secrets.h"
 #include "shmem.h"
 #include "util.h"
 #include "withdrawal.h"
@@ -72,7 +91,7 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 #define IDLE_WAIT_MS		5000
 /* Pause after an unexpected error, so that a failing query does not spin */
 #define ERROR_PAUSE_MS		1000
-/* Poll interval while the extension is not installed in the database */
+/* Poll interval while the extension (or the worker's role) is missing */
 #define INSTALL_POLL_MS		2000
 /*
  * Audit sealing: every second, at most a slice of rows per pass of the
@@ -85,6 +104,42 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 /* Outcomes wait at most this long to be recorded together with others */
 #define RECORD_DELAY_MS		5
 #define MAX_ERROR_LEN		1000
+/* A sandbox event that cannot be applied is tried again this much later */
+#define SANDBOX_POSTPONE_MS	60000
+
+/*
+ * Settings the worker's statements rely on, pinned over anything a
+ * database owner sets with ALTER DATABASE: name resolution, the meaning
+ * of the statements, and the guards the triggers enforce.
+ * synchronous_commit is off for the worker's own outcomes; claims commit
+ * durably (see claim_body).
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			pinned_settings[] =
+{
+	{"search_path", "pg_catalog, withdrawal, pg_temp"},
+	{"synchronous_commit", "off"},
+	{"session_replication_role", "origin"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_deferrable", "off"},
+	{"statement_timeout", "0"},
+	{"lock_timeout", "0"},
+	{"idle_in_transaction_session_timeout", "0"},
+	{"transform_null_equals", "off"},
+	{"standard_conforming_strings", "on"},
+	{"array_nulls", "on"},
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "postgres"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"plan_cache_mode", "auto"},
+	{"row_security", "on"},
+};
 
 /* A channel and its processor, as loaded at the last claim */
 typedef struct ChannelConfig
@@ -92,14 +147,27 @@ typedef struct ChannelConfig
 	char	   *name;
 	double		rate;			/* <= 0: no rate limit */
 	int			burst;
-	int			max_in_flight;	/* <= 0: no cap */
+	int			max_in_flight;	/* <= 0: no cluster-wide cap */
 	char	   *processor;
 	char	   *driver;
 	char	   *base_url;
 	char	   *api_secret;
 	int			connect_timeout_ms;
 	int			request_timeout_ms;
+	const char *unsendable;		/* why nothing can be sent, or NULL */
 } ChannelConfig;
+
+/*
+ * What this worker keeps per channel across reloads: its requests on the
+ * wire (for the channel's share of the worker) and the last reason the
+ * channel could not send (logged when it changes).
+ */
+typedef struct ChannelState
+{
+	char		name[NAMEDATALEN];	/* hash key */
+	int			in_flight;
+	char		unsendable[256];
+} ChannelState;
 
 static int	worker_index = 0;
 static MemoryContext worker_cxt = NULL;
@@ -107,6 +175,8 @@ static MemoryContext iter_cxt = NULL;
 static MemoryContext channel_cxt = NULL;
 static ChannelConfig *channels = NULL;
 static int	nchannels = 0;
+static HTAB *channel_states = NULL;
+static int	claim_rotation = 0;
 
 static TimestampTz next_claim_at = 0;	/* 0: claim at the next pass */
 static bool claim_backlog = false;	/* last claim was capped by capacity */
@@ -114,11 +184,13 @@ static TimestampTz next_sandbox_at = 0;
 static TimestampTz next_seal_at = 0;
 static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
+static bool extension_lost = false; /* a transaction failed: is it gone? */
 
 static int64 stat_sent = 0;
 static int64 stat_recorded = 0;
 
 static void record_outcomes(WithdrawalPayout *list);
+static int	sweep_internal(Interval *older_than);
 
 /* ---------- registration ---------- */
 
@@ -146,48 +218,67 @@ WithdrawalWorkerRegister(void)
 
 /* ---------- transactions ---------- */
 
-static void
-begin_tx(const char *label)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	debug_query_string = label;
-	pgstat_report_activity(STATE_RUNNING, label);
-}
+typedef void (*TransactionBody) (void *arg);
 
 /*
- * Commits; the caller's memory context survives.  Statistics are flushed
- * with force = false: with thousands of short transactions a second,
- * pgstat's own rate limit is what keeps the flush cheap.
+ * Runs body(arg) in a transaction of its own with an SPI connection and a
+ * snapshot, and commits; durable commits wait for the WAL flush (and
+ * synchronous standbys) whatever synchronous_commit the worker runs with.
+ * On an ERROR: reports it, aborts, and returns false, with the message in
+ * *error (when error is not NULL).  body runs in SPI's procedure context;
+ * whatever must outlive the transaction it allocates in a longer-lived
+ * context.  The caller's memory context is current again on return.
  */
-static void
-commit_tx(void)
+static bool
+run_transaction(const char *label, bool durable, TransactionBody body,
+				void *arg, char **error)
 {
-	MemoryContext old = CurrentMemoryContext;
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = false;
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (durable)
+			(void) set_config_option("synchronous_commit", "on", PGC_SUSET,
+									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		debug_query_string = label;
+		pgstat_report_activity(STATE_RUNNING, label);
+
+		body(arg);
+
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		if (error)
+		{
+			ErrorData  *edata = CopyErrorData();
+
+			*error = pnstrdup(edata->message, MAX_ERROR_LEN);
+			FreeErrorData(edata);
+		}
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		extension_lost = true;
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(caller);
 	debug_query_string = NULL;
+	/* pgstat's own rate limit keeps this cheap at thousands of commits/s */
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* Reports the error being handled and returns to a clean state */
-static void
-recover_from_error(MemoryContext cxt)
-{
-	MemoryContextSwitchTo(cxt);
-	EmitErrorReport();
-	AbortOutOfAnyTransaction();
-	FlushErrorState();
-	MemoryContextSwitchTo(cxt);
-	debug_query_string = NULL;
-	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
 }
 
 /* ---------- helpers ---------- */
@@ -205,25 +296,294 @@ earliest(TimestampTz *at, TimestampTz candidate)
 		*at = candidate;
 }
 
-/* Is the extension (at a version with our outbox) installed here? */
-static bool
-extension_installed(void)
+static long
+backoff_ms(int attempts)
 {
-	bool		installed;
+	double		ceiling = withdrawal_retry_base_ms * pow(2.0, Min(attempts, 40));
 
-	begin_tx("withdrawal: waiting for CREATE EXTENSION withdrawal");
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension e"
-					" JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) e.extnamespace"
-					" WHERE e.extname OPERATOR(pg_catalog.=) 'withdrawal'"
-					"   AND c.relname OPERATOR(pg_catalog.=) 'sandbox_event'",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the withdrawal extension");
-	installed = SPI_processed > 0;
-	commit_tx();
-	return installed;
+	ceiling = Min(ceiling, (double) withdrawal_retry_cap_ms);
+	return (long) (pg_prng_double(&pg_global_prng_state) * ceiling);
 }
 
-/* Loads the channel table (with each channel's processor) */
+static char *
+clip_error(const char *error)
+{
+	if (error == NULL)
+		return NULL;
+	return pnstrdup(error, MAX_ERROR_LEN);
+}
+
+static char *
+copy_or_null(MemoryContext cxt, const char *s)
+{
+	return s ? MemoryContextStrdup(cxt, s) : NULL;
+}
+
+/* ---------- the extension and the worker's identity ---------- */
+
+typedef enum ExtensionState
+{
+	EXTENSION_MISSING,
+	EXTENSION_OTHER_VERSION,
+	EXTENSION_READY
+} ExtensionState;
+
+typedef struct ExtensionCheck
+{
+	ExtensionState state;
+	char	   *version;
+} ExtensionCheck;
+
+static void
+extension_check_body(void *arg)
+{
+	ExtensionCheck *check = (ExtensionCheck *) arg;
+
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
+					" WHERE extname OPERATOR(pg_catalog.=) 'withdrawal'",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the withdrawal extension");
+	if (SPI_processed == 0)
+		check->state = EXTENSION_MISSING;
+	else
+	{
+		check->version = MemoryContextStrdup(iter_cxt, WithdrawalSpiGetText(0, 1));
+		check->state = strcmp(check->version, WITHDRAWAL_VERSION) == 0 ?
+			EXTENSION_READY : EXTENSION_OTHER_VERSION;
+	}
+}
+
+/*
+ * Waits, quietly and without crash-looping, until the extension is
+ * installed in the worker's database at the library's version.  A
+ * database at another version is waiting for ALTER EXTENSION UPDATE: the
+ * worker's statements are written for this version's tables.
+ */
+static void
+wait_for_extension(void)
+{
+	bool		logged_version = false;
+
+	for (;;)
+	{
+		ExtensionCheck check = {EXTENSION_MISSING, NULL};
+
+		if (run_transaction("withdrawal: waiting for CREATE EXTENSION withdrawal", false,
+							extension_check_body, &check, NULL) &&
+			check.state == EXTENSION_READY)
+			break;
+		if (check.state == EXTENSION_OTHER_VERSION && !logged_version)
+		{
+			ereport(LOG,
+					(errmsg("withdrawal worker %d waits for ALTER EXTENSION withdrawal UPDATE in database \"%s\"",
+							worker_index, withdrawal_database),
+					 errdetail("The database has version %s of the extension and the library is version %s.",
+							   check.version, WITHDRAWAL_VERSION)));
+			logged_version = true;
+		}
+		pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(iter_cxt);
+	}
+	extension_lost = false;
+}
+
+/*
+ * After a failed transaction: is the extension still there?  When it was
+ * dropped (or replaced by another version), everything on the wire is
+ * abandoned and the worker waits for it again, without logging an ERROR
+ * at every pass.
+ */
+static void
+recheck_extension(void)
+{
+	ExtensionCheck check = {EXTENSION_MISSING, NULL};
+
+	extension_lost = false;
+	if (run_transaction("withdrawal: checking the extension", false,
+						extension_check_body, &check, NULL) &&
+		check.state == EXTENSION_READY)
+		return;
+	ereport(LOG,
+			(errmsg("withdrawal worker %d stops dispatching: the extension is no longer installed at version %s in database \"%s\"",
+					worker_index, WITHDRAWAL_VERSION, withdrawal_database)));
+	WithdrawalDispatchAbandonAll();
+	hash_destroy(channel_states);
+	channel_states = NULL;
+	wait_for_extension();
+}
+
+/*
+ * Can the worker connect as its role: does it exist, with LOGIN?  Needs a
+ * transaction, not a database.  A role without LOGIN is said once.
+ */
+static bool
+worker_role_usable(void)
+{
+	static bool warned = false;
+	HeapTuple	tuple;
+	bool		usable = false;
+
+	StartTransactionCommand();
+	tuple = SearchSysCache1(AUTHNAME, CStringGetDatum(WITHDRAWAL_WORKER_ROLE));
+	if (HeapTupleIsValid(tuple))
+	{
+		usable = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		ReleaseSysCache(tuple);
+		if (!usable && !warned)
+		{
+			ereport(WARNING,
+					(errmsg("withdrawal worker %d cannot connect: role \"%s\" has NOLOGIN",
+							worker_index, WITHDRAWAL_WORKER_ROLE),
+					 errhint("ALTER ROLE %s LOGIN; it needs no password.", WITHDRAWAL_WORKER_ROLE)));
+			warned = true;
+		}
+	}
+	CommitTransactionCommand();
+	return usable;
+}
+
+/*
+ * Connects to withdrawal.database as withdrawal_worker.  That role is
+ * created by CREATE EXTENSION, which may come after the server starts,
+ * and a background worker connects only once: until the role has been
+ * seen, the worker attaches to no database (shared catalogs only, where
+ * no user code can run), waits for the role, notes it in shared memory and
+ * exits to be restarted, now to connect as the role.
+ */
+static void
+connect_as_worker_role(void)
+{
+	if (!WithdrawalShmemWorkerRoleSeen(worker_index))
+	{
+		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+		pgstat_report_appname("withdrawal");
+		while (!worker_role_usable())
+		{
+			pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+		}
+		WithdrawalShmemSetWorkerRoleSeen(worker_index, true);
+		ereport(LOG,
+				(errmsg("withdrawal worker %d restarts to connect as role \"%s\"",
+						worker_index, WITHDRAWAL_WORKER_ROLE)));
+		proc_exit(1);
+	}
+
+	/* should the role be gone, the next start looks for it again */
+	WithdrawalShmemSetWorkerRoleSeen(worker_index, false);
+	BackgroundWorkerInitializeConnection(withdrawal_database, WITHDRAWAL_WORKER_ROLE, 0);
+	WithdrawalShmemSetWorkerRoleSeen(worker_index, true);
+	if (superuser())
+		ereport(WARNING,
+				(errmsg("role \"%s\" is a superuser", WITHDRAWAL_WORKER_ROLE),
+				 errdetail("The dispatcher workers should run with exactly the rights CREATE EXTENSION grants them."),
+				 errhint("ALTER ROLE %s NOSUPERUSER;", WITHDRAWAL_WORKER_ROLE)));
+}
+
+/* Pins the settings the worker's statements rely on (see pinned_settings) */
+static void
+pin_settings(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(pinned_settings); i++)
+		SetConfigOption(pinned_settings[i].name, pinned_settings[i].value,
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/* ---------- channels ---------- */
+
+static ChannelState *
+channel_state(const char *name)
+{
+	char		key[NAMEDATALEN];
+	bool		found;
+	ChannelState *state;
+
+	if (channel_states == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(ChannelState);
+		ctl.hcxt = worker_cxt;
+		channel_states = hash_create("withdrawal worker channels", 16, &ctl,
+									 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, NAMEDATALEN);
+	state = hash_search(channel_states, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		state->in_flight = 0;
+		state->unsendable[0] = '\0';
+	}
+	return state;
+}
+
+/*
+ * Why a channel cannot send anything now, or NULL: checked before a claim,
+ * so that its payouts stay queued (and unsent) instead of being claimed,
+ * marked sent and failed by the transport.
+ */
+static const char *
+channel_unsendable(const ChannelConfig *c)
+{
+	const WithdrawalDriver *driver = WithdrawalDriverFind(c->driver);
+	char	   *why;
+
+	if (driver == NULL)
+		return psprintf("processor \"%s\" has unknown driver \"%s\"", c->processor, c->driver);
+	if (driver->decide != NULL)
+		return NULL;
+	if (c->base_url == NULL)
+		return psprintf("processor \"%s\" has no base_url", c->processor);
+	if (!WithdrawalUrlAllowed(c->base_url, &why))
+		return why;
+	if (c->api_secret && WithdrawalSecretGet(c->api_secret) == NULL)
+		return psprintf("api secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
+						c->api_secret, c->processor);
+	return NULL;
+}
+
+/* Logs a channel's ability to send when it changes */
+static void
+note_sendable(const ChannelConfig *c)
+{
+	ChannelState *state = channel_state(c->name);
+	const char *why = c->unsendable ? c->unsendable : "";
+
+	if (strncmp(state->unsendable, why, sizeof(state->unsendable) - 1) == 0)
+		return;
+	if (c->unsendable)
+		ereport(WARNING,
+				(errmsg("withdrawal channel \"%s\" cannot dispatch: %s", c->name, c->unsendable),
+				 errdetail("Its payouts stay queued and are not sent until this is fixed.")));
+	else
+		ereport(LOG,
+				(errmsg("withdrawal channel \"%s\" can dispatch again", c->name)));
+	strlcpy(state->unsendable, why, sizeof(state->unsendable));
+}
+
+/* Loads the enabled channels (with each channel's processor) */
 static void
 load_channels(void)
 {
@@ -236,7 +596,8 @@ load_channels(void)
 					  "       p.name, p.driver, p.base_url, p.api_secret,"
 					  "       p.connect_timeout_ms, p.request_timeout_ms"
 					  "  FROM withdrawal.channel c JOIN withdrawal.processor p"
-					  "    ON p.name OPERATOR(pg_catalog.=) c.processor",
+					  "    ON p.name = c.processor"
+					  " WHERE c.enabled",
 					  0, NULL);
 	WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
 
@@ -262,8 +623,11 @@ load_channels(void)
 		c->api_secret = WithdrawalSpiGetText(i, 8);
 		c->connect_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 9, &isnull));
 		c->request_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
+		c->unsendable = channel_unsendable(c);
 	}
 	MemoryContextSwitchTo(old);
+	for (i = 0; i < nchannels; i++)
+		note_sendable(&channels[i]);
 }
 
 static ChannelConfig *
@@ -277,85 +641,106 @@ find_channel(const char *name)
 	return NULL;
 }
 
-static bool
-flow_controlled(const ChannelConfig *c)
+/* The most requests one channel may have on this worker's wire */
+static int
+channel_share_cap(void)
 {
-	return c->rate > 0 || c->max_in_flight > 0;
-}
-
-static char *
-copy_or_null(MemoryContext cxt, const char *s)
-{
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
+	return Max(1, withdrawal_max_in_flight * withdrawal_channel_share / 100);
 }
 
 /* ---------- claiming ---------- */
 
+/* A channel's part of a claim: how many rows it may give, how many it gave */
+typedef struct ChannelClaim
+{
+	ChannelConfig *channel;
+	int			granted;		/* reserved in shared memory */
+	int			claimed;
+} ChannelClaim;
+
+typedef struct ClaimWork
+{
+	int			capacity;
+	ChannelClaim *claims;
+	int			nclaims;
+	WithdrawalPayout *list;
+	int			total;
+} ClaimWork;
+
 /*
- * Claims up to limit due outbox rows of one channel (channel != NULL) or
- * of every channel not in "exclude", appending payouts to *list.  Returns
- * how many.
+ * Claims, in one statement, up to claims[i].granted due outbox rows of each
+ * channel and at most capacity in all, the channels' first rows first;
+ * within a channel, payouts before status queries.  Row locks are taken on
+ * both tables (outbox first, as everywhere) and skipped when busy; claimed
+ * rows are then updated by key ("= ANY (ARRAY(...))"), since a join with a
+ * misjudged LIMIT hashes both tables.  Every send claimed gets sent_at, the
+ * durable fact that it may reach the processor.
  */
 static int
-claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **list)
+claim_rows(ClaimWork *w)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID};
+	Oid			types[5] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, INT4OID, INT4OID};
 	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int			n;
+	Datum	   *names;
+	Datum	   *limits;
 	int			i;
+	int			n;
 
-	/*
-	 * The row locks are taken on both tables, the outbox first as in every
-	 * other path, and skipped when busy; a lease already taken by a worker
-	 * that committed meanwhile fails the recheck of the locked row.  The
-	 * claimed rows are then updated by key ("= ANY (ARRAY(...))"): written
-	 * as a join, a plan that guesses the LIMIT wrong hashes both tables.
-	 */
 	WithdrawalPrepare(&plan,
-					  "WITH c AS ("
-					  "  SELECT o.withdrawal_id, o.kind FROM withdrawal.outbox o"
-					  "    JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
-					  "   WHERE o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-					  "     AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) pg_catalog.now())"
-					  "     AND CASE WHEN $3 IS NULL THEN o.channel OPERATOR(pg_catalog.<>) ALL ($4)"
-					  "              ELSE o.channel OPERATOR(pg_catalog.=) $3 END"
-					  "     AND CASE WHEN o.kind OPERATOR(pg_catalog.=) 'send'"
-					  "              THEN w.status IN ('queued', 'dispatching')"
-					  "              ELSE w.status OPERATOR(pg_catalog.=) 'submitted' END"
-					  "   ORDER BY o.next_attempt_at LIMIT $1"
-					  "   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED"
+					  "WITH lim AS ("
+					  "  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS lim(channel, n)"
+					  "), c AS ("
+					  "  SELECT x.withdrawal_id, x.rank FROM lim, LATERAL ("
+					  "    SELECT o.withdrawal_id,"
+					  "           pg_catalog.row_number() OVER () AS rank"
+					  "      FROM (SELECT o.withdrawal_id FROM withdrawal.outbox o"
+					  "              JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
+					  "             WHERE o.channel = lim.channel"
+					  "               AND o.next_attempt_at <= pg_catalog.now()"
+					  "               AND (o.lease_until IS NULL OR o.lease_until < pg_catalog.now())"
+					  "               AND o.parked_at IS NULL"
+					  "               AND CASE WHEN o.kind = 'send'"
+					  "                        THEN w.status IN ('queued', 'dispatching')"
+					  "                        ELSE w.status IN ('submitted', 'dead') END"
+					  "             ORDER BY o.kind DESC, o.next_attempt_at LIMIT lim.n"
+					  "             FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED) o) x"
+					  "), pick AS ("
+					  "  SELECT withdrawal_id FROM c ORDER BY rank LIMIT $3"
 					  "), l AS ("
 					  "  UPDATE withdrawal.outbox o"
-					  "     SET lease_until = pg_catalog.now() OPERATOR(pg_catalog.+)"
-					  "                       pg_catalog.make_interval(secs => $2), claimed_by = $5"
-					  "   WHERE o.withdrawal_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.withdrawal_id FROM c))"
-					  "  RETURNING o.withdrawal_id, o.kind, o.lease_until"
+					  "     SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $4), claimed_by = $5"
+					  "   WHERE o.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM pick))"
+					  "  RETURNING o.withdrawal_id, o.kind, o.lease_until, o.busy_answers"
 					  ")"
 					  " UPDATE withdrawal.withdrawal w"
-					  "    SET status = CASE WHEN l.kind OPERATOR(pg_catalog.=) 'send' THEN 'dispatching'"
-					  "                      ELSE w.status END,"
-					  "        attempts = w.attempts OPERATOR(pg_catalog.+)"
-					  "                   CASE WHEN l.kind OPERATOR(pg_catalog.=) 'send' THEN 1 ELSE 0 END,"
+					  "    SET status = CASE WHEN l.kind = 'send' THEN 'dispatching' ELSE w.status END,"
+					  "        attempts = w.attempts + CASE WHEN l.kind = 'send' THEN 1 ELSE 0 END,"
+					  "        sent_at = CASE WHEN l.kind = 'send' THEN coalesce(w.sent_at, pg_catalog.now())"
+					  "                  ELSE w.sent_at END,"
 					  "        updated_at = pg_catalog.now()"
-					  "   FROM l WHERE w.withdrawal_id OPERATOR(pg_catalog.=) l.withdrawal_id"
+					  "   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
 					  " RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
 					  "   w.amount, w.channel, w.attempts,"
 					  "   pg_catalog.jsonb_build_object('id', w.withdrawal_id, 'account_id', w.account_id,"
 					  "     'amount', w.amount, 'currency', w.currency, 'channel', w.channel,"
 					  "     'destination', w.destination)::text,"
-					  "   w.destination OPERATOR(pg_catalog.->>) 'stripe_account'",
+					  "   w.destination ->> 'stripe_account', w.processor_ref, l.busy_answers",
 					  5, types);
-	values[0] = Int32GetDatum(limit);
-	values[1] = Int32GetDatum(withdrawal_lease_seconds);
-	if (channel)
-		values[2] = CStringGetTextDatum(channel);
-	else
-		nulls[2] = 'n';
-	values[3] = exclude;
+
+	names = palloc(sizeof(Datum) * Max(w->nclaims, 1));
+	limits = palloc(sizeof(Datum) * Max(w->nclaims, 1));
+	for (i = 0; i < w->nclaims; i++)
+	{
+		names[i] = CStringGetTextDatum(w->claims[i].channel->name);
+		limits[i] = Int32GetDatum(w->claims[i].granted);
+	}
+	values[0] = PointerGetDatum(construct_array(names, w->nclaims, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(limits, w->nclaims, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	values[2] = Int32GetDatum(w->capacity);
+	values[3] = Int32GetDatum(withdrawal_lease_seconds);
 	values[4] = Int32GetDatum(worker_index);
-	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_UPDATE_RETURNING);
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
 
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
@@ -366,13 +751,12 @@ claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **lis
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		ChannelConfig *c;
 		bool		isnull;
-		char	   *kind;
+		int			j;
 
 		p->cxt = cxt;
 		p->id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
 		strlcpy(p->id_text, WithdrawalUuidText(&p->id), sizeof(p->id_text));
-		kind = WithdrawalSpiGetText(i, 2);
-		p->query = strcmp(kind, "query") == 0;
+		p->query = strcmp(WithdrawalSpiGetText(i, 2), "query") == 0;
 		p->lease_until = DatumGetTimestampTz(WithdrawalSpiGet(i, 3, &isnull));
 		p->account_id = WithdrawalSpiGetText(i, 4);
 		p->currency = WithdrawalSpiGetText(i, 5);
@@ -381,32 +765,33 @@ claim_rows(int limit, const char *channel, Datum exclude, WithdrawalPayout **lis
 		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 8, &isnull));
 		p->http_body = WithdrawalSpiGetText(i, 9);
 		p->stripe_account = WithdrawalSpiGetText(i, 10);
+		p->known_ref = WithdrawalSpiGetText(i, 11);
+		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 12, &isnull));
 		MemoryContextSwitchTo(old);
 
 		c = find_channel(p->channel);
-		if (c)
-		{
-			p->processor = copy_or_null(cxt, c->processor);
-			p->driver_name = copy_or_null(cxt, c->driver);
-			p->base_url = copy_or_null(cxt, c->base_url);
-			p->api_secret_name = copy_or_null(cxt, c->api_secret);
-			p->connect_timeout_ms = c->connect_timeout_ms;
-			p->request_timeout_ms = c->request_timeout_ms;
-			p->burst = c->burst;
-			p->flow_controlled = flow_controlled(c);
-		}
-		else
-		{
-			p->processor = MemoryContextStrdup(cxt, "?");
-			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "unknown channel \"%s\"", p->channel);
-		}
-		p->next = *list;
-		*list = p;
+		Assert(c != NULL);
+		p->processor = copy_or_null(cxt, c->processor);
+		p->driver_name = copy_or_null(cxt, c->driver);
+		p->base_url = copy_or_null(cxt, c->base_url);
+		p->api_secret_name = copy_or_null(cxt, c->api_secret);
+		p->connect_timeout_ms = c->connect_timeout_ms;
+		p->request_timeout_ms = c->request_timeout_ms;
+		p->burst = c->burst;
+		p->reserved = true;
+		for (j = 0; j < w->nclaims; j++)
+			if (w->claims[j].channel == c)
+				w->claims[j].claimed++;
+		p->next = w->list;
+		w->list = p;
 	}
 	return n;
 }
 
-/* The next time a claim can find work, from the outbox and sandbox timers */
+/*
+ * The next time a claim can find work, from the outbox and sandbox timers:
+ * one probe of outbox_due per channel and kind.
+ */
 static void
 plan_next_claim(void)
 {
@@ -415,7 +800,13 @@ plan_next_claim(void)
 	Datum		d;
 
 	WithdrawalPrepare(&plan,
-					  "SELECT (SELECT min(next_attempt_at) FROM withdrawal.outbox WHERE lease_until IS NULL),"
+					  "SELECT (SELECT min(x.next_attempt_at)"
+					  "          FROM withdrawal.channel c, (VALUES ('send'), ('query')) k(kind),"
+					  "               LATERAL (SELECT o.next_attempt_at FROM withdrawal.outbox o"
+					  "                         WHERE o.channel = c.name AND o.kind = k.kind"
+					  "                           AND o.lease_until IS NULL AND o.parked_at IS NULL"
+					  "                         ORDER BY o.next_attempt_at LIMIT 1) x"
+					  "         WHERE c.enabled),"
 					  "       (SELECT min(due_at) FROM withdrawal.sandbox_event)",
 					  0, NULL);
 	WithdrawalExecute(plan, NULL, NULL, true, 1, SPI_OK_SELECT);
@@ -427,152 +818,132 @@ plan_next_claim(void)
 		earliest(&next_sandbox_at, DatumGetTimestampTz(d));
 }
 
-typedef struct Reservation
+/*
+ * The claim transaction: loads the channels, asks each sendable channel's
+ * shared state how many requests it may start (its share of this worker,
+ * its cluster-wide cap, its token bucket, a Retry-After pause), and claims.
+ * Channels take turns at being first, so that none is always served last.
+ */
+static void
+claim_body(void *arg)
 {
-	const char *channel;
-	int			burst;
-	int			granted;
-	int			claimed;
-} Reservation;
+	ClaimWork  *w = (ClaimWork *) arg;
+	int			i;
+
+	load_channels();
+	w->claims = MemoryContextAllocZero(iter_cxt, sizeof(ChannelClaim) * Max(nchannels, 1));
+	claim_rotation = nchannels > 0 ? (claim_rotation + 1) % nchannels : 0;
+	for (i = 0; i < nchannels; i++)
+	{
+		ChannelConfig *c = &channels[(i + claim_rotation) % nchannels];
+		int			headroom;
+		int			granted;
+		long		wait_ms;
+
+		if (c->unsendable)
+			continue;
+		headroom = channel_share_cap() - channel_state(c->name)->in_flight;
+		if (headroom <= 0)
+			continue;
+		granted = WithdrawalChannelReserve(c->name, c->rate, c->burst, c->max_in_flight,
+										   worker_index, Min(headroom, w->capacity), &wait_ms);
+		if (wait_ms >= 0)
+			earliest(&next_claim_at, later_ms(wait_ms));
+		if (granted == 0)
+			continue;
+		w->claims[w->nclaims].channel = c;
+		w->claims[w->nclaims].granted = granted;
+		w->nclaims++;
+	}
+	if (w->nclaims > 0)
+		w->total = claim_rows(w);
+
+	for (i = 0; i < w->nclaims; i++)
+		if (w->claims[i].claimed == w->claims[i].granted && w->total < w->capacity)
+			claim_backlog = true;
+	if (w->total >= w->capacity)
+		claim_backlog = true;
+	else
+		plan_next_claim();
+}
+
+/* Gives back what the claim reserved and did not use */
+static void
+release_unclaimed(ClaimWork *w)
+{
+	int			i;
+
+	for (i = 0; i < w->nclaims; i++)
+		if (w->claims[i].granted > w->claims[i].claimed)
+			WithdrawalChannelRelease(w->claims[i].channel->name, worker_index,
+									 w->claims[i].granted - w->claims[i].claimed, 0,
+									 w->claims[i].channel->burst);
+}
 
 /*
- * Claims up to capacity payouts in one transaction and starts them.
+ * Claims up to capacity payouts in one transaction, committed durably, and
+ * starts them.  Nothing leaves the machine before that commit.
  */
 static void
 claim_and_start(int capacity)
 {
-	WithdrawalPayout *volatile list = NULL;
-	Reservation *volatile res = NULL;
-	volatile int nres = 0;
-	volatile int total = 0;
-	MemoryContext cxt = CurrentMemoryContext;
+	ClaimWork	w;
+	WithdrawalPayout *p;
+	WithdrawalPayout *next;
 
+	memset(&w, 0, sizeof(w));
+	w.capacity = capacity;
 	next_claim_at = 0;
 	claim_backlog = false;
 
-	PG_TRY();
+	if (!run_transaction("withdrawal: claiming payouts", true, claim_body, &w, NULL))
 	{
-		Datum	   *limited;
-		int			nlimited = 0;
-		ArrayType  *exclude;
-		int			i;
-		WithdrawalPayout *l = NULL;
-
-		begin_tx("withdrawal: claiming payouts");
-		load_channels();
-		res = MemoryContextAllocZero(iter_cxt, sizeof(Reservation) * Max(nchannels, 1));
-		limited = palloc(sizeof(Datum) * Max(nchannels, 1));
-		for (i = 0; i < nchannels; i++)
-			if (flow_controlled(&channels[i]))
-				limited[nlimited++] = CStringGetTextDatum(channels[i].name);
-		exclude = construct_array(limited, nlimited, TEXTOID, -1, false, TYPALIGN_INT);
-
-		/* channels without flow control first, in one statement */
-		total += claim_rows(capacity, NULL, PointerGetDatum(exclude), &l);
-		list = l;
-
-		for (i = 0; i < nchannels && total < capacity; i++)
+		/* nothing was claimed: the rolled-back claim marked nothing sent */
+		for (p = w.list; p; p = next)
 		{
-			ChannelConfig *c = &channels[i];
-			Reservation *r;
-			long		wait_ms;
-			int			granted;
-
-			if (!flow_controlled(c))
-				continue;
-			granted = WithdrawalChannelReserve(c->name, c->rate, c->burst, c->max_in_flight,
-											   worker_index, capacity - total, &wait_ms);
-			if (wait_ms >= 0)
-				earliest(&next_claim_at, later_ms(wait_ms));
-			if (granted == 0)
-				continue;
-			r = &res[nres++];
-			r->channel = c->name;
-			r->burst = c->burst;
-			r->granted = granted;
-			r->claimed = claim_rows(granted, c->name, PointerGetDatum(exclude), &l);
-			list = l;
-			total += r->claimed;
-			if (r->claimed == granted)
-				claim_backlog = true;
-		}
-		list = l;
-
-		if (total >= capacity)
-			claim_backlog = true;
-		else
-			plan_next_claim();
-		commit_tx();
-		if (next_claim_at == 0)
-			next_claim_at = later_ms(IDLE_WAIT_MS);
-	}
-	PG_CATCH();
-	{
-		WithdrawalPayout *p;
-		int			i;
-
-		recover_from_error(cxt);
-		for (i = 0; i < nres; i++)
-			WithdrawalChannelRelease(res[i].channel, worker_index, res[i].granted, 0, res[i].burst);
-		for (p = list; p; p = list)
-		{
-			list = p->next;
+			next = p->next;
 			MemoryContextDelete(p->cxt);
 		}
+		w.list = NULL;
+		for (int i = 0; i < w.nclaims; i++)
+			w.claims[i].claimed = 0;
+		release_unclaimed(&w);
 		next_claim_at = later_ms(ERROR_PAUSE_MS);
 		return;
 	}
-	PG_END_TRY();
+	release_unclaimed(&w);
+	if (next_claim_at == 0)
+		next_claim_at = later_ms(IDLE_WAIT_MS);
 
-	/* reservations not used give their tokens back */
+	if (w.total > 0)
+		pgstat_report_activity(STATE_IDLE, psprintf("withdrawal: sending %d payouts", w.total));
+	for (p = w.list; p; p = next)
 	{
-		int			i;
-
-		for (i = 0; i < nres; i++)
-			if (res[i].granted > res[i].claimed)
-				WithdrawalChannelRelease(res[i].channel, worker_index,
-										 res[i].granted - res[i].claimed, 0, res[i].burst);
-	}
-
-	if (total > 0)
-	{
-		WithdrawalPayout *p;
-		WithdrawalPayout *next;
-
-		pgstat_report_activity(STATE_IDLE, psprintf("withdrawal: sending %d payouts", total));
-		for (p = list; p; p = next)
+		next = p->next;
+		if (WithdrawalDispatchStart(p))
 		{
-			next = p->next;
-			if (p->outcome != WITHDRAWAL_OUTCOME_NONE)
-			{
-				/* decided at claim time (unknown channel) */
-				p->next = NULL;
-				record_outcomes(p);
-				continue;
-			}
-			if (WithdrawalDispatchStart(p))
-				stat_sent++;
+			channel_state(p->channel)->in_flight++;
+			stat_sent++;
 		}
 	}
 }
 
 /* ---------- outcomes ---------- */
 
-static long
-backoff_ms(int attempts)
+/*
+ * The data of a status change the worker makes.  The actor is the session
+ * user, i.e. the worker's own role, which no other login can be.
+ */
+static void
+transition_data(WithdrawalTransitionData *data, const WithdrawalPayout *p,
+				const char *action)
 {
-	double		ceiling = withdrawal_retry_base_ms * pow(2.0, Min(attempts, 40));
-
-	ceiling = Min(ceiling, (double) withdrawal_retry_cap_ms);
-	return (long) (pg_prng_double(&pg_global_prng_state) * ceiling);
-}
-
-static char *
-clip_error(const char *error)
-{
-	if (error == NULL)
-		return NULL;
-	return pnstrdup(error, MAX_ERROR_LEN);
+	memset(data, 0, sizeof(*data));
+	data->action = action;
+	data->missing_ok = true;
+	data->invalid_ok = true;
+	data->processor_ref = p->processor_ref;
+	data->last_error = clip_error(p->error);
 }
 
 static bool
@@ -580,81 +951,152 @@ transition(WithdrawalPayout *p, WithdrawalStatus to, const char *action)
 {
 	WithdrawalTransitionData data;
 
-	memset(&data, 0, sizeof(data));
-	data.action = action;
-	data.actor = "withdrawal worker";
-	data.missing_ok = true;
-	data.invalid_ok = true;
-	data.processor_ref = p->processor_ref;
-	if (to == WITHDRAWAL_FAILED || to == WITHDRAWAL_DEAD || to == WITHDRAWAL_QUEUED)
-		data.last_error = clip_error(p->error);
-	if (to == WITHDRAWAL_FAILED)
-		data.reason = clip_error(p->error);
+	transition_data(&data, p, action);
 	return WithdrawalTransition(&p->id, to, &data, NULL);
 }
 
+/* Failed with proof: the only refund the worker makes */
+static bool
+transition_failed(WithdrawalPayout *p, const char *proof, const char *action)
+{
+	WithdrawalTransitionData data;
+
+	transition_data(&data, p, action);
+	data.reason = clip_error(p->error);
+	data.refund_proof = proof;
+	return WithdrawalTransition(&p->id, WITHDRAWAL_FAILED, &data, NULL);
+}
+
+/* Notes an answer (or a failure) that changes nothing else in last_error */
+static void
+note_error(const pg_uuid_t *id, const char *error)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+
+	if (error == NULL)
+		return;
+	WithdrawalPrepare(&plan,
+					  "UPDATE withdrawal.withdrawal SET last_error = $2 WHERE withdrawal_id = $1",
+					  2, types);
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(clip_error(error));
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE);
+}
+
 /*
- * Applies one outcome in the current transaction.  The lease is the claim
- * token: when it is gone (another worker took the payout over after our
- * lease expired, a webhook settled it, ops intervened) the outcome is
- * dropped; the payout's later word comes from whoever holds it now.
+ * Puts a send back on the queue after delay_ms: the same key is used
+ * again.  An "in progress" answer is not an attempt: it is counted apart.
+ */
+static void
+requeue(WithdrawalPayout *p, long delay_ms, bool busy)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDOID, INT8OID, INT4OID};
+	Datum		values[3];
+	WithdrawalTransitionData data;
+
+	transition_data(&data, p, busy ? "dispatch_busy" : "dispatch_retry");
+	data.uncount_attempt = busy;
+	if (!WithdrawalTransition(&p->id, WITHDRAWAL_QUEUED, &data, NULL))
+		return;
+	WithdrawalPrepare(&plan,
+					  "UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+					  " busy_answers = busy_answers + $3,"
+					  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $2 / 1000.0)"
+					  " WHERE withdrawal_id = $1",
+					  3, types);
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = Int64GetDatum(delay_ms);
+	values[2] = Int32GetDatum(busy ? 1 : 0);
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE);
+	earliest(&next_claim_at, later_ms(delay_ms));
+}
+
+/* The answer to a status query, whose outbox row this worker leases */
+static void
+apply_query_outcome(WithdrawalPayout *p)
+{
+	static SPIPlanPtr unquery_plan = NULL;
+	Oid			types[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		dead;
+
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = TimestampTzGetDatum(p->lease_until);
+	WithdrawalPrepare(&unquery_plan,
+					  "DELETE FROM withdrawal.outbox WHERE withdrawal_id = $1"
+					  " AND lease_until = $2 AND kind = 'query'"
+					  " RETURNING (SELECT status FROM withdrawal.withdrawal w"
+					  "             WHERE w.withdrawal_id = $1)",
+					  2, types);
+	WithdrawalExecute(unquery_plan, values, NULL, false, 0, SPI_OK_DELETE_RETURNING);
+	if (SPI_processed == 0)
+		return;
+	dead = strcmp(WithdrawalSpiGetText(0, 1), "dead") == 0;
+
+	switch (p->outcome)
+	{
+		case WITHDRAWAL_OUTCOME_PAID:
+			transition(p, WITHDRAWAL_PAID, "dispatch_query_paid");
+			break;
+		case WITHDRAWAL_OUTCOME_FAILED:
+			transition_failed(p, "processor_status", "dispatch_query_failed");
+			break;
+		case WITHDRAWAL_OUTCOME_UNKNOWN:
+
+			/*
+			 * No record is not proof of anything: a submitted payout is sent
+			 * again with the same key; a dead one waits for an operator's
+			 * retry().
+			 */
+			if (!dead)
+			{
+				transition(p, WITHDRAWAL_QUEUED, "dispatch_query_resend");
+				break;
+			}
+			/* FALLTHROUGH */
+		default:
+
+			/*
+			 * No final word; asked again after withdrawal.poll_after.  A dead
+			 * payout keeps the reason it died for.
+			 */
+			if (dead)
+				elog(DEBUG1, "withdrawal %s (dead): status query answered %s: %s",
+					 p->id_text, WithdrawalOutcomeName(p->outcome), p->error ? p->error : "");
+			else
+				note_error(&p->id, p->error);
+			break;
+	}
+}
+
+/*
+ * Applies one outcome in the current transaction, the withdrawal's row
+ * already locked (record_body).  The lease is the claim token: when it is
+ * gone (another worker took the payout over after our lease expired, a
+ * webhook settled it, ops intervened) the outcome is dropped; the payout's
+ * later word comes from whoever holds it now.
  */
 static void
 apply_outcome(WithdrawalPayout *p)
 {
 	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr unquery_plan = NULL;
-	static SPIPlanPtr requeue_plan = NULL;
-	static SPIPlanPtr note_plan = NULL;
 	Oid			types[2] = {UUIDOID, TIMESTAMPTZOID};
-	Oid			requeue_types[2] = {UUIDOID, INT8OID};
-	Oid			note_types[2] = {UUIDOID, TEXTOID};
 	Datum		values[2];
-	long		delay;
-
-	values[0] = UUIDPGetDatum(&p->id);
-	values[1] = TimestampTzGetDatum(p->lease_until);
 
 	if (p->query)
 	{
-		WithdrawalPrepare(&unquery_plan,
-						  "DELETE FROM withdrawal.outbox WHERE withdrawal_id OPERATOR(pg_catalog.=) $1"
-						  " AND lease_until OPERATOR(pg_catalog.=) $2 AND kind OPERATOR(pg_catalog.=) 'query'",
-						  2, types);
-		WithdrawalExecute(unquery_plan, values, NULL, false, 0, SPI_OK_DELETE);
-		if (SPI_processed == 0)
-			return;
-		switch (p->outcome)
-		{
-			case WITHDRAWAL_OUTCOME_PAID:
-				transition(p, WITHDRAWAL_PAID, "dispatch_query_paid");
-				break;
-			case WITHDRAWAL_OUTCOME_FAILED:
-				transition(p, WITHDRAWAL_FAILED, "dispatch_query_failed");
-				break;
-			case WITHDRAWAL_OUTCOME_UNKNOWN:
-				/* never received: resend with the same key */
-				transition(p, WITHDRAWAL_QUEUED, "dispatch_query_resend");
-				break;
-			default:
-				/* no final word; asked again after withdrawal.poll_after */
-				if (p->error)
-				{
-					WithdrawalPrepare(&note_plan,
-									  "UPDATE withdrawal.withdrawal SET last_error = $2"
-									  " WHERE withdrawal_id OPERATOR(pg_catalog.=) $1",
-									  2, note_types);
-					values[1] = CStringGetTextDatum(clip_error(p->error));
-					WithdrawalExecute(note_plan, values, NULL, false, 0, SPI_OK_UPDATE);
-				}
-				break;
-		}
+		apply_query_outcome(p);
 		return;
 	}
 
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = TimestampTzGetDatum(p->lease_until);
 	WithdrawalPrepare(&lock_plan,
-					  "SELECT 1 FROM withdrawal.outbox WHERE withdrawal_id OPERATOR(pg_catalog.=) $1"
-					  " AND lease_until OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+					  "SELECT 1 FROM withdrawal.outbox WHERE withdrawal_id = $1"
+					  " AND lease_until = $2 FOR UPDATE",
 					  2, types);
 	WithdrawalExecute(lock_plan, values, NULL, false, 0, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -678,30 +1120,29 @@ apply_outcome(WithdrawalPayout *p)
 			transition(p, WITHDRAWAL_PAID, "dispatch_paid");
 			break;
 		case WITHDRAWAL_OUTCOME_FAILED:
-			transition(p, WITHDRAWAL_FAILED, "dispatch_failed");
+			transition_failed(p, "declined", "dispatch_failed");
 			break;
 		case WITHDRAWAL_OUTCOME_DEAD:
 			transition(p, WITHDRAWAL_DEAD, "dispatch_dead");
 			break;
+		case WITHDRAWAL_OUTCOME_IN_PROGRESS:
+			if (p->busy_answers + 1 >= withdrawal_max_busy_answers)
+			{
+				WithdrawalTransitionData data;
+
+				transition_data(&data, p, "dispatch_dead");
+				data.last_error = psprintf("%s (%d times; held for an operator)",
+										   clip_error(p->error), p->busy_answers + 1);
+				WithdrawalTransition(&p->id, WITHDRAWAL_DEAD, &data, NULL);
+			}
+			else
+				requeue(p, Max(backoff_ms(Min(p->busy_answers, 4)), p->retry_after_ms), true);
+			break;
 		default:
 			if (p->attempts >= withdrawal_max_attempts)
-			{
 				transition(p, WITHDRAWAL_DEAD, "dispatch_dead");
-				break;
-			}
-			delay = Max(backoff_ms(p->attempts), p->retry_after_ms);
-			if (transition(p, WITHDRAWAL_QUEUED, "dispatch_retry"))
-			{
-				WithdrawalPrepare(&requeue_plan,
-								  "UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-								  " next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
-								  "   pg_catalog.make_interval(secs => $2 / 1000.0)"
-								  " WHERE withdrawal_id OPERATOR(pg_catalog.=) $1",
-								  2, requeue_types);
-				values[1] = Int64GetDatum(delay);
-				WithdrawalExecute(requeue_plan, values, NULL, false, 0, SPI_OK_UPDATE);
-				earliest(&next_claim_at, later_ms(delay));
-			}
+			else
+				requeue(p, Max(backoff_ms(p->attempts), p->retry_after_ms), false);
 			break;
 	}
 }
@@ -757,7 +1198,7 @@ apply_submitted_bulk(WithdrawalPayout *list)
 		ids[n] = UUIDPGetDatum(&p->id);
 		leases[n] = TimestampTzGetDatum(p->lease_until);
 		ref_nulls[n] = p->processor_ref == NULL;
-		refs[n] = p->processor_ref ? CStringGetTextDatum(pnstrdup(p->processor_ref, 255)) : (Datum) 0;
+		refs[n] = p->processor_ref ? CStringGetTextDatum(p->processor_ref) : (Datum) 0;
 		n++;
 	}
 	dims[0] = n;
@@ -767,18 +1208,18 @@ apply_submitted_bulk(WithdrawalPayout *list)
 					  "                                    pg_catalog.unnest($3)) AS r(id, lease, ref)"
 					  "            ORDER BY id),"
 					  " o AS (DELETE FROM withdrawal.outbox o USING r"
-					  "        WHERE o.withdrawal_id OPERATOR(pg_catalog.=) r.id"
-					  "          AND o.lease_until OPERATOR(pg_catalog.=) r.lease"
-					  "          AND o.kind OPERATOR(pg_catalog.=) 'send'"
+					  "        WHERE o.withdrawal_id = r.id"
+					  "          AND o.lease_until = r.lease"
+					  "          AND o.kind = 'send'"
 					  "       RETURNING r.id, r.ref),"
 					  " w AS (UPDATE withdrawal.withdrawal w SET status = 'submitted',"
 					  "        processor_ref = coalesce(o.ref, w.processor_ref), updated_at = pg_catalog.now()"
-					  "         FROM o WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.id"
+					  "         FROM o WHERE w.withdrawal_id = o.id"
 					  "          AND pg_catalog.texteq(w.status, 'dispatching')"
 					  "       RETURNING w.withdrawal_id, w.account_id, w.processor_ref)"
 					  " INSERT INTO withdrawal.audit_log"
 					  "   (actor, action, withdrawal_id, account_id, before_status, after_status, detail)"
-					  " SELECT 'withdrawal worker', 'dispatch_submitted', w.withdrawal_id, w.account_id,"
+					  " SELECT pg_catalog.session_user(), 'dispatch_submitted', w.withdrawal_id, w.account_id,"
 					  "        'dispatching', 'submitted',"
 					  "        pg_catalog.jsonb_build_object('processor_ref', w.processor_ref)"
 					  "   FROM w",
@@ -790,44 +1231,101 @@ apply_submitted_bulk(WithdrawalPayout *list)
 }
 
 /*
- * A payout whose outcome could not be recorded: its lease is cleared and
- * it is retried after the backoff, with the error kept.  Its own
- * transaction; failures here are only logged.
+ * Records a list of outcomes: locks every withdrawal of the list first (in
+ * id order, see WithdrawalLockWithdrawals), then applies the accepted
+ * sends set-based and the others one by one, in wallet order.
  */
 static void
-quarantine(WithdrawalPayout *p, const char *error)
+record_body(void *arg)
+{
+	WithdrawalPayout *list = (WithdrawalPayout *) arg;
+	WithdrawalPayout *p;
+	pg_uuid_t  *ids;
+	int			n = 0;
+
+	for (p = list; p; p = p->next)
+		n++;
+	ids = palloc(sizeof(pg_uuid_t) * n);
+	n = 0;
+	for (p = list; p; p = p->next)
+		ids[n++] = p->id;
+	WithdrawalLockWithdrawals(ids, n);
+
+	apply_submitted_bulk(list);
+	for (p = list; p; p = p->next)
+		if (!submitted_in_bulk(p))
+			apply_outcome(p);
+}
+
+typedef struct Failure
+{
+	WithdrawalPayout *payout;
+	const char *error;
+	bool		with_last_error;	/* also note it on the withdrawal */
+	bool		parked;			/* result */
+} Failure;
+
+/*
+ * Counts a failure to record p's outcome: its lease is cleared and it is
+ * sent again (same key) after a backoff, or, at withdrawal.park_after, it
+ * is parked for an operator with the reason.
+ */
+static void
+failure_body(void *arg)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {UUIDOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
-	Datum		values[4];
-	MemoryContext cxt = CurrentMemoryContext;
+	Failure    *f = (Failure *) arg;
+	WithdrawalPayout *p = f->payout;
+	Oid			types[5] = {UUIDOID, TIMESTAMPTZOID, INT8OID, TEXTOID, INT4OID};
+	Datum		values[5];
+	bool		isnull;
 
-	PG_TRY();
+	WithdrawalPrepare(&plan,
+					  "UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+					  "  failures = failures + 1,"
+					  "  next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $3 / 1000.0),"
+					  "  parked_at = CASE WHEN failures + 1 >= $5 THEN pg_catalog.now() END,"
+					  "  park_reason = CASE WHEN failures + 1 >= $5 THEN $4 END"
+					  " WHERE withdrawal_id = $1 AND lease_until = $2"
+					  " RETURNING parked_at IS NOT NULL",
+					  5, types);
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = TimestampTzGetDatum(p->lease_until);
+	values[2] = Int64GetDatum(Max(backoff_ms(p->attempts), 1000L));
+	values[3] = CStringGetTextDatum(f->error);
+	values[4] = Int32GetDatum(withdrawal_park_after);
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+	f->parked = SPI_processed > 0 && DatumGetBool(WithdrawalSpiGet(0, 1, &isnull));
+	if (f->with_last_error && SPI_processed > 0)
+		note_error(&p->id, f->error);
+}
+
+/*
+ * A payout whose outcome could not be recorded.  The outbox row is all
+ * that must change, so it is tried with the withdrawal's last_error and,
+ * should that fail too (the withdrawal's row may be what fails), without.
+ */
+static void
+record_failure(WithdrawalPayout *p, const char *error)
+{
+	Failure		f;
+
+	memset(&f, 0, sizeof(f));
+	f.payout = p;
+	f.error = psprintf("could not record outcome %s: %s",
+					   WithdrawalOutcomeName(p->outcome), clip_error(error));
+	f.with_last_error = true;
+	if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
 	{
-		begin_tx("withdrawal: quarantining a payout");
-		WithdrawalPrepare(&plan,
-						  "WITH o AS (UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-						  "  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
-						  "    pg_catalog.make_interval(secs => $3 / 1000.0)"
-						  "  WHERE withdrawal_id OPERATOR(pg_catalog.=) $1 AND lease_until OPERATOR(pg_catalog.=) $2"
-						  "  RETURNING withdrawal_id)"
-						  " UPDATE withdrawal.withdrawal w SET last_error = $4 FROM o"
-						  "  WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id",
-						  4, types);
-		values[0] = UUIDPGetDatum(&p->id);
-		values[1] = TimestampTzGetDatum(p->lease_until);
-		values[2] = Int64GetDatum(Max(backoff_ms(p->attempts), 1000L));
-		values[3] = CStringGetTextDatum(psprintf("could not record outcome %s: %s",
-												 WithdrawalOutcomeName(p->outcome),
-												 clip_error(error)));
-		WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE);
-		commit_tx();
+		f.with_last_error = false;
+		if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
+			return;				/* the lease expires; sweep() counts it */
 	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-	}
-	PG_END_TRY();
+	if (f.parked)
+		ereport(WARNING,
+				(errmsg("withdrawal worker %d parked payout %s", worker_index, p->id_text),
+				 errdetail("%s", f.error),
+				 errhint("See withdrawal.parked_payouts; withdrawal.retry() resumes it.")));
 }
 
 static void
@@ -854,11 +1352,7 @@ payout_cmp(const void *a, const void *b)
 	return c != 0 ? c : strcmp(pa->id_text, pb->id_text);
 }
 
-/*
- * Sorts a list so that every worker locks wallets (and withdrawals) in the
- * same order: batches of several workers then wait for each other instead
- * of deadlocking.
- */
+/* Sorts a list into wallet lock order */
 static WithdrawalPayout *
 sort_payouts(WithdrawalPayout *list)
 {
@@ -885,76 +1379,49 @@ sort_payouts(WithdrawalPayout *list)
 
 /*
  * Records a list of decided payouts: all in one transaction, or, when that
- * fails, each in its own, quarantining the ones that fail again.
+ * fails, each in its own, counting a failure against the ones that fail
+ * again.
  */
 static void
-record_sorted(WithdrawalPayout *list)
+record_outcomes(WithdrawalPayout *list)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = false;
 	WithdrawalPayout *p;
+	WithdrawalPayout *next;
+
+	if (list == NULL)
+		return;
+	list = sort_payouts(list);
 
 	/* their sends are over: leave the channels' in-flight counts */
 	for (p = list; p; p = p->next)
-		if (p->flow_controlled)
-		{
-			WithdrawalChannelRelease(p->channel, worker_index, 0, 1, p->burst);
-			if (p->retry_after_ms > 0)
-				WithdrawalChannelBlock(p->channel, p->retry_after_ms, p->burst);
-			p->flow_controlled = false;
-		}
-
-	PG_TRY();
 	{
-		begin_tx("withdrawal: recording outcomes");
-		apply_submitted_bulk(list);
-		for (p = list; p; p = p->next)
-			if (!submitted_in_bulk(p))
-				apply_outcome(p);
-		commit_tx();
-		ok = true;
+		if (!p->reserved)
+			continue;
+		WithdrawalChannelRelease(p->channel, worker_index, 0, 1, p->burst);
+		if (p->retry_after_ms > 0)
+			WithdrawalChannelBlock(p->channel, p->retry_after_ms, p->burst);
+		if (p->on_wire)
+			channel_state(p->channel)->in_flight--;
+		p->reserved = false;
 	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-	}
-	PG_END_TRY();
 
-	if (!ok)
+	if (!run_transaction("withdrawal: recording outcomes", false, record_body, list, NULL))
 	{
-		for (p = list; p; p = p->next)
+		for (p = list; p; p = next)
 		{
-			WithdrawalPayout *volatile vp = p;
+			char	   *error = NULL;
 
-			PG_TRY();
-			{
-				begin_tx("withdrawal: recording an outcome");
-				apply_outcome(vp);
-				commit_tx();
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(cxt);
-				edata = CopyErrorData();
-				recover_from_error(cxt);
-				quarantine(vp, edata->message);
-				FreeErrorData(edata);
-			}
-			PG_END_TRY();
+			next = p->next;
+			p->next = NULL;
+			if (!run_transaction("withdrawal: recording an outcome", false,
+								 record_body, p, &error))
+				record_failure(p, error);
+			p->next = next;
 		}
 	}
 	for (p = list; p; p = p->next)
 		stat_recorded++;
 	free_payouts(list);
-}
-
-static void
-record_outcomes(WithdrawalPayout *list)
-{
-	if (list != NULL)
-		record_sorted(sort_payouts(list));
 }
 
 /* Collects every decided payout and records them together */
@@ -981,36 +1448,111 @@ record_done(void)
 
 /* ---------- housekeeping ---------- */
 
-static int	sweep_internal(Interval *older_than);
+typedef struct SandboxWork
+{
+	const pg_uuid_t *only;		/* NULL: any due event */
+	const char *error;			/* for sandbox_postpone_body */
+	int			applied;
+	pg_uuid_t  *due;			/* for sandbox_due_body */
+	int			ndue;
+} SandboxWork;
+
+static void
+sandbox_apply_body(void *arg)
+{
+	SandboxWork *s = (SandboxWork *) arg;
+
+	s->applied = WithdrawalSandboxApplyDue(withdrawal_batch_size, s->only);
+	if (s->only == NULL && s->applied < withdrawal_batch_size)
+		plan_next_claim();
+}
+
+static void
+sandbox_due_body(void *arg)
+{
+	SandboxWork *s = (SandboxWork *) arg;
+
+	s->ndue = WithdrawalSandboxDue(withdrawal_batch_size, iter_cxt, &s->due);
+}
+
+static void
+sandbox_postpone_body(void *arg)
+{
+	SandboxWork *s = (SandboxWork *) arg;
+
+	WithdrawalSandboxPostpone(s->only, s->error, SANDBOX_POSTPONE_MS);
+}
+
+/*
+ * Applies due sandbox events, a batch at a time; when a batch fails, one
+ * withdrawal at a time, and a withdrawal whose events cannot be applied
+ * is postponed, so that it holds up no other.
+ */
+static void
+apply_sandbox_events(void)
+{
+	SandboxWork s;
+	int			i;
+
+	memset(&s, 0, sizeof(s));
+	next_sandbox_at = 0;
+	if (run_transaction("withdrawal: applying sandbox events", false,
+						sandbox_apply_body, &s, NULL))
+	{
+		if (s.applied >= withdrawal_batch_size)
+			next_sandbox_at = GetCurrentTimestamp();
+		return;
+	}
+	if (!run_transaction("withdrawal: listing sandbox events", false,
+						 sandbox_due_body, &s, NULL))
+	{
+		next_sandbox_at = later_ms(ERROR_PAUSE_MS);
+		return;
+	}
+	for (i = 0; i < s.ndue; i++)
+	{
+		SandboxWork one;
+		char	   *error = NULL;
+
+		memset(&one, 0, sizeof(one));
+		one.only = &s.due[i];
+		if (run_transaction("withdrawal: applying a sandbox event", false,
+							sandbox_apply_body, &one, &error))
+			continue;
+		one.error = error;
+		if (run_transaction("withdrawal: postponing a sandbox event", false,
+							sandbox_postpone_body, &one, NULL))
+			ereport(WARNING,
+					(errmsg("withdrawal worker %d postponed the sandbox events of withdrawal %s",
+							worker_index, WithdrawalUuidText(&s.due[i])),
+					 errdetail("%s", error)));
+	}
+	next_sandbox_at = GetCurrentTimestamp();
+}
+
+static void
+seal_body(void *arg)
+{
+	bool		stragglers = *(bool *) arg;
+
+	/* a backlog is sealed a slice per loop, between payouts */
+	if (WithdrawalAuditSeal(false, stragglers, AUDIT_SEAL_SLICE) >= AUDIT_SEAL_SLICE)
+		next_seal_at = GetCurrentTimestamp();
+}
+
+static void
+sweep_body(void *arg)
+{
+	*(int *) arg = sweep_internal(NULL);
+}
 
 static void
 housekeeping(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext cxt = CurrentMemoryContext;
 
 	if (next_sandbox_at != 0 && next_sandbox_at <= now)
-	{
-		PG_TRY();
-		{
-			int			n;
-
-			next_sandbox_at = 0;
-			begin_tx("withdrawal: applying sandbox events");
-			n = WithdrawalSandboxApplyDue(withdrawal_batch_size);
-			if (n >= withdrawal_batch_size)
-				next_sandbox_at = now;
-			else
-				plan_next_claim();
-			commit_tx();
-		}
-		PG_CATCH();
-		{
-			recover_from_error(cxt);
-			next_sandbox_at = later_ms(ERROR_PAUSE_MS);
-		}
-		PG_END_TRY();
-	}
+		apply_sandbox_events();
 
 	/* the chain and the sweep are one worker's job */
 	if (worker_index != 0)
@@ -1023,74 +1565,53 @@ housekeeping(void)
 		next_seal_at = later_ms(AUDIT_SEAL_MS);
 		if (stragglers)
 			next_straggler_seal_at = later_ms(AUDIT_STRAGGLER_SEAL_MS);
-		PG_TRY();
-		{
-			begin_tx("withdrawal: sealing the audit log");
-			/* a backlog is sealed a slice per loop, between payouts */
-			if (WithdrawalAuditSeal(false, stragglers, AUDIT_SEAL_SLICE) >= AUDIT_SEAL_SLICE)
-				next_seal_at = now;
-			commit_tx();
-		}
-		PG_CATCH();
-		{
-			recover_from_error(cxt);
-		}
-		PG_END_TRY();
+		(void) run_transaction("withdrawal: sealing the audit log", false,
+							   seal_body, &stragglers, NULL);
 	}
 
 	if (now >= next_sweep_at)
 	{
-		next_sweep_at = later_ms(withdrawal_sweep_interval_seconds * 1000L);
-		PG_TRY();
-		{
-			int			n;
+		int			n = 0;
 
-			begin_tx("withdrawal: sweeping");
-			n = sweep_internal(NULL);
-			commit_tx();
-			if (n > 0)
-			{
-				ereport(LOG,
-						(errmsg("withdrawal worker swept %d stuck payouts", n)));
-				next_claim_at = GetCurrentTimestamp();
-			}
-		}
-		PG_CATCH();
+		next_sweep_at = later_ms(withdrawal_sweep_interval_seconds * 1000L);
+		if (run_transaction("withdrawal: sweeping", false, sweep_body, &n, NULL) && n > 0)
 		{
-			recover_from_error(cxt);
+			ereport(LOG,
+					(errmsg("withdrawal worker swept %d stuck payouts", n)));
+			next_claim_at = GetCurrentTimestamp();
 		}
-		PG_END_TRY();
 	}
 }
 
-/* Releases the leases this worker slot held before a restart */
+/*
+ * The leases this worker slot held when its previous process died: the
+ * payouts may have reached the processor, so they are sent again with the
+ * same key, but after a backoff, and each loss counts as a failure, so that
+ * a payout that kills the worker is parked instead of killing it again.
+ */
 static void
-release_own_leases(void)
+release_leases_body(void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[4] = {INT4OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4];
 
-	PG_TRY();
-	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1];
-
-		begin_tx("withdrawal: releasing leases of a previous run");
-		values[0] = Int32GetDatum(worker_index);
-		WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-							  " next_attempt_at = pg_catalog.now()"
-							  " WHERE claimed_by OPERATOR(pg_catalog.=) $1 AND lease_until IS NOT NULL",
-							  1, types, values, NULL, SPI_OK_UPDATE);
-		if (SPI_processed > 0)
-			ereport(LOG,
-					(errmsg("withdrawal worker %d re-queued %llu payouts claimed before it restarted",
-							worker_index, (unsigned long long) SPI_processed)));
-		commit_tx();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-	}
-	PG_END_TRY();
+	values[0] = Int32GetDatum(worker_index);
+	values[1] = Int32GetDatum(withdrawal_retry_base_ms);
+	values[2] = Int32GetDatum(withdrawal_retry_cap_ms);
+	values[3] = Int32GetDatum(withdrawal_park_after);
+	WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+						  " failures = failures + 1,"
+						  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs =>"
+						  "   pg_catalog.random() * LEAST($3::float8, $2 * pg_catalog.power(2, failures)) / 1000.0),"
+						  " parked_at = CASE WHEN failures + 1 >= $4 THEN pg_catalog.now() END,"
+						  " park_reason = CASE WHEN failures + 1 >= $4"
+						  "   THEN 'a worker died ' || (failures + 1) || ' times while this payout was on the wire' END"
+						  " WHERE claimed_by = $1 AND lease_until IS NOT NULL",
+						  4, types, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("withdrawal worker %d re-queued %llu payouts claimed before it restarted",
+						worker_index, (unsigned long long) SPI_processed)));
 }
 
 /* ---------- main ---------- */
@@ -1119,17 +1640,9 @@ withdrawal_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(withdrawal_database, NULL, 0);
+	connect_as_worker_role();
 	pgstat_report_appname("withdrawal");
-
-	/*
-	 * The worker's own commits need not wait for the WAL flush: a claim or
-	 * an outcome lost in a crash leaves the payout dispatching or queued,
-	 * and it is sent again with the same idempotency key, which the
-	 * processor answers with its first answer.  What applications commit
-	 * (request(), webhooks) keeps the server's setting.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	pin_settings();
 
 	worker_cxt = AllocSetContextCreate(TopMemoryContext, "withdrawal worker",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -1143,39 +1656,12 @@ withdrawal_worker_main(Datum main_arg)
 	WithdrawalDispatchInit();
 
 	ereport(LOG,
-			(errmsg("withdrawal worker %d started in database \"%s\"",
-					worker_index, withdrawal_database)));
+			(errmsg("withdrawal worker %d started in database \"%s\" as role \"%s\"",
+					worker_index, withdrawal_database, WITHDRAWAL_WORKER_ROLE)));
 
-	/* Wait, without crash-looping, until the extension is installed. */
-	for (;;)
-	{
-		bool		installed = false;
-
-		PG_TRY();
-		{
-			installed = extension_installed();
-		}
-		PG_CATCH();
-		{
-			recover_from_error(iter_cxt);
-		}
-		PG_END_TRY();
-		if (installed)
-			break;
-		pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextReset(iter_cxt);
-	}
-
-	release_own_leases();
+	wait_for_extension();
+	(void) run_transaction("withdrawal: releasing leases of a previous run", false,
+						   release_leases_body, NULL, NULL);
 	next_sandbox_at = GetCurrentTimestamp();
 	next_claim_at = GetCurrentTimestamp();
 	next_seal_at = GetCurrentTimestamp();
@@ -1187,9 +1673,14 @@ withdrawal_worker_main(Datum main_arg)
 		long		timeout_ms = IDLE_WAIT_MS;
 		TimestampTz now = GetCurrentTimestamp();
 		TimestampTz wake_at = next_claim_at;
+		TimestampTz since;
 		int			capacity;
+		int			ndone;
 		bool		latch_set;
 		bool		recorded;
+
+		if (extension_lost)
+			recheck_extension();
 
 		if (next_sandbox_at != 0)
 			earliest(&wake_at, next_sandbox_at);
@@ -1198,12 +1689,8 @@ withdrawal_worker_main(Datum main_arg)
 			earliest(&wake_at, next_seal_at);
 			earliest(&wake_at, next_sweep_at);
 		}
-		{
-			TimestampTz since;
-
-			if (WithdrawalDispatchDoneCount(&since) > 0)
-				earliest(&wake_at, TimestampTzPlusMilliseconds(since, RECORD_DELAY_MS));
-		}
+		if (WithdrawalDispatchDoneCount(&since) > 0)
+			earliest(&wake_at, TimestampTzPlusMilliseconds(since, RECORD_DELAY_MS));
 		if (claim_backlog && WithdrawalDispatchInFlight() < withdrawal_max_in_flight &&
 			(WithdrawalDispatchInFlight() == 0 || refill_due()))
 			timeout_ms = 0;
@@ -1230,17 +1717,13 @@ withdrawal_worker_main(Datum main_arg)
 		 * nothing else is on the wire, or when the oldest has waited
 		 * RECORD_DELAY_MS.  Fewer, larger transactions.
 		 */
-		{
-			TimestampTz since;
-			int			ndone = WithdrawalDispatchDoneCount(&since);
-
-			now = GetCurrentTimestamp();
-			recorded = false;
-			if (ndone > 0 &&
-				(ndone >= record_batch() || WithdrawalDispatchInFlight() == 0 ||
-				 TimestampDifferenceExceeds(since, now, RECORD_DELAY_MS - 1)))
-				recorded = record_done();
-		}
+		ndone = WithdrawalDispatchDoneCount(&since);
+		now = GetCurrentTimestamp();
+		recorded = false;
+		if (ndone > 0 &&
+			(ndone >= record_batch() || WithdrawalDispatchInFlight() == 0 ||
+			 TimestampDifferenceExceeds(since, now, RECORD_DELAY_MS - 1)))
+			recorded = record_done();
 
 		now = GetCurrentTimestamp();
 		capacity = withdrawal_max_in_flight - WithdrawalDispatchInFlight();
@@ -1268,14 +1751,16 @@ withdrawal_worker_main(Datum main_arg)
 /*
  * Pushes stuck payouts forward; runs in the caller's transaction and SPI
  * connection.  Returns how many payouts it moved.  older_than NULL skips
- * failing the never-sent ones.
+ * failing the never-sent ones.  Rows someone else holds are skipped (they
+ * are being worked on), so that the sweep neither waits on a worker nor
+ * takes locks out of the extension's order.
  */
 static int
 sweep_internal(Interval *older_than)
 {
-	Oid			poll_types[1] = {INT4OID};
+	Oid			types[2] = {INT4OID, INT4OID};
 	Oid			age_types[1] = {INTERVALOID};
-	Datum		values[1];
+	Datum		values[2];
 	int			moved = 0;
 	int			n;
 	int			i;
@@ -1286,20 +1771,30 @@ sweep_internal(Interval *older_than)
 	 * plan could join today's tables as they were when they were empty.
 	 */
 
-	/* dispatching with an expired lease: resend now, same key */
+	/*
+	 * dispatching with an expired lease: its worker died or stalled; resend
+	 * now, same key, counting the loss (see release_leases_body)
+	 */
+	values[0] = Int32GetDatum(withdrawal_park_after);
 	WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-						  " next_attempt_at = pg_catalog.now()"
-						  " WHERE lease_until OPERATOR(pg_catalog.<) pg_catalog.now()",
-						  0, NULL, NULL, NULL, SPI_OK_UPDATE);
+						  " next_attempt_at = pg_catalog.now(), failures = failures + 1,"
+						  " parked_at = CASE WHEN failures + 1 >= $1 THEN pg_catalog.now() END,"
+						  " park_reason = CASE WHEN failures + 1 >= $1"
+						  "   THEN 'its lease expired ' || (failures + 1) || ' times' END"
+						  " WHERE withdrawal_id IN (SELECT withdrawal_id FROM withdrawal.outbox"
+						  "   WHERE lease_until < pg_catalog.now() FOR UPDATE SKIP LOCKED)",
+						  1, types, values, NULL, SPI_OK_UPDATE);
 	moved += (int) SPI_processed;
 
 	/* outbox rows whose withdrawal needs no dispatch any more */
-	WithdrawalExecuteOnce("DELETE FROM withdrawal.outbox o USING withdrawal.withdrawal w"
-						  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
-						  "   AND o.lease_until IS NULL"
-						  "   AND NOT CASE WHEN o.kind OPERATOR(pg_catalog.=) 'send'"
-						  "                THEN w.status IN ('queued', 'dispatching')"
-						  "                ELSE w.status OPERATOR(pg_catalog.=) 'submitted' END",
+	WithdrawalExecuteOnce("DELETE FROM withdrawal.outbox WHERE withdrawal_id IN ("
+						  " SELECT o.withdrawal_id FROM withdrawal.outbox o"
+						  "   JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
+						  "  WHERE o.lease_until IS NULL"
+						  "    AND NOT CASE WHEN o.kind = 'send'"
+						  "                 THEN w.status IN ('queued', 'dispatching')"
+						  "                 ELSE w.status IN ('submitted', 'dead') END"
+						  "    FOR UPDATE OF o SKIP LOCKED)",
 						  0, NULL, NULL, NULL, SPI_OK_DELETE);
 
 	/* queued or dispatching without an outbox row: back on the queue */
@@ -1307,36 +1802,40 @@ sweep_internal(Interval *older_than)
 						  " SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w"
 						  "  WHERE w.status IN ('queued', 'dispatching')"
 						  "    AND NOT EXISTS (SELECT FROM withdrawal.outbox o"
-						  "                     WHERE o.withdrawal_id OPERATOR(pg_catalog.=) w.withdrawal_id)"
+						  "                     WHERE o.withdrawal_id = w.withdrawal_id)"
 						  " ON CONFLICT DO NOTHING",
 						  0, NULL, NULL, NULL, SPI_OK_INSERT);
 	moved += (int) SPI_processed;
 
-	/* submitted with no final word after poll_after: ask the processor */
+	/*
+	 * submitted with no final word after poll_after, and dead ones that may
+	 * have been sent: ask the processor.  Only its answer (or an operator's
+	 * two-person resolution) settles or refunds them.
+	 */
 	values[0] = Int32GetDatum(withdrawal_poll_after_seconds);
 	WithdrawalExecuteOnce("INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
 						  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
-						  "  WHERE w.status OPERATOR(pg_catalog.=) 'submitted'"
-						  "    AND w.updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)"
-						  "        pg_catalog.make_interval(secs => $1))"
+						  "  WHERE (w.status = 'submitted' OR (w.status = 'dead' AND w.sent_at IS NOT NULL))"
+						  "    AND w.updated_at < (pg_catalog.now() - pg_catalog.make_interval(secs => $1))"
 						  " ON CONFLICT DO NOTHING",
-						  1, poll_types, values, NULL, SPI_OK_INSERT);
+						  1, types, values, NULL, SPI_OK_INSERT);
 	moved += (int) SPI_processed;
 
 	/*
-	 * queued longer than older_than and never sent (no attempt was ever
-	 * claimed): nothing reached a processor, so failing and refunding is
-	 * safe.  Both rows are locked, so no worker claims it meanwhile.  The
-	 * worker's scheduled sweep passes NULL and leaves this to operators.
+	 * queued longer than older_than and never sent: nothing reached a
+	 * processor, so failing and refunding is safe.  Both rows are locked,
+	 * so no worker claims it meanwhile.  The worker's scheduled sweep passes
+	 * NULL and leaves this to operators.
 	 */
 	if (older_than == NULL)
 		return moved;
 	values[0] = IntervalPGetDatum(older_than);
 	WithdrawalExecuteOnce("SELECT w.withdrawal_id FROM withdrawal.outbox o"
-						  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id"
-						  " WHERE w.status OPERATOR(pg_catalog.=) 'queued' AND w.attempts OPERATOR(pg_catalog.=) 0"
-						  "   AND o.lease_until IS NULL AND o.kind OPERATOR(pg_catalog.=) 'send'"
-						  "   AND w.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+						  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
+						  " WHERE w.status = 'queued' AND w.sent_at IS NULL"
+						  "   AND o.lease_until IS NULL AND o.kind = 'send'"
+						  "   AND w.created_at < (pg_catalog.now() - $1)"
+						  " ORDER BY w.withdrawal_id"
 						  " FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED",
 						  1, age_types, values, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
@@ -1378,10 +1877,12 @@ withdrawal_sweep(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("older_than must not be null")));
 	older_than = PG_GETARG_INTERVAL_P(0);
-	if (older_than->time < 0 || older_than->day < 0 || older_than->month < 0)
+	if (older_than->time < 0 || older_than->day < 0 || older_than->month < 0 ||
+		(older_than->time == 0 && older_than->day == 0 && older_than->month == 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("older_than must not be negative")));
+				 errmsg("older_than must be positive"),
+				 errdetail("Payouts queued for less than older_than are left alone; zero would fail every payout not sent yet.")));
 
 	SPI_connect();
 	moved = sweep_internal(older_than);
@@ -1393,46 +1894,68 @@ withdrawal_sweep(PG_FUNCTION_ARGS)
 
 /*
  * retry(withdrawal_id): ops call that puts a dead-lettered payout back on
- * the queue with a fresh attempt budget; returns the new status.
+ * the queue with a fresh attempt budget, or resumes a parked one; returns
+ * the new status.  The payout is sent with the same idempotency key, and
+ * sent_at, the fact that it may have reached the processor, stays.
  */
 Datum
 withdrawal_retry(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr reset_plan = NULL;
+	static SPIPlanPtr unpark_plan = NULL;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
 	pg_uuid_t  *id;
 	char	   *status;
-	WithdrawalTransitionData data;
+	bool		parked;
+	bool		isnull;
 
 	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
 
 	SPI_connect();
 	WithdrawalPrepare(&lock_plan,
-					  "SELECT status FROM withdrawal.withdrawal"
-					  " WHERE withdrawal_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+					  "SELECT w.status, o.parked_at IS NOT NULL FROM withdrawal.withdrawal w"
+					  "  LEFT JOIN withdrawal.outbox o ON o.withdrawal_id = w.withdrawal_id"
+					  " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
 					  1, types);
 	values[0] = UUIDPGetDatum(id);
 	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
-	if (strcmp(status, "dead") != 0)
+	parked = DatumGetBool(WithdrawalSpiGet(0, 2, &isnull));
+
+	if (parked)
+	{
+		WithdrawalPrepare(&unpark_plan,
+						  "UPDATE withdrawal.outbox SET parked_at = NULL, park_reason = NULL,"
+						  " failures = 0, lease_until = NULL, claimed_by = NULL,"
+						  " next_attempt_at = pg_catalog.now()"
+						  " WHERE withdrawal_id = $1",
+						  1, types);
+		WithdrawalExecute(unpark_plan, values, NULL, false, 0, SPI_OK_UPDATE);
+		WithdrawalAudit("retry_parked", NULL, id, NULL, status, status, NULL);
+	}
+	else if (strcmp(status, "dead") == 0)
+	{
+		WithdrawalTransitionData data;
+
+		memset(&data, 0, sizeof(data));
+		data.action = "retry";
+		WithdrawalTransition(id, WITHDRAWAL_QUEUED, &data, NULL);
+		WithdrawalPrepare(&reset_plan,
+						  "UPDATE withdrawal.withdrawal SET attempts = 0 WHERE withdrawal_id = $1",
+						  1, types);
+		WithdrawalExecute(reset_plan, values, NULL, false, 0, SPI_OK_UPDATE);
+		status = "queued";
+	}
+	else
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_INVALID_TRANSITION),
-				 errmsg("only a dead withdrawal can be retried; %s is %s", WithdrawalUuidText(id), status)));
-
-	memset(&data, 0, sizeof(data));
-	data.action = "retry";
-	WithdrawalTransition(id, WITHDRAWAL_QUEUED, &data, NULL);
-
-	WithdrawalPrepare(&reset_plan,
-					  "UPDATE withdrawal.withdrawal SET attempts = 0"
-					  " WHERE withdrawal_id OPERATOR(pg_catalog.=) $1",
-					  1, types);
-	WithdrawalExecute(reset_plan, values, NULL, false, 0, SPI_OK_UPDATE);
+				 errmsg("only a dead or parked withdrawal can be retried; %s is %s",
+						WithdrawalUuidText(id), status)));
 	SPI_finish();
-
-	PG_RETURN_TEXT_P(cstring_to_text("queued"));
+	WithdrawalWakeWorkersAtCommit();
+	PG_RETURN_TEXT_P(cstring_to_text(status));
 }

@@ -40,7 +40,7 @@ CREATE FUNCTION withdrawal.status_guard() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_status_guard'
 	LANGUAGE C;
 COMMENT ON FUNCTION withdrawal.status_guard() IS
-	'trigger: refuses withdrawal status changes that are not documented transitions (WD005)';
+	'trigger: refuses undocumented status transitions, changes to sent_at and refunds of sent payouts without proof (WD005)';
 
 /*
  * Column rules as domains rather than table CHECKs: the executor re-reads a
@@ -73,6 +73,10 @@ CREATE DOMAIN withdrawal.ledger_bucket AS text
 COMMENT ON DOMAIN withdrawal.ledger_bucket IS 'the account a ledger entry posts to';
 CREATE DOMAIN withdrawal.entry_amount AS bigint CHECK (VALUE <> 0);
 COMMENT ON DOMAIN withdrawal.entry_amount IS 'a signed, non-zero ledger amount';
+CREATE DOMAIN withdrawal.refund_proof AS text
+	CHECK (VALUE IN ('declined', 'processor_status', 'webhook', 'operator_resolution'));
+COMMENT ON DOMAIN withdrawal.refund_proof IS
+	'why a payout that may have reached a processor could be refunded: its create request was declined, a status query or a signed webhook said it failed, or two operators resolved it';
 
 /* ISO 4217 currencies with their number of minor-unit digits. */
 CREATE TABLE withdrawal.currency (
@@ -342,7 +346,9 @@ CREATE TABLE withdrawal.withdrawal (
 	last_error	text,
 	processor_ref text,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	sent_at		timestamptz,
+	refund_proof withdrawal.refund_proof
 ) WITH (fillfactor = 70);
 CREATE INDEX withdrawal_account_created ON withdrawal.withdrawal (account_id, created_at);
 CREATE INDEX withdrawal_open ON withdrawal.withdrawal (status, updated_at)
@@ -350,8 +356,17 @@ CREATE INDEX withdrawal_open ON withdrawal.withdrawal (status, updated_at)
 CREATE INDEX withdrawal_processor_ref ON withdrawal.withdrawal (processor_ref)
 	WHERE processor_ref IS NOT NULL;
 COMMENT ON TABLE withdrawal.withdrawal IS 'one row per withdrawal request, with its lifecycle status';
-CREATE TRIGGER withdrawal_status_guard BEFORE UPDATE OF status ON withdrawal.withdrawal
-	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+COMMENT ON COLUMN withdrawal.withdrawal.sent_at IS
+	'when a create request for this payout could first have reached the processor; committed durably before it is sent, never cleared';
+COMMENT ON COLUMN withdrawal.withdrawal.refund_proof IS
+	'the proof that the processor did not and will not pay, required to refund a payout once sent_at is set';
+/*
+ * The guard refuses undocumented transitions, a sent_at that is cleared or
+ * moved, and a refund of a payout that may have been sent without a proof
+ * (SPEC section 5), whoever makes the change.
+ */
+CREATE TRIGGER withdrawal_status_guard BEFORE UPDATE OF status, sent_at ON withdrawal.withdrawal
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.sent_at IS DISTINCT FROM NEW.sent_at)
 	EXECUTE FUNCTION withdrawal.status_guard();
 
 /* Approvals of withdrawals held for manual review (four-eyes). */
@@ -365,6 +380,27 @@ CREATE TABLE withdrawal.approval (
 COMMENT ON TABLE withdrawal.approval IS 'manual-review approvals; two distinct approvers above the four-eyes threshold';
 CREATE TRIGGER approval_append_only BEFORE UPDATE OR DELETE ON withdrawal.approval
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+
+/*
+ * Operators' resolutions of payouts that may have been sent and whose
+ * outcome the dispatcher could not learn: each vote names the outcome the
+ * processor confirmed and the evidence; two distinct operators voting for
+ * the same outcome apply it (resolve()).
+ */
+CREATE TABLE withdrawal.resolution (
+	withdrawal_id uuid NOT NULL REFERENCES withdrawal.withdrawal,
+	approver	name NOT NULL,
+	outcome		text NOT NULL CHECK (outcome IN ('paid', 'failed')),
+	evidence	text NOT NULL CHECK (pg_catalog.octet_length(evidence) BETWEEN 1 AND 1024),
+	voted_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (withdrawal_id, approver)
+);
+COMMENT ON TABLE withdrawal.resolution IS
+	'operators'' votes resolving a payout of unknown outcome; two distinct approvers with the same outcome apply it';
+CREATE TRIGGER resolution_append_only BEFORE UPDATE OR DELETE ON withdrawal.resolution
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER resolution_no_truncate BEFORE TRUNCATE ON withdrawal.resolution
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /*
  * The audit log.  Rows are appended with the transaction that acts; a

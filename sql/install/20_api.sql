@@ -53,7 +53,7 @@ CREATE FUNCTION withdrawal.cancel(withdrawal_id uuid, reason text)
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.cancel(uuid, text) IS
-	'cancels a withdrawal that has not been dispatched yet and refunds it';
+	'cancels a withdrawal that cannot have reached a processor yet and refunds it (WD005 once it may have been sent)';
 
 CREATE FUNCTION withdrawal.approve(withdrawal_id uuid, note text DEFAULT NULL)
 	RETURNS text
@@ -69,7 +69,15 @@ CREATE FUNCTION withdrawal.reject(withdrawal_id uuid, reason text)
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.reject(uuid, text) IS
-	'ops: rejects a withdrawal that has not been paid and refunds it';
+	'ops: rejects a withdrawal that cannot have reached a processor and refunds it (WD005 once it may have been sent: see resolve())';
+
+CREATE FUNCTION withdrawal.resolve(withdrawal_id uuid, outcome text, evidence text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_resolve'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.resolve(uuid, text, text) IS
+	'ops: records session_user''s vote that the processor confirmed outcome (paid or failed) of a payout that may have been sent; two distinct voters apply it; returns the resulting status';
 
 CREATE VIEW withdrawal.withdrawals AS
 	SELECT withdrawal_id, account_id, currency, amount, channel, idempotency_key,
@@ -128,6 +136,7 @@ GRANT EXECUTE ON FUNCTION withdrawal.credit(text, text, bigint, text, text, json
 
 GRANT EXECUTE ON FUNCTION withdrawal.approve(uuid, text),
 	withdrawal.reject(uuid, text),
+	withdrawal.resolve(uuid, text, text),
 	withdrawal.set_account(text, integer, boolean),
 	withdrawal.balance(text, text),
 	withdrawal.get(uuid),

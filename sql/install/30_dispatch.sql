@@ -5,13 +5,20 @@
  * One row per payout waiting for (or on) the wire.  Rows leave when the
  * payout reaches a status that needs no dispatch, so the table stays small
  * and VACUUM keeps up.  kind 'send' rows belong to queued and dispatching
- * withdrawals; kind 'query' rows are status queries for submitted ones
- * (added by sweep()).  lease_until is set when a worker claims the row:
- * until it passes, no other worker sends the payout; after it passes, the
- * payout is re-sent with the same idempotency key.  claimed_by is the
+ * withdrawals; kind 'query' rows are status queries for submitted and dead
+ * ones (added by sweep()).  lease_until is set when a worker claims the
+ * row: until it passes, no other worker sends the payout; after it passes,
+ * the payout is re-sent with the same idempotency key.  claimed_by is the
  * worker number, so that a restarted worker releases its own leases.
  * Only lease_until and claimed_by change on a claim, and neither is
  * indexed, so claims are HOT updates.
+ *
+ * failures counts the attempts whose outcome could not be recorded and the
+ * leases lost to a worker's death; at withdrawal.park_after the payout is
+ * parked (parked_at, park_reason) and no longer claimed until an operator
+ * retries it, so one poison payout cannot crash-loop a worker.
+ * busy_answers counts "request in progress" answers, which do not use up
+ * the attempt budget.
  */
 CREATE TABLE withdrawal.outbox (
 	withdrawal_id uuid PRIMARY KEY,
@@ -20,22 +27,39 @@ CREATE TABLE withdrawal.outbox (
 	lease_until	timestamptz,
 	enqueued_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	kind		text NOT NULL DEFAULT 'send' CHECK (kind IN ('send', 'query')),
-	claimed_by	integer
+	claimed_by	integer,
+	failures	integer NOT NULL DEFAULT 0,
+	busy_answers integer NOT NULL DEFAULT 0,
+	parked_at	timestamptz,
+	park_reason	text
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.01,
 		autovacuum_vacuum_insert_scale_factor = 0.01);
-CREATE INDEX outbox_due ON withdrawal.outbox (next_attempt_at);
+CREATE INDEX outbox_due ON withdrawal.outbox (channel, kind DESC, next_attempt_at);
 COMMENT ON TABLE withdrawal.outbox IS 'payouts waiting for the dispatcher; the hot queue table';
-COMMENT ON INDEX withdrawal.outbox_due IS 'the dispatcher claims due rows in next_attempt_at order';
+COMMENT ON INDEX withdrawal.outbox_due IS
+	'the dispatcher claims each channel''s due rows, sends before status queries, in next_attempt_at order';
+
+CREATE VIEW withdrawal.parked_payouts AS
+	SELECT o.withdrawal_id, w.account_id, w.currency, w.amount, o.channel, w.status, o.kind,
+		   o.failures, o.parked_at, o.park_reason
+	  FROM withdrawal.outbox o
+	  JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) o.withdrawal_id
+	 WHERE o.parked_at IS NOT NULL;
+COMMENT ON VIEW withdrawal.parked_payouts IS
+	'payouts the dispatcher stopped claiming because their outcome could not be recorded; retry() resumes them';
 
 /*
  * The sandbox processor's delayed events: a payout it accepted is paid
  * withdrawal.sandbox_settle_delay later; one whose amount ends in 42 is
- * then returned after the same delay.
+ * then returned after the same delay.  An event that cannot be applied is
+ * postponed (attempts, last_error) so that it holds up no other.
  */
 CREATE TABLE withdrawal.sandbox_event (
 	withdrawal_id uuid NOT NULL,
 	event		text NOT NULL CHECK (event IN ('paid', 'returned')),
 	due_at		timestamptz NOT NULL,
+	attempts	integer NOT NULL DEFAULT 0,
+	last_error	text,
 	PRIMARY KEY (withdrawal_id, event)
 );
 CREATE INDEX sandbox_event_due ON withdrawal.sandbox_event (due_at);
@@ -50,7 +74,7 @@ CREATE FUNCTION withdrawal.retry(withdrawal_id uuid)
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.retry(uuid) IS
-	'ops: puts a dead-lettered payout back on the queue (same idempotency key, fresh attempt budget); returns the new status';
+	'ops: puts a dead-lettered or parked payout back on the queue (same idempotency key, fresh attempt budget); returns the new status';
 
 CREATE FUNCTION withdrawal.sweep(older_than interval DEFAULT '4 hours')
 	RETURNS integer
@@ -58,7 +82,8 @@ CREATE FUNCTION withdrawal.sweep(older_than interval DEFAULT '4 hours')
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.sweep(interval) IS
-	'ops: re-sends payouts whose lease expired, queries the processor about payouts submitted longer than withdrawal.poll_after ago, re-queues payouts missing from the outbox, and fails and refunds payouts queued longer than older_than that were never sent; returns how many it moved';
+	'ops: re-sends payouts whose lease expired, queries the processor about payouts submitted longer than withdrawal.poll_after ago and about dead ones that may have been sent, re-queues payouts missing from the outbox, and fails and refunds payouts queued longer than older_than that were never sent; returns how many it moved';
 
 GRANT EXECUTE ON FUNCTION withdrawal.retry(uuid), withdrawal.sweep(interval) TO withdrawal_ops;
 GRANT SELECT ON withdrawal.outbox TO withdrawal_auditor;
+GRANT SELECT ON withdrawal.parked_payouts TO withdrawal_ops, withdrawal_auditor;

@@ -13,6 +13,7 @@ SELECT pg_catalog.pg_extension_config_dump('withdrawal.ledger_txn_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.credit', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.withdrawal', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.approval', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.resolution', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.audit_seal', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.outbox', '');

@@ -86,21 +86,41 @@ for my $version (@released)
 	$node->safe_psql('postgres', "CREATE DATABASE $db");
 	$node->safe_psql($db, "CREATE EXTENSION withdrawal VERSION '$version'");
 
-	# Money in every state the old version could leave it in: credited,
-	# queued, held for review, canceled, and "dispatching" as a worker of
-	# the old version would have left it after a crash.
+	# Money in the states an older version leaves it in, written as that
+	# version's functions would have: a credit, and withdrawals never sent,
+	# waiting for a retry after an attempt, dead, and on the wire.  (The
+	# functions themselves refuse to run on an older schema, see below.)
 	$node->safe_psql($db, q{
-		UPDATE withdrawal.policy SET review_threshold = 50000;
-		SELECT withdrawal.credit('u' || i, 'USD', 100000, 'c' || i) FROM generate_series(1, 4) i;
-		SELECT withdrawal.request('u1', 'USD', 1000, 'sandbox', '{}', 'r1');
-		SELECT withdrawal.request('u2', 'USD', 60000, 'sandbox', '{}', 'r2');
-		SELECT withdrawal.cancel(withdrawal_id, 'test')
-		  FROM withdrawal.request('u3', 'USD', 1000, 'sandbox', '{}', 'r3');
-		SELECT withdrawal.transition(withdrawal_id, 'dispatching', NULL)
-		  FROM withdrawal.request('u4', 'USD', 1000, 'sandbox', '{}', 'r4');
+		INSERT INTO withdrawal.account (account_id) VALUES ('u1');
+		INSERT INTO withdrawal.wallet (account_id, currency, available, held) VALUES ('u1', 'USD', 96000, 4000);
+		INSERT INTO withdrawal.credit (transfer_id, idempotency_key, account_id, currency, amount, metadata, txn_id)
+			VALUES ('00000000-0000-4000-8000-000000000001', 'c1', 'u1', 'USD', 100000, '{}',
+					nextval('withdrawal.ledger_txn_seq'));
+		INSERT INTO withdrawal.ledger_entry (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)
+			SELECT c.txn_id, v.leg, 'credit', w.wallet_id, 'USD', v.bucket, v.amount, v.balance, c.transfer_id
+			  FROM withdrawal.credit c, withdrawal.wallet w,
+				   (VALUES (1::int2, 'funding', -100000, NULL::bigint), (2::int2, 'available', 100000, 100000)) v(leg, bucket, amount, balance);
+		INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id, currency, amount, channel,
+										   destination, context, status, requested_by, attempts)
+			VALUES ('00000000-0000-4000-8000-00000000000a', 'r-unsent', 'u1', 'USD', 1000, 'sandbox', '{}', '{}', 'queued', 'app', 0),
+				   ('00000000-0000-4000-8000-00000000000b', 'r-backoff', 'u1', 'USD', 1000, 'sandbox', '{}', '{}', 'queued', 'app', 2),
+				   ('00000000-0000-4000-8000-00000000000c', 'r-dead', 'u1', 'USD', 1000, 'sandbox', '{}', '{}', 'dead', 'app', 8),
+				   ('00000000-0000-4000-8000-00000000000d', 'r-wire', 'u1', 'USD', 1000, 'sandbox', '{}', '{}', 'dispatching', 'app', 1);
+		WITH t AS (SELECT withdrawal_id, nextval('withdrawal.ledger_txn_seq') AS txn_id FROM withdrawal.withdrawal)
+		INSERT INTO withdrawal.ledger_entry (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)
+			SELECT t.txn_id, v.leg, 'debit', w.wallet_id, 'USD', v.bucket, v.amount, t.withdrawal_id
+			  FROM t, withdrawal.wallet w, (VALUES (1::int2, 'available', -1000), (2::int2, 'held', 1000)) v(leg, bucket, amount);
+		INSERT INTO withdrawal.outbox (withdrawal_id, channel, lease_until)
+			SELECT withdrawal_id, channel, CASE WHEN status = 'dispatching' THEN now() + interval '1 minute' END
+			  FROM withdrawal.withdrawal WHERE status IN ('queued', 'dispatching');
 	});
 	my $before = $node->safe_psql($db,
 		q{SELECT string_agg(idempotency_key || '=' || status, ' ' ORDER BY idempotency_key) FROM withdrawal.withdrawal});
+
+	# The new library refuses to work on the old schema, and says why.
+	my ($rc, $out, $err) = $node->psql($db, q{SELECT * FROM withdrawal.balance('u1', 'USD')});
+	like($err, qr/extension "withdrawal" is at version \Q$version\E in this database, but its library is version/,
+		"$version: before the update, calls stop with a clear error");
 
 	$node->safe_psql($db, 'ALTER EXTENSION withdrawal UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'withdrawal'}),
@@ -125,6 +145,15 @@ for my $version (@released)
 		$before, "$version: withdrawals keep their status");
 	is($node->safe_psql($db, q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations <> 0}),
 		'0', "$version: check_invariants() is clean after the update");
+	# Payouts the old version may have sent are marked so: they are not
+	# cancelable any more, and are refunded only with a proof.
+	is($node->safe_psql($db,
+		q{SELECT string_agg(idempotency_key || '=' || (sent_at IS NOT NULL), ' ' ORDER BY idempotency_key) FROM withdrawal.withdrawal}),
+		'r-backoff=true r-dead=true r-unsent=false r-wire=true', "$version: payouts that may have been sent are marked sent");
+	($rc, $out, $err) = $node->psql($db, q{SELECT withdrawal.cancel(withdrawal_id, 'x') FROM withdrawal.withdrawal WHERE idempotency_key = 'r-backoff'});
+	like($err, qr/may have reached the processor and can no longer be canceled/, "$version: a payout the old version may have sent cannot be canceled");
+	is($node->safe_psql($db, q{SELECT withdrawal.cancel(withdrawal_id, 'x') FROM withdrawal.withdrawal WHERE idempotency_key = 'r-unsent'}),
+		'canceled', "$version: one it never sent can");
 }
 
 $node->stop;

@@ -28,9 +28,14 @@ pass('worker waits for CREATE EXTENSION');
 
 $node->safe_psql('postgres', 'CREATE EXTENSION withdrawal');
 
-is($node->safe_psql('postgres',
-	q{SELECT application_name FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'}),
-	'withdrawal', 'worker in pg_stat_activity with its backend type and application name');
+# CREATE EXTENSION creates the worker's role; the worker restarts once to
+# connect as it, and is never a superuser session.
+ok($node->poll_query_until('postgres', q{
+	SELECT a.application_name || ' ' || a.usename || ' ' || a.datname || ' ' || r.rolsuper
+	  FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+	 WHERE a.backend_type = 'withdrawal worker'},
+	'withdrawal withdrawal_worker postgres false'),
+	'worker in pg_stat_activity with its backend type and application name, as a non-superuser role');
 
 $node->safe_psql('postgres', q{
 	SELECT withdrawal.credit('alice', 'USD', 100000, 'c1');

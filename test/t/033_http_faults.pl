@@ -122,8 +122,12 @@ wait_status('failed', 'failed');
 wait_status('stripe_reject', 'failed');
 wait_status('stripe_502_after', 'paid');
 is(effective('stripe_502_after'), 1, 'stripe 502 after the transfer: resent, paid once');
-wait_status('stripe_noacct', 'failed');
-is(effective('stripe_noacct'), 0, 'stripe destination without an account: failed without a request');
+# Nothing can be sent, but an earlier attempt could have been (through
+# another configuration): no refund without proof, held for an operator.
+wait_status('stripe_noacct', 'dead');
+is(effective('stripe_noacct'), 0, 'stripe destination without an account: no request');
+like($node->safe_psql('postgres', q{SELECT last_error FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'stripe_noacct'}),
+	qr/destination has no stripe_account/, 'stripe destination without an account: dead, held, said why');
 wait_status('always500', 'dead');
 like($node->safe_psql('postgres', q{SELECT attempts || ' ' || last_error FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'always500'}),
 	qr/^6 HTTP 500/, 'dead after withdrawal.max_attempts with the last error kept');
@@ -155,27 +159,36 @@ $node->safe_psql('postgres', q{
 wait_status('lost', 'paid');
 is(effective('lost'), 1, 'unknown to the processor: resent after the 404, paid once');
 
-# Plain http to a host that is not loopback is refused, never sent.
+# Plain http to a host that is not loopback is refused: the channel does
+# not dispatch, says why once, and its payouts stay queued and unsent, so
+# that ops may still reject them.
+my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{
 	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('remote', 'http', 'http://192.0.2.1:80');
 	INSERT INTO withdrawal.channel (name, processor) VALUES ('remote', 'remote');
 	INSERT INTO w SELECT 'remote', withdrawal_id FROM withdrawal.request('acct1', 'USD', 5000, 'remote', '{}', 'remote');
 });
-wait_status('remote', 'dead');
-like($node->safe_psql('postgres', q{SELECT last_error FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'remote'}),
-	qr/plain http is refused for non-loopback host/, 'plain http to a non-loopback host refused');
+$node->wait_for_log(qr/withdrawal channel "remote" cannot dispatch: plain http is refused for non-loopback host/, $log_offset);
+pass('plain http to a non-loopback host refused');
+is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts || ' ' || (sent_at IS NULL) FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'remote'}),
+	'queued 0 true', 'refused channel: the payout stays queued, never sent');
+is($node->safe_psql('postgres', q{SELECT withdrawal.reject(id, 'channel misconfigured') FROM w WHERE label = 'remote'}),
+	'rejected', 'a payout that was never sent can be rejected');
 
-# SIGHUP: with allow_insecure_loopback off, the loopback mock is refused too.
+# SIGHUP: with allow_insecure_loopback off, the loopback mock is refused
+# too, until it is on again: then the payout goes without an operator.
+$log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', "withdrawal.allow_insecure_loopback = off\n");
 $node->reload;
+$node->wait_for_log(qr/withdrawal worker 0 reloaded its configuration/, $log_offset);
 $node->safe_psql('postgres', q{SELECT req('insecure', 'bank', 2030)});
-wait_status('insecure', 'dead');
-like($node->safe_psql('postgres', q{SELECT last_error FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'insecure'}),
-	qr/allow_insecure_loopback is off/, 'SIGHUP: allow_insecure_loopback off refuses plain http');
+$node->wait_for_log(qr/withdrawal channel "bank" cannot dispatch: plain http is refused \(withdrawal.allow_insecure_loopback is off\)/, $log_offset);
+pass('SIGHUP: allow_insecure_loopback off refuses plain http');
+is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'insecure'}),
+	'queued 0', 'refused: queued, no attempt');
 $node->append_conf('postgresql.conf', "withdrawal.allow_insecure_loopback = on\n");
 $node->reload;
-$node->wait_for_log(qr/withdrawal worker 0 reloaded its configuration/);
-$node->safe_psql('postgres', q{SELECT withdrawal.retry(id) FROM w WHERE label = 'insecure'});
+$node->wait_for_log(qr/withdrawal channel "bank" can dispatch again/, $log_offset);
 wait_status('insecure', 'paid');
 
 wait_all_settled($node, 'all faults');

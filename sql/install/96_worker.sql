@@ -1,0 +1,32 @@
+
+/* withdrawal: the dispatcher workers' own role */
+
+/*
+ * The workers connect as withdrawal_worker, never as a superuser: a role
+ * that owns no object and may do exactly what dispatching needs.  Code it
+ * runs cannot grant itself more, and the workers pin their search_path to
+ * pg_catalog, so an object planted by a database user is never resolved.
+ * The role is cluster-wide, like the others, and may already exist.
+ *
+ * PostgreSQL 15 lets a background worker connect only as a role with
+ * LOGIN.  The role has no password, so no client can log in as it through
+ * password authentication; pg_hba.conf must not let it in by trust or
+ * peer either (docs: operations).
+ */
+DO $role$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdrawal_worker') THEN
+		CREATE ROLE withdrawal_worker LOGIN NOINHERIT;
+	END IF;
+END
+$role$;
+
+GRANT USAGE ON SCHEMA withdrawal TO withdrawal_worker;
+-- configuration it dispatches with
+GRANT SELECT ON withdrawal.channel, withdrawal.processor, withdrawal.currency TO withdrawal_worker;
+-- the queue and the sandbox processor's own events
+GRANT SELECT, INSERT, UPDATE, DELETE ON withdrawal.outbox, withdrawal.sandbox_event TO withdrawal_worker;
+-- status changes and the money movements they imply
+GRANT SELECT, UPDATE ON withdrawal.withdrawal, withdrawal.wallet TO withdrawal_worker;
+GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawal.audit_seal TO withdrawal_worker;
+GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
