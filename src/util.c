@@ -36,6 +36,7 @@
 #include "utils/fmgroids.h"
 
 #include "policy.h"
+#include "shmem.h"
 #include "util.h"
 #include "withdrawal.h"
 
@@ -571,5 +572,7 @@ withdrawal_config_changed(PG_FUNCTION_ARGS)
 		elog(ERROR, "withdrawal_config_changed: not called by trigger manager");
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	/* a channel enabled or repaired may have payouts waiting: claim now */
+	WithdrawalWakeWorkersAtCommit();
 	return PointerGetDatum(NULL);
 }
