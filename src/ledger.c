@@ -237,9 +237,9 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	Datum		result;
 	bool		isnull;
 
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
-	key = WithdrawalArgText(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
+	key = WithdrawalArgIdentifier(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
 	metadata = WithdrawalArgObject(fcinfo, 5, "metadata");
 
@@ -347,7 +347,7 @@ withdrawal_balance(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);
@@ -384,7 +384,7 @@ withdrawal_set_account(PG_FUNCTION_ARGS)
 	Jsonb	   *detail;
 	bool		isnull;
 
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	if (!PG_ARGISNULL(1) && PG_GETARG_INT32(1) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

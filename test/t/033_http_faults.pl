@@ -155,9 +155,13 @@ $node->safe_psql('postgres', q{
 wait_status('lost', 'paid');
 is(effective('lost'), 1, 'unknown to the processor: resent after the 404, paid once');
 
-# Plain http to a host that is not loopback is refused, never sent.
+# Plain http to a host that is not loopback is refused, never sent.  Such
+# a base_url is refused when written too (withdrawal.config_check()), so
+# the row is written past that check, as a row from before it would be.
 $node->safe_psql('postgres', q{
+	ALTER TABLE withdrawal.processor DISABLE TRIGGER processor_check;
 	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('remote', 'http', 'http://192.0.2.1:80');
+	ALTER TABLE withdrawal.processor ENABLE TRIGGER processor_check;
 	INSERT INTO withdrawal.channel (name, processor) VALUES ('remote', 'remote');
 	INSERT INTO w SELECT 'remote', withdrawal_id FROM withdrawal.request('acct1', 'USD', 5000, 'remote', '{}', 'remote');
 });
