@@ -61,13 +61,18 @@ WithdrawalMovementName(WithdrawalMovement kind)
 /* Errors of the wallet update reported in the terms of the API */
 static const int mapped_errors[] = {ERRCODE_CHECK_VIOLATION, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE};
 
-static void
-raise_overflow(const char *account_id, const char *currency)
+/*
+ * The overflow error of every wallet update; see ledger.h.
+ */
+void
+WithdrawalRaiseOverflow(const char *account_id, const char *currency)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 			 errmsg("balance of account \"%s\" in %s would overflow", account_id, currency),
-			 errdetail("Balances are bigint minor units.")));
+			 errdetail("Balances are bigint minor units; available, held and paid out together must not exceed "
+					   INT64_FORMAT ".", PG_INT64_MAX)));
+	pg_unreachable();
 }
 
 /*
@@ -153,7 +158,7 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 							   movements[kind].from, account_id)));
 			break;
 		default:
-			raise_overflow(account_id, currency);
+			WithdrawalRaiseOverflow(account_id, currency);
 	}
 
 	if (SPI_processed != 2)
@@ -217,6 +222,10 @@ credit_replay(FunctionCallInfo fcinfo, const char *key)
  * call with the same key waits for the first to commit, changes nothing,
  * and replays.  No lock is taken per key, so a transaction may credit any
  * number of rewards.
+ *
+ * A credit that would make available + held + paid_out exceed bigint is
+ * refused (22003): money only moves between those three buckets
+ * afterwards, so no later debit, settlement or return can overflow.
  */
 Datum
 withdrawal_credit(PG_FUNCTION_ARGS)
@@ -271,9 +280,12 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 
 	/*
 	 * One statement: record the credit under its key, create the account and
-	 * wallet on first use, add to the wallet (int8 arithmetic raises 22003 on
-	 * overflow) and post the ledger transaction.  When the key was taken
-	 * meanwhile, nothing but the key check happens.
+	 * wallet on first use, add to the wallet and post the ledger
+	 * transaction.  The DO UPDATE's WHERE is true whenever it can be
+	 * computed: it is there for the int8 arithmetic, which raises 22003 when
+	 * the wallet's three buckets would no longer add up to a bigint; the
+	 * wallet row lock makes that check and the update one step.  When the
+	 * key was taken meanwhile, nothing but the key check happens.
 	 */
 	WithdrawalPrepare(&post_plan,
 					  "WITH c AS ("
@@ -289,6 +301,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
 					  " ON CONFLICT (account_id, currency) DO UPDATE"
 					  "  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
+					  "  WHERE w.available + excluded.available + w.held + w.paid_out > 0"
 					  " RETURNING wallet_id, available),"
 					  "l AS ("
 					  " INSERT INTO withdrawal.ledger_entry"
@@ -311,7 +324,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	values[6] = JsonbPGetDatum(metadata);
 	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_SELECT,
 								&mapped_errors[1], 1) != 0)
-		raise_overflow(account_id, currency);
+		WithdrawalRaiseOverflow(account_id, currency);
 
 	if (SPI_processed == 0)
 	{

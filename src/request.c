@@ -30,6 +30,7 @@
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 
+#include "ledger.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "shmem.h"
@@ -224,6 +225,7 @@ Datum
 withdrawal_request(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr write_plan = NULL;
+	static const int overflow = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
 	Oid			types[14] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID};
 	Datum		values[14];
@@ -341,7 +343,15 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	nulls[11] = decision.reason ? ' ' : 'n';
 	values[12] = NameGetDatum(&actor);
 	values[13] = BoolGetDatum(debit);
-	WithdrawalExecute(write_plan, values, nulls, false, 1, SPI_OK_SELECT);
+
+	/*
+	 * credit() keeps a wallet's buckets within bigint together, so the debit
+	 * cannot overflow held; a wallet written by an older version might, and
+	 * its error must not show the client this statement.
+	 */
+	if (WithdrawalExecuteMapped(write_plan, values, nulls, 1, SPI_OK_SELECT,
+								&overflow, 1) != 0)
+		WithdrawalRaiseOverflow(req.account_id, req.currency);
 
 	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) == 0)
 	{
