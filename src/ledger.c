@@ -168,14 +168,19 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 }
 
+/*
+ * WD002 for a credit whose key the account used with other parameters.
+ */
 static void
+pg_attribute_noreturn()
 raise_credit_mismatch(const char *key)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
 			 errmsg("idempotency key \"%s\" was already used for a different credit", key),
-			 errdetail("Account, currency, amount, reference and metadata must match the first credit."),
+			 errdetail("Currency, amount, reference and metadata must match the first credit of the account with this key."),
 			 errhint("Use a new idempotency key for a new credit.")));
+	pg_unreachable();
 }
 
 /*
@@ -221,7 +226,7 @@ credit_replay(FunctionCallInfo fcinfo, const char *key)
  * the idempotency key and every other part depends on it: a concurrent
  * call with the same key waits for the first to commit, changes nothing,
  * and replays.  No lock is taken per key, so a transaction may credit any
- * number of rewards.
+ * number of rewards.  Keys are scoped per account, like request()'s.
  *
  * A credit that would make available + held + paid_out exceed bigint is
  * refused (22003): money only moves between those three buckets
@@ -256,11 +261,11 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	currency = WithdrawalArgCurrency(fcinfo, 1);
 
 	WithdrawalPrepare(&find_plan,
-					  "SELECT c.transfer_id, e.balance_after, c.account_id = $2 AND c.currency = $3"
+					  "SELECT c.transfer_id, e.balance_after, c.currency = $3"
 					  " AND c.amount = $4 AND c.reference IS NOT DISTINCT FROM $5 AND c.metadata = $6"
 					  " FROM withdrawal.credit c"
 					  " JOIN withdrawal.ledger_entry e ON e.txn_id = c.txn_id AND e.leg = 2"
-					  " WHERE c.idempotency_key = $1",
+					  " WHERE c.account_id = $2 AND c.idempotency_key = $1",
 					  6, find_types);
 	values[0] = CStringGetTextDatum(key);
 	values[1] = CStringGetTextDatum(account_id);
@@ -285,14 +290,18 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	 * computed: it is there for the int8 arithmetic, which raises 22003 when
 	 * the wallet's three buckets would no longer add up to a bigint; the
 	 * wallet row lock makes that check and the update one step.  When the
-	 * key was taken meanwhile, nothing but the key check happens.
+	 * key was taken meanwhile, nothing but the key check happens.  ON
+	 * CONFLICT has no target so that it names the key's unique index in
+	 * either schema (per account, or 1.0.0's global one, in a database not
+	 * yet updated); the other unique index is the primary key, a fresh
+	 * random UUID.
 	 */
 	WithdrawalPrepare(&post_plan,
 					  "WITH c AS ("
 					  " INSERT INTO withdrawal.credit"
 					  "  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
 					  " VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
-					  " ON CONFLICT (idempotency_key) DO NOTHING"
+					  " ON CONFLICT DO NOTHING"
 					  " RETURNING txn_id),"
 					  "a AS ("
 					  " INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
@@ -328,10 +337,14 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 
 	if (SPI_processed == 0)
 	{
-		/* the key was committed by a concurrent call; this statement sees it */
+		/*
+		 * The key was committed by a concurrent call; this statement sees it.
+		 * Not by this account only in a database still at 1.0.0, where keys
+		 * are global and another account's key is WD002.
+		 */
 		WithdrawalExecute(find_plan, values + 1, nulls + 1, false, 1, SPI_OK_SELECT);
 		if (SPI_processed != 1)
-			elog(ERROR, "credit key conflict without a visible credit");
+			raise_credit_mismatch(key);
 		result = credit_replay(fcinfo, key);
 		SPI_finish();
 		PG_RETURN_DATUM(result);

@@ -44,6 +44,10 @@ PG_FUNCTION_INFO_V1(withdrawal_get);
 #define MAX_DEVICE_ID 128
 #define MAX_CHANNEL_NAME (NAMEDATALEN - 1)
 
+/* The unique index of idempotency keys, and the one of 1.0.0 */
+#define KEY_INDEX "withdrawal_account_id_idempotency_key_key"
+#define KEY_INDEX_1_0 "withdrawal_idempotency_key_key"
+
 /* What request() reads before it decides */
 typedef struct PreRead
 {
@@ -153,9 +157,16 @@ request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool repla
 }
 
 /*
- * Reads the idempotency key, the account and the wallet through their
- * unique indexes.  A fresh snapshot each time, so that after waiting on a
- * concurrent insert of the same key we see it committed.
+ * Reads the idempotency key (the account's own: keys are scoped per
+ * account, so another account cannot squat on a key), the account and the
+ * wallet through their unique indexes.  A fresh snapshot each time, so
+ * that after waiting on a concurrent insert of the same key we see it
+ * committed.
+ *
+ * A database still at 1.0.0 (this library runs it between the library's
+ * update and ALTER EXTENSION UPDATE) has one key space for all accounts:
+ * there the key is looked up alone, and another account's use of it is
+ * WD002, as it was in 1.0.0.
  */
 static void
 pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
@@ -170,10 +181,21 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 
 	memset(pr, 0, sizeof(*pr));
 
-	keys[0] = CStringGetTextDatum(key);
-	pr->key_found = WithdrawalIndexFetch("withdrawal", "withdrawal_idempotency_key_key",
-										 1, keys, lengthof(withdrawal_columns),
-										 withdrawal_columns, values, nulls);
+	if (WithdrawalRelationExists(KEY_INDEX))
+	{
+		keys[0] = CStringGetTextDatum(req->account_id);
+		keys[1] = CStringGetTextDatum(key);
+		pr->key_found = WithdrawalIndexFetch("withdrawal", KEY_INDEX, 2, keys,
+											 lengthof(withdrawal_columns),
+											 withdrawal_columns, values, nulls);
+	}
+	else
+	{
+		keys[0] = CStringGetTextDatum(key);
+		pr->key_found = WithdrawalIndexFetch("withdrawal", KEY_INDEX_1_0, 1, keys,
+											 lengthof(withdrawal_columns),
+											 withdrawal_columns, values, nulls);
+	}
 	if (pr->key_found)
 	{
 		pr->withdrawal_id = values[0];
@@ -189,6 +211,7 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 	}
 
 	keys[0] = CStringGetTextDatum(req->account_id);
+
 	pr->account_found = WithdrawalIndexFetch("account", "account_pkey", 1, keys,
 											 lengthof(account_columns), account_columns,
 											 values, nulls);
@@ -212,7 +235,7 @@ replay(FunctionCallInfo fcinfo, const char *key, const PreRead *pr)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
 				 errmsg("idempotency key \"%s\" was already used for a different withdrawal", key),
-				 errdetail("Account, currency, amount, channel and destination must match the first request."),
+				 errdetail("Currency, amount, channel and destination must match the first request of the account with this key."),
 				 errhint("Use a new idempotency key for a new withdrawal.")));
 	return request_result(fcinfo, pr->withdrawal_id, pr->status, true);
 }
@@ -291,13 +314,18 @@ withdrawal_request(PG_FUNCTION_ARGS)
 			break;
 	}
 
+	/*
+	 * ON CONFLICT has no target so that it names the key's unique index in
+	 * either schema (per account, or 1.0.0's global one); the other unique
+	 * index is the primary key, a fresh random UUID.
+	 */
 	WithdrawalPrepare(&write_plan,
 					  "WITH w AS ("
 					  " INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
 					  "  currency, amount, channel, destination, context, device_id, ip, status, reason,"
 					  "  requested_by)"
 					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
-					  " ON CONFLICT (idempotency_key) DO NOTHING"
+					  " ON CONFLICT DO NOTHING"
 					  " RETURNING withdrawal_id),"
 					  "d AS ("
 					  " UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"

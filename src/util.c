@@ -413,8 +413,13 @@ WithdrawalActor(void)
 	return GetUserNameFromId(GetSessionUserId(), false);
 }
 
-Oid
-WithdrawalRelationOid(const char *relname)
+/*
+ * The OID of relation withdrawal.relname, cached; InvalidOid when there is
+ * none and missing_ok (a missing relation is not cached: the next lookup
+ * looks again).
+ */
+static Oid
+relation_oid(const char *relname, bool missing_ok)
 {
 	Oid			oid;
 	int			i;
@@ -427,7 +432,11 @@ WithdrawalRelationOid(const char *relname)
 	WithdrawalConfigCacheInit();
 	oid = get_relname_relid(relname, get_namespace_oid("withdrawal", false));
 	if (!OidIsValid(oid))
+	{
+		if (missing_ok)
+			return InvalidOid;
 		elog(ERROR, "relation withdrawal.%s does not exist", relname);
+	}
 	for (i = 0; i < RELATION_CACHE_SIZE; i++)
 		if (relation_cache[i].name[0] == '\0' ||
 			strcmp(relation_cache[i].name, relname) == 0)
@@ -437,6 +446,18 @@ WithdrawalRelationOid(const char *relname)
 			break;
 		}
 	return oid;
+}
+
+Oid
+WithdrawalRelationOid(const char *relname)
+{
+	return relation_oid(relname, false);
+}
+
+bool
+WithdrawalRelationExists(const char *relname)
+{
+	return OidIsValid(relation_oid(relname, true));
 }
 
 bool

@@ -107,6 +107,12 @@ extern char *WithdrawalActor(void);
 extern Oid	WithdrawalRelationOid(const char *relname);
 
 /*
+ * Whether relation withdrawal.relname exists: for the objects that a
+ * database created at an older version lacks until ALTER EXTENSION UPDATE.
+ */
+extern bool WithdrawalRelationExists(const char *relname);
+
+/*
  * Looks up at most one row of relation relname through its unique index
  * indexname, with the index's own collation, equality on the first nkeys
  * columns, and a fresh snapshot (what a READ COMMITTED statement would

@@ -102,6 +102,13 @@ for my $version (@released)
 	my $before = $node->safe_psql($db,
 		q{SELECT string_agg(idempotency_key || '=' || status, ' ' ORDER BY idempotency_key) FROM withdrawal.withdrawal});
 
+	# The new library on the old schema: idempotency keys stay global until
+	# the update, so another account's key is still WD002.
+	my ($ret, $out, $err) = $node->psql($db, q{SELECT withdrawal.credit('u2', 'USD', 1, 'c1')});
+	like($err, qr/idempotency key "c1" was already used/, "$version: before the update, a credit key is global");
+	($ret, $out, $err) = $node->psql($db, q{SELECT withdrawal.request('u2', 'USD', 1, 'sandbox', '{}', 'r1')});
+	like($err, qr/idempotency key "r1" was already used/, "$version: before the update, a request key is global");
+
 	$node->safe_psql($db, 'ALTER EXTENSION withdrawal UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'withdrawal'}),
 		$node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'withdrawal'}),
@@ -125,6 +132,14 @@ for my $version (@released)
 		$before, "$version: withdrawals keep their status");
 	is($node->safe_psql($db, q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations <> 0}),
 		'0', "$version: check_invariants() is clean after the update");
+
+	# After it, keys are scoped per account.
+	is($node->safe_psql($db, q{SELECT replayed FROM withdrawal.credit('u2', 'USD', 1, 'c1')}),
+		'f', "$version: after the update, another account's credit key is its own");
+	is($node->safe_psql($db, q{SELECT status || ' ' || replayed FROM withdrawal.request('u2', 'USD', 1, 'sandbox', '{}', 'r1')}),
+		'queued false', "$version: after the update, another account's request key is its own");
+	is($node->safe_psql($db, q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations <> 0}),
+		'0', "$version: check_invariants() is clean after the new requests");
 }
 
 $node->stop;
