@@ -220,6 +220,37 @@ credit_replay(FunctionCallInfo fcinfo, const char *key)
 }
 
 /*
+ * credit()'s write statement; %s is the conflict target of the idempotency
+ * key (WITHDRAWAL_KEY_CONFLICT_TARGET).  The DO UPDATE's WHERE is true
+ * whenever it can be computed: it is there for the int8 arithmetic, which
+ * raises 22003 when the wallet's three buckets would no longer add up to a
+ * bigint; the wallet row lock makes that check and the update one step.
+ */
+static const char *const credit_sql =
+"WITH c AS ("
+" INSERT INTO withdrawal.credit"
+"  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
+" ON CONFLICT %s DO NOTHING"
+" RETURNING txn_id),"
+"a AS ("
+" INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
+" ON CONFLICT (account_id) DO NOTHING),"
+"w AS ("
+" INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
+" ON CONFLICT (account_id, currency) DO UPDATE"
+"  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
+"  WHERE w.available + excluded.available + w.held + w.paid_out > 0"
+" RETURNING wallet_id, available),"
+"l AS ("
+" INSERT INTO withdrawal.ledger_entry"
+"  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)"
+" SELECT c.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount,"
+"  CASE v.bucket WHEN 'available' THEN w.available END, $1"
+" FROM c, w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
+"SELECT w.available FROM w";
+
+/*
  * credit(account_id, currency, amount, idempotency_key, reference, metadata)
  *
  * Like request(), the write starts with INSERT ... ON CONFLICT DO NOTHING on
@@ -236,7 +267,7 @@ Datum
 withdrawal_credit(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr find_plan = NULL;
-	static SPIPlanPtr post_plan = NULL;
+	static SPIPlanPtr post_plans[2] = {NULL, NULL};
 	Oid			find_types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
 	Oid			post_types[7] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
 	char	   *account_id;
@@ -250,6 +281,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result;
 	bool		isnull;
+	bool		per_account;
 
 	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
@@ -259,6 +291,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);
+	per_account = WithdrawalKeysPerAccount("credit");
 
 	WithdrawalPrepare(&find_plan,
 					  "SELECT c.transfer_id, e.balance_after, c.currency = $3"
@@ -284,42 +317,15 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * One statement: record the credit under its key, create the account and
-	 * wallet on first use, add to the wallet and post the ledger
-	 * transaction.  The DO UPDATE's WHERE is true whenever it can be
-	 * computed: it is there for the int8 arithmetic, which raises 22003 when
-	 * the wallet's three buckets would no longer add up to a bigint; the
-	 * wallet row lock makes that check and the update one step.  When the
-	 * key was taken meanwhile, nothing but the key check happens.  ON
-	 * CONFLICT has no target so that it names the key's unique index in
-	 * either schema (per account, or 1.0.0's global one, in a database not
-	 * yet updated); the other unique index is the primary key, a fresh
-	 * random UUID.
+	 * One statement (credit_sql): record the credit under its key, create
+	 * the account and wallet on first use, add to the wallet unless the
+	 * buckets would overflow, and post the ledger transaction.  When the key
+	 * was taken meanwhile, nothing but the key check happens.
 	 */
-	WithdrawalPrepare(&post_plan,
-					  "WITH c AS ("
-					  " INSERT INTO withdrawal.credit"
-					  "  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
-					  " ON CONFLICT DO NOTHING"
-					  " RETURNING txn_id),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
-					  " ON CONFLICT (account_id) DO NOTHING),"
-					  "w AS ("
-					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
-					  " ON CONFLICT (account_id, currency) DO UPDATE"
-					  "  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
-					  "  WHERE w.available + excluded.available + w.held + w.paid_out > 0"
-					  " RETURNING wallet_id, available),"
-					  "l AS ("
-					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)"
-					  " SELECT c.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount,"
-					  "  CASE v.bucket WHEN 'available' THEN w.available END, $1"
-					  " FROM c, w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
-					  "SELECT w.available FROM w",
-					  7, post_types);
+	if (post_plans[per_account] == NULL)
+		WithdrawalPrepare(&post_plans[per_account],
+						  psprintf(credit_sql, WITHDRAWAL_KEY_CONFLICT_TARGET(per_account)),
+						  7, post_types);
 
 	transfer_id = WithdrawalNewUuid();
 	values[0] = UUIDPGetDatum(transfer_id);
@@ -331,7 +337,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	nulls[4] = ' ';
 	nulls[5] = reference ? ' ' : 'n';
 	values[6] = JsonbPGetDatum(metadata);
-	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_SELECT,
+	if (WithdrawalExecuteMapped(post_plans[per_account], values, nulls, 0, SPI_OK_SELECT,
 								&mapped_errors[1], 1) != 0)
 		WithdrawalRaiseOverflow(account_id, currency);
 

@@ -136,6 +136,41 @@ context_ip(Jsonb *context)
 }
 
 /*
+ * request()'s write statement; %s is the conflict target of the idempotency
+ * key (WITHDRAWAL_KEY_CONFLICT_TARGET).
+ */
+static const char *const write_sql =
+"WITH w AS ("
+" INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
+"  currency, amount, channel, destination, context, device_id, ip, status, reason,"
+"  requested_by)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
+" ON CONFLICT %s DO NOTHING"
+" RETURNING withdrawal_id),"
+"d AS ("
+" UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"
+"  updated_at = pg_catalog.now()"
+" WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
+"  AND EXISTS (SELECT FROM w)"
+" RETURNING wallet_id, available, held,"
+"  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+"l AS ("
+" INSERT INTO withdrawal.ledger_entry"
+"  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
+" SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount,"
+"  CASE v.leg WHEN 1 THEN d.available ELSE d.held END, $1"
+" FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
+"o AS ("
+" INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
+" SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
+"a AS ("
+" INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
+"  after_status, detail)"
+" SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
+"  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
+"SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)";
+
+/*
  * Returns (withdrawal_id, status, replayed), copied into the caller's
  * memory context: callers return it after SPI_finish(), which frees the
  * SPI procedure context where it is built.
@@ -169,7 +204,8 @@ request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool repla
  * WD002, as it was in 1.0.0.
  */
 static void
-pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
+pre_read(const char *key, const WithdrawalRequestData *req, bool per_account,
+		 PreRead *pr)
 {
 	static const char *const withdrawal_columns[] = {
 		"withdrawal_id", "status", "account_id", "currency", "amount", "channel", "destination"
@@ -181,7 +217,7 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 
 	memset(pr, 0, sizeof(*pr));
 
-	if (WithdrawalRelationExists(KEY_INDEX))
+	if (per_account)
 	{
 		keys[0] = CStringGetTextDatum(req->account_id);
 		keys[1] = CStringGetTextDatum(key);
@@ -247,7 +283,7 @@ replay(FunctionCallInfo fcinfo, const char *key, const PreRead *pr)
 Datum
 withdrawal_request(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr write_plan = NULL;
+	static SPIPlanPtr write_plans[2] = {NULL, NULL};
 	static const int overflow = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
 	Oid			types[14] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID};
@@ -262,6 +298,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	NameData	actor;
 	bool		isnull;
 	bool		debit;
+	bool		per_account;
 	Datum		result;
 
 	memset(&req, 0, sizeof(req));
@@ -277,7 +314,8 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	SPI_connect();
 	req.currency = WithdrawalArgCurrency(fcinfo, 1);
 
-	pre_read(key, &req, &pr);
+	per_account = WithdrawalKeysPerAccount("withdrawal");
+	pre_read(key, &req, per_account, &pr);
 	if (pr.key_found)
 	{
 		result = replay(fcinfo, key, &pr);
@@ -315,41 +353,14 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * ON CONFLICT has no target so that it names the key's unique index in
-	 * either schema (per account, or 1.0.0's global one); the other unique
-	 * index is the primary key, a fresh random UUID.
+	 * ON CONFLICT names the key's unique index of the schema (a target-less
+	 * ON CONFLICT would probe the primary key too, a few percent of the
+	 * request's CPU).
 	 */
-	WithdrawalPrepare(&write_plan,
-					  "WITH w AS ("
-					  " INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
-					  "  currency, amount, channel, destination, context, device_id, ip, status, reason,"
-					  "  requested_by)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
-					  " ON CONFLICT DO NOTHING"
-					  " RETURNING withdrawal_id),"
-					  "d AS ("
-					  " UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"
-					  "  updated_at = pg_catalog.now()"
-					  " WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
-					  "  AND EXISTS (SELECT FROM w)"
-					  " RETURNING wallet_id, available, held,"
-					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
-					  "l AS ("
-					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
-					  " SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount,"
-					  "  CASE v.leg WHEN 1 THEN d.available ELSE d.held END, $1"
-					  " FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
-					  "o AS ("
-					  " INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
-					  " SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
-					  "  after_status, detail)"
-					  " SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
-					  "  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
-					  "SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)",
-					  14, types);
+	if (write_plans[per_account] == NULL)
+		WithdrawalPrepare(&write_plans[per_account],
+						  psprintf(write_sql, WITHDRAWAL_KEY_CONFLICT_TARGET(per_account)),
+						  14, types);
 
 	id = WithdrawalNewUuid();
 	namestrcpy(&actor, WithdrawalActor());
@@ -377,7 +388,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	 * cannot overflow held; a wallet written by an older version might, and
 	 * its error must not show the client this statement.
 	 */
-	if (WithdrawalExecuteMapped(write_plan, values, nulls, 1, SPI_OK_SELECT,
+	if (WithdrawalExecuteMapped(write_plans[per_account], values, nulls, 1, SPI_OK_SELECT,
 								&overflow, 1) != 0)
 		WithdrawalRaiseOverflow(req.account_id, req.currency);
 
@@ -387,7 +398,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 		 * A concurrent request with the same key committed between our read
 		 * and our insert; this statement sees it.
 		 */
-		pre_read(key, &req, &pr);
+		pre_read(key, &req, per_account, &pr);
 		if (!pr.key_found)
 			elog(ERROR, "idempotency key conflict without a visible withdrawal");
 		result = replay(fcinfo, key, &pr);

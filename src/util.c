@@ -461,6 +461,15 @@ WithdrawalRelationExists(const char *relname)
 }
 
 bool
+WithdrawalKeysPerAccount(const char *table)
+{
+	char		index[NAMEDATALEN];
+
+	snprintf(index, sizeof(index), "%s_account_id_idempotency_key_key", table);
+	return WithdrawalRelationExists(index);
+}
+
+bool
 WithdrawalIndexFetch(const char *relname, const char *indexname, int nkeys,
 					 const Datum *keys, int ncolumns,
 					 const char *const *columns, Datum *values, bool *nulls)

@@ -113,6 +113,16 @@ extern Oid	WithdrawalRelationOid(const char *relname);
 extern bool WithdrawalRelationExists(const char *relname);
 
 /*
+ * Whether the idempotency keys of withdrawal.<table> ("credit" or
+ * "withdrawal") are unique per account; false in a database still at
+ * 1.0.0 (one key space for all accounts), which this library serves until
+ * ALTER EXTENSION UPDATE.  The ON CONFLICT target of a key follows it.
+ */
+extern bool WithdrawalKeysPerAccount(const char *table);
+#define WITHDRAWAL_KEY_CONFLICT_TARGET(per_account) \
+	((per_account) ? "(account_id, idempotency_key)" : "(idempotency_key)")
+
+/*
  * Looks up at most one row of relation relname through its unique index
  * indexname, with the index's own collation, equality on the first nkeys
  * columns, and a fresh snapshot (what a READ COMMITTED statement would
