@@ -247,7 +247,6 @@ pre_read(const char *key, const WithdrawalRequestData *req, bool per_account,
 	}
 
 	keys[0] = CStringGetTextDatum(req->account_id);
-
 	pr->account_found = WithdrawalIndexFetch("account", "account_pkey", 1, keys,
 											 lengthof(account_columns), account_columns,
 											 values, nulls);

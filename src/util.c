@@ -131,6 +131,11 @@ forbidden_code_point(pg_wchar c)
 		(c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
 }
 
+/*
+ * Refuses an identifier holding a forbidden code point (see util.h).  The
+ * value is decoded as Unicode whatever the database encoding, except
+ * SQL_ASCII, where only ASCII has a meaning.
+ */
 void
 WithdrawalCheckIdentifier(const char *value, const char *argname)
 {
@@ -174,6 +179,9 @@ WithdrawalCheckIdentifier(const char *value, const char *argname)
 				 errdetail("The value contains U+%04X.", (unsigned int) bad)));
 }
 
+/*
+ * A text argument that is an account id or an idempotency key.
+ */
 char *
 WithdrawalArgIdentifier(FunctionCallInfo fcinfo, int argno,
 						const char *argname, int maxbytes)
@@ -448,18 +456,24 @@ relation_oid(const char *relname, bool missing_ok)
 	return oid;
 }
 
+/* See util.h */
 Oid
 WithdrawalRelationOid(const char *relname)
 {
 	return relation_oid(relname, false);
 }
 
+/* See util.h */
 bool
 WithdrawalRelationExists(const char *relname)
 {
 	return OidIsValid(relation_oid(relname, true));
 }
 
+/*
+ * The per-account unique index of the keys is what 1.1.0 added; its
+ * presence tells the schema apart.
+ */
 bool
 WithdrawalKeysPerAccount(const char *table)
 {
