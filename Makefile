@@ -7,6 +7,7 @@ MODULE_big = withdrawal
 OBJS = \
 	src/withdrawal.o \
 	src/util.o \
+	src/config.o \
 	src/audit.o \
 	src/ledger.o \
 	src/lifecycle.o \

@@ -15,6 +15,7 @@ SELECT (SELECT count(*) FROM withdrawal.ledger_entry) AS entries,
 	   (SELECT count(*) FROM withdrawal.credit) AS credits,
 	   (SELECT count(*) FROM withdrawal.account) AS accounts,
 	   (SELECT count(*) FROM withdrawal.outbox) AS outbox,
+	   (SELECT count(*) FROM withdrawal.blocklist) AS blocklist,
 	   (SELECT sum(available) || '/' || sum(held) || '/' || sum(paid_out) FROM withdrawal.wallet) AS money;
 
 CREATE TEMP TABLE bad (n serial, call text);
@@ -91,7 +92,36 @@ INSERT INTO bad (call) VALUES
 	($$SELECT withdrawal.approve('00000000-0000-0000-0000-000000000000')$$),
 	($$SELECT withdrawal.get(NULL)$$),
 	($$SELECT withdrawal.transition('00000000-0000-0000-0000-000000000000', 'bogus')$$),
-	($$SELECT withdrawal.transition('00000000-0000-0000-0000-000000000000', 'paid')$$);
+	($$SELECT withdrawal.transition('00000000-0000-0000-0000-000000000000', 'paid')$$),
+	-- control and bidirectional formatting characters in account ids and
+	-- idempotency keys (they would reach error messages and logs)
+	($$SELECT withdrawal.credit(E'mal\nlory', 'USD', 1, 'k3')$$),
+	($$SELECT withdrawal.credit(E'mal\u202Elory', 'USD', 1, 'k3')$$),
+	($$SELECT withdrawal.credit(E'mallory\u0085', 'USD', 1, 'k3')$$),
+	($$SELECT withdrawal.credit(E'mallory\x7f', 'USD', 1, 'k3')$$),
+	($$SELECT withdrawal.credit('mallory', 'USD', 1, E'k3\r')$$),
+	($$SELECT withdrawal.credit('mallory', 'USD', 1, E'k\u20663')$$),
+	($$SELECT withdrawal.credit('mallory', 'USD', 1, E'k3\u200F')$$),
+	($$SELECT withdrawal.request(E'\u061Cmallory', 'USD', 100, 'sandbox', '{}', 'k4')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', E'k4\x01')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', E'k4\u2069')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', E'k4\t')$$),
+	($$SELECT withdrawal.balance(E'mallory\u200E', 'USD')$$),
+	($$SELECT withdrawal.set_account(E'mallory\u009B', 1)$$),
+	($$SELECT withdrawal.set_account(E'\u202Amallory', frozen => true)$$),
+	($$SELECT withdrawal.channel_released('sandbox', E'mallory\n')$$),
+	($$SELECT withdrawal.block('account', E'mallory\u202D', 'bidi')$$),
+	-- context.ip must be a host address (a network slipped past the
+	-- blocklist and the per-IP velocity limit)
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k5', '{"ip": "203.0.113.9/0"}')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k5', '{"ip": "203.0.113.0/24"}')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k5', '{"ip": "::ffff:203.0.113.0/120"}')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k5', '{"ip": "2001:db8::1/64"}')$$),
+	-- block(): an expiry that has passed, or is not an instant
+	($$SELECT withdrawal.block('ip', '203.0.113.0/24', 'expired', NULL, now() - interval '1 second')$$),
+	($$SELECT withdrawal.block('ip', '203.0.113.0/24', 'expired', NULL, now())$$),
+	($$SELECT withdrawal.block('ip', '203.0.113.0/24', 'expired', NULL, '-infinity')$$),
+	($$SELECT withdrawal.block('ip', '203.0.113.0/24', 'expired', NULL, 'infinity')$$);
 
 SELECT n, try(call) FROM bad ORDER BY n;
 
@@ -104,6 +134,84 @@ SELECT b.* IS NOT DISTINCT FROM a.* AS unchanged
 			   (SELECT count(*) FROM withdrawal.credit) AS credits,
 			   (SELECT count(*) FROM withdrawal.account) AS accounts,
 			   (SELECT count(*) FROM withdrawal.outbox) AS outbox,
+			   (SELECT count(*) FROM withdrawal.blocklist) AS blocklist,
 			   (SELECT sum(available) || '/' || sum(held) || '/' || sum(paid_out) FROM withdrawal.wallet) AS money) a;
 SELECT * FROM withdrawal.balance('mallory', 'USD');
+SELECT invariants();
+
+--
+-- configuration refused when written: time zones PostgreSQL does not know,
+-- non-finite rates, processor URLs the dispatcher refuses (22023, nothing
+-- changed); on UPDATE only the columns that change are checked
+--
+CREATE TEMP TABLE config_before AS
+SELECT (SELECT string_agg(p::text, ';' ORDER BY currency) FROM withdrawal.policy p) AS policies,
+	   (SELECT string_agg(c::text, ';' ORDER BY name) FROM withdrawal.channel c) AS channels,
+	   (SELECT string_agg(p::text, ';' ORDER BY name) FROM withdrawal.processor p) AS processors;
+CREATE TEMP TABLE bad_config (n serial, call text);
+INSERT INTO bad_config (call) VALUES
+	($$INSERT INTO withdrawal.policy (currency, timezone) VALUES ('USD', 'Not/AZone')$$),
+	($$UPDATE withdrawal.policy SET timezone = 'Not/AZone' WHERE currency = '*'$$),
+	($$UPDATE withdrawal.policy SET timezone = '' WHERE currency = '*'$$),
+	($$INSERT INTO withdrawal.channel (name, processor, timezone) VALUES ('tz', 'sandbox', 'Not/AZone')$$),
+	($$UPDATE withdrawal.channel SET timezone = 'Mars/Olympus_Mons' WHERE name = 'sandbox'$$),
+	($$INSERT INTO withdrawal.channel (name, processor, rate_per_second) VALUES ('nan', 'sandbox', 'NaN')$$),
+	($$UPDATE withdrawal.channel SET rate_per_second = 'NaN' WHERE name = 'sandbox'$$),
+	($$UPDATE withdrawal.channel SET rate_per_second = 'Infinity' WHERE name = 'sandbox'$$),
+	($$UPDATE withdrawal.channel SET rate_per_second = 0 WHERE name = 'sandbox'$$),
+	($$INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('evil', 'http', 'file:///etc/passwd')$$),
+	($$INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('evil', 'http', 'ftp://files.example/payouts')$$),
+	($$INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('evil', 'http', 'gopher://evil.example')$$),
+	($$INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('evil', 'http', 'not a url')$$),
+	($$INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('evil', 'http', 'http://pay.example')$$),
+	($$UPDATE withdrawal.processor SET base_url = 'file:///etc/passwd' WHERE name = 'sandbox'$$);
+SELECT n, try(call) FROM bad_config ORDER BY n;
+SELECT b.* IS NOT DISTINCT FROM a.* AS config_unchanged
+  FROM config_before b,
+	   (SELECT (SELECT string_agg(p::text, ';' ORDER BY currency) FROM withdrawal.policy p) AS policies,
+			   (SELECT string_agg(c::text, ';' ORDER BY name) FROM withdrawal.channel c) AS channels,
+			   (SELECT string_agg(p::text, ';' ORDER BY name) FROM withdrawal.processor p) AS processors) a;
+-- what is accepted
+BEGIN;
+INSERT INTO withdrawal.policy (currency, timezone) VALUES ('USD', 'Asia/Shanghai'), ('EUR', 'europe/paris');
+INSERT INTO withdrawal.channel (name, processor, rate_per_second, timezone)
+	VALUES ('fast', 'sandbox', 1e6, 'America/New_York'), ('unlimited', 'sandbox', NULL, 'UTC');
+INSERT INTO withdrawal.processor (name, driver, base_url)
+	VALUES ('acme', 'http', 'https://api.acme.example/v2'), ('stripe', 'stripe', 'https://api.stripe.com');
+-- a row an older version let through can still be disabled, and fixed;
+-- a column that changes is checked
+ALTER TABLE withdrawal.channel DISABLE TRIGGER channel_check;
+UPDATE withdrawal.channel SET timezone = 'Not/AZone', rate_per_second = 'NaN' WHERE name = 'fast';
+ALTER TABLE withdrawal.channel ENABLE TRIGGER channel_check;
+UPDATE withdrawal.channel SET enabled = false WHERE name = 'fast';
+SELECT try($$UPDATE withdrawal.channel SET timezone = 'Also/Unknown' WHERE name = 'fast'$$);
+UPDATE withdrawal.channel SET timezone = 'UTC', rate_per_second = 10 WHERE name = 'fast';
+SELECT name, enabled, rate_per_second, timezone FROM withdrawal.channel ORDER BY name;
+ROLLBACK;
+
+--
+-- overflow: a credit that would make available + held + paid_out of the
+-- wallet exceed bigint is refused up front (22003, a clean message: no
+-- internal statement in it or its context), so no later movement between
+-- those buckets can overflow
+--
+SET ROLE withdrawal_app;
+SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 9223372036854775807, 'big-c1');
+SELECT status FROM withdrawal.request('big', 'JPY', 9223372036854775807, 'sandbox', '{}', 'big-r1');
+SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 9223372036854775807, 'big-c2');
+SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 1, 'big-c3');
+RESET ROLE;
+SELECT * FROM withdrawal.balance('big', 'JPY');
+SELECT withdrawal.transition(withdrawal_id, 'dispatching') FROM withdrawal.withdrawal WHERE idempotency_key = 'big-r1';
+SELECT withdrawal.transition(withdrawal_id, 'paid') FROM withdrawal.withdrawal WHERE idempotency_key = 'big-r1';
+SELECT * FROM withdrawal.balance('big', 'JPY');
+SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 1, 'big-c4');
+-- a wallet whose buckets already add up past the limit (written before the
+-- check existed): the debit of request() reports the overflow cleanly
+BEGIN;
+UPDATE withdrawal.wallet SET available = 10, held = 9223372036854775800, paid_out = 0
+ WHERE account_id = 'big' AND currency = 'JPY';
+SELECT status FROM withdrawal.request('big', 'JPY', 9, 'sandbox', '{}', 'big-r2');
+ROLLBACK;
+SELECT * FROM withdrawal.balance('big', 'JPY');
 SELECT invariants();

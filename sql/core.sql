@@ -27,9 +27,8 @@ SELECT available, replayed FROM withdrawal.credit('alice', 'USD', 10000, 'credit
 SELECT available, replayed FROM withdrawal.credit('alice', 'USD', 10000, 'credit-a1', 'signup bonus');
 SELECT try($$SELECT withdrawal.credit('alice', 'USD', 10001, 'credit-a1', 'signup bonus')$$);
 SELECT try($$SELECT withdrawal.credit('alice', 'USD', 10000, 'credit-a1', 'other reference')$$);
-SELECT try($$SELECT withdrawal.credit('bob', 'USD', 10000, 'credit-a1', 'signup bonus')$$);
 SELECT (SELECT transfer_id FROM withdrawal.credit('alice', 'USD', 10000, 'credit-a1', 'signup bonus'))
-     = (SELECT transfer_id FROM withdrawal.credit WHERE idempotency_key = 'credit-a1') AS same_transfer;
+     = (SELECT transfer_id FROM withdrawal.credit WHERE account_id = 'alice' AND idempotency_key = 'credit-a1') AS same_transfer;
 SELECT available, replayed FROM withdrawal.credit('alice', 'USD', 5000, 'credit-a2', NULL, '{"campaign": 7}');
 SELECT available, replayed FROM withdrawal.credit('alice', 'JPY', 300, 'credit-a3');
 SELECT * FROM withdrawal.balance('alice', 'USD');
@@ -150,4 +149,24 @@ SELECT try($$UPDATE withdrawal.credit SET amount = 1$$);
 SELECT try(format($q$INSERT INTO withdrawal.ledger_entry (txn_id, leg, kind, wallet_id, currency, bucket, amount, withdrawal_id)
 	VALUES (-1, 1, 'refund', 1, 'USD', 'held', -700, %L), (-1, 2, 'refund', 1, 'USD', 'available', 700, %L)$q$,
 	withdrawal_id, withdrawal_id)) FROM withdrawal.withdrawal WHERE idempotency_key = 'wd-a4';
+SELECT invariants();
+
+-- idempotency keys are scoped per account: another account reusing a key
+-- gets a credit and a withdrawal of its own (no key squatting); the same
+-- account with other parameters is still WD002
+SELECT available, replayed FROM withdrawal.credit('bob', 'USD', 10000, 'credit-a1', 'signup bonus');
+SELECT available, replayed FROM withdrawal.credit('bob', 'USD', 10000, 'credit-a1', 'signup bonus');
+SELECT try($$SELECT withdrawal.credit('bob', 'USD', 10001, 'credit-a1', 'signup bonus')$$);
+SELECT account_id, amount FROM withdrawal.credit WHERE idempotency_key = 'credit-a1' ORDER BY account_id;
+SELECT status, replayed FROM withdrawal.request('bob', 'USD', 2500, 'sandbox',
+	'{"bank": "DE89 3704"}', 'wd-a1', '{"ip": "203.0.113.7", "device_id": "dev-1"}');
+SELECT status, replayed FROM withdrawal.request('bob', 'USD', 2500, 'sandbox',
+	'{"bank": "DE89 3704"}', 'wd-a1');
+SELECT try($$SELECT withdrawal.request('bob', 'USD', 2600, 'sandbox', '{"bank": "DE89 3704"}', 'wd-a1')$$);
+SELECT account_id, amount, status FROM withdrawal.withdrawal WHERE idempotency_key = 'wd-a1' ORDER BY account_id;
+SELECT * FROM withdrawal.balance('bob', 'USD');
+-- the key format of the README's example works for every user of the day
+SELECT account_id, available, replayed
+  FROM unnest(ARRAY['user-42', 'user-43']) account_id,
+	   withdrawal.credit(account_id, 'CNY', 500, 'reward:checkin:2026-11-23', 'daily check-in');
 SELECT invariants();

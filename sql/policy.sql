@@ -198,6 +198,17 @@ SELECT rq('ipa', 10, 'vi-1', '{"ip": "198.51.100.9"}'), rq('ipb', 10, 'vi-2', '{
 	   rq('ipc', 10, 'vi-3', '{"ip": "198.51.100.9"}');
 SELECT refused($$SELECT rq('ipc', 10, 'vi-4', '{"ip": "198.51.100.9"}')$$);
 SELECT rq('ipc', 10, 'vi-4', '{"ip": "198.51.100.10"}');
+-- one address has one spelling: an IPv4-mapped IPv6 address (in any
+-- notation) and an explicit host mask count as the IPv4 address, and a
+-- network in its place is refused, so none of them gets past the limit
+SELECT rq('ipa', 10, 'vm-1', '{"ip": "198.51.100.33"}'), rq('ipb', 10, 'vm-2', '{"ip": "::ffff:198.51.100.33"}'),
+	   rq('ipc', 10, 'vm-3', '{"ip": "198.51.100.33/32"}');
+SELECT refused($$SELECT rq('ipc', 10, 'vm-4', '{"ip": "::FFFF:C633:6421"}')$$);
+SELECT refused($$SELECT rq('ipc', 10, 'vm-4', '{"ip": "::ffff:198.51.100.33/128"}')$$);
+SELECT refused($$SELECT rq('ipc', 10, 'vm-4', '{"ip": "198.51.100.33/0"}')$$);
+SELECT refused($$SELECT rq('ipc', 10, 'vm-4', '{"ip": "198.51.100.33/31"}')$$);
+SELECT idempotency_key, ip, family(ip), masklen(ip) FROM withdrawal.withdrawal
+ WHERE idempotency_key LIKE 'vm-%' ORDER BY idempotency_key;
 UPDATE withdrawal.policy SET velocity_device_limit = NULL, velocity_ip_limit = NULL WHERE currency = 'USD';
 
 --
@@ -208,7 +219,11 @@ SELECT withdrawal.block('account', 'blk', 'fraud_2026', 'chargebacks');
 SELECT withdrawal.block('destination', 'acct_EVIL', 'sanctions');
 SELECT withdrawal.block('device', 'rooted-7', 'emulators');
 SELECT withdrawal.block('ip', '192.0.2.0/24', 'tor_exits');
-SELECT withdrawal.block('device', 'old-dev', 'emulators', NULL, now() - interval '1 second');
+-- an entry that has expired since it was written (block() refuses a
+-- past expiry, so it is written directly)
+INSERT INTO withdrawal.blocklist (kind, value, list_name, expires_at, added_by)
+VALUES ('device', 'old-dev', 'emulators', now() - interval '1 second', session_user);
+SELECT withdrawal.block('device', 'new-dev', 'emulators', NULL, now() + interval '1 day');
 SELECT withdrawal.block('account', 'blk', 'fraud_2026', 'chargebacks, confirmed');
 SELECT * FROM withdrawal.balance('blk', 'USD');
 SELECT rq('blk', 500, 'bl-1');
@@ -225,13 +240,22 @@ SELECT rq('mina', 500, 'bl-7', '{"device_id": "old-dev"}');
 -- IP entries: networks of both families, host bits, expiry, several lists
 SELECT withdrawal.block('ip', '2001:db8::/32', 'v6_list'), withdrawal.block('ip', '198.51.100.77/24', 'hostbits'),
 	   withdrawal.block('ip', '203.0.113.9', 'single'),
-	   withdrawal.block('ip', '203.0.113.0/24', 'aaa_expired', NULL, now() - interval '1 second'),
 	   withdrawal.block('ip', '192.0.2.0/25', 'aaa_tor');
+INSERT INTO withdrawal.blocklist (kind, value, list_name, expires_at, added_by)
+VALUES ('ip', '203.0.113.0/24', 'aaa_expired', now() - interval '1 second', session_user);
 SELECT ip, rq('mina', 500, 'ip-' || ip, jsonb_build_object('ip', ip)) AS outcome,
 	   (SELECT min(list_name) FROM withdrawal.blocklist
 		 WHERE kind = 'ip' AND net >>= ip::inet AND (expires_at IS NULL OR expires_at > now())) AS sql_says
   FROM unnest(ARRAY['2001:db8:1::5', '2001:db9::1', '198.51.100.5', '198.51.101.5', '203.0.113.9',
-					'203.0.113.10', '192.0.2.77', '192.0.2.200', '::ffff:192.0.2.77']) ip;
+					'203.0.113.10', '192.0.2.77', '192.0.2.200']) ip;
+-- the blocklist sees the one address whatever the spelling; a network in
+-- place of an address is refused (it got past the /24 entry)
+SELECT ip, rq('mina', 500, 'ipc-' || ip, jsonb_build_object('ip', ip)) AS outcome
+  FROM unnest(ARRAY['::ffff:192.0.2.77', '::ffff:c000:24d', '192.0.2.78/32', '::ffff:192.0.2.200',
+					'::ffff:203.0.113.9', '2001:db8::9/128']) ip;
+SELECT refused($$SELECT rq('mina', 500, 'ipc-net-1', '{"ip": "192.0.2.77/0"}')$$);
+SELECT refused($$SELECT rq('mina', 500, 'ipc-net-2', '{"ip": "192.0.2.0/24"}')$$);
+SELECT refused($$SELECT rq('mina', 500, 'ipc-net-3', '{"ip": "::ffff:192.0.2.77/96"}')$$);
 -- several hits: the account's list wins, then destination, device, IP
 SELECT rq('blk', 500, 'bl-8', '{"ip": "192.0.2.1", "device_id": "rooted-7"}');
 -- a listed request that would also break a hard limit is still recorded
@@ -254,6 +278,16 @@ SELECT refused($$SELECT withdrawal.block('device', '', 'l')$$);
 SELECT refused($$SELECT withdrawal.block('device', repeat('x', 257), 'l')$$);
 SELECT refused($$SELECT withdrawal.block(NULL, 'x', 'l')$$);
 SELECT refused($$SELECT withdrawal.unblock('device', 'x', NULL)$$);
+-- an expiry must be a future instant; NULL is "never expires", so
+-- 'infinity' is not a second spelling of it
+SELECT refused($$SELECT withdrawal.block('device', 'x', 'l', NULL, now() - interval '1 second')$$);
+SELECT refused($$SELECT withdrawal.block('device', 'x', 'l', NULL, now())$$);
+SELECT refused($$SELECT withdrawal.block('device', 'x', 'l', NULL, '-infinity')$$);
+SELECT refused($$SELECT withdrawal.block('device', 'x', 'l', NULL, 'infinity')$$);
+SELECT refused($$SELECT withdrawal.block('device', 'new-dev', 'emulators', NULL, now() - interval '1 day')$$);
+SELECT refused($$SELECT withdrawal.block('account', E'blk\u202E', 'l')$$);
+SELECT count(*) AS blocklist_entries, count(*) FILTER (WHERE expires_at > now()) AS unexpired_with_expiry
+  FROM withdrawal.blocklist;
 
 --
 -- Frozen accounts: WD006, nothing recorded

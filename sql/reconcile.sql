@@ -70,7 +70,7 @@ $$;
 
 -- the items of a run, with withdrawal keys instead of random ids
 CREATE FUNCTION recon(processor text, period_start timestamptz DEFAULT now() - interval '1 hour',
-					  period_end timestamptz DEFAULT now() + interval '1 hour')
+					  period_end timestamptz DEFAULT now())
 RETURNS TABLE (kind text, key text, processor_ref text, ledger_amount bigint, processor_amount bigint,
 			   ledger_status text, processor_status text)
 LANGUAGE sql AS $$
@@ -113,7 +113,11 @@ SELECT name, try(format('SELECT withdrawal.import_settlement(%L, %L)', 'r_imp', 
 	('empty processor_ref', report(',,5,USD,paid,2026-01-01 00:00+00')),
 	('too few fields', report('tr_2,,5,USD,paid')),
 	('too many fields', report('tr_2,,5,USD,paid,2026-01-01 00:00+00,extra')),
-	('unterminated quote from line 4 to the end', report(line('tr_1', 'imp-1', 100), line('tr_3', NULL, 7), '"tr_2,,5,USD,paid,2026-01-01 00:00+00'))
+	('unterminated quote from line 4 to the end', report(line('tr_1', 'imp-1', 100), line('tr_3', NULL, 7), '"tr_2,,5,USD,paid,2026-01-01 00:00+00')),
+	-- COPY's end-of-data marker would silently drop the lines after it
+	('end-of-data marker on line 3', report(line('tr_1', 'imp-1', 100), '\.', line('tr_3', NULL, 7))),
+	('end-of-data marker on the last line', report(line('tr_1', 'imp-1', 100), line('tr_3', NULL, 7), '\.')),
+	('end-of-data marker after the header, CRLF', replace(report('\.', line('tr_3', NULL, 7)), E'\n', E'\r\n'))
   ) AS c(name, rep) ORDER BY name;
 SELECT count(*) AS settlement_rows FROM withdrawal.settlement;
 -- header only: nothing to load
@@ -203,6 +207,20 @@ SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', NULL, now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile(NULL, now(), now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile('nobody', now() - interval '1 day', now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile('nobody')$$);
+-- a period that is not finite or ends in the future is refused: the next
+-- reconcile(processor) starts where the latest run ended, and would fail
+-- (or leave a gap) until then
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', '-infinity', 'infinity')$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', '-infinity', now())$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', now() - interval '1 day', 'infinity')$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', now() - interval '1 day', now() + interval '1 second')$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', '2020-01-01', '3000-01-01')$$);
+SELECT count(*) AS runs FROM withdrawal.recon_run WHERE processor = 'r_period';
+BEGIN;
+SELECT count(*) AS items FROM withdrawal.reconcile('r_period');
+SELECT period_end = now() AS until_now FROM withdrawal.recon_run WHERE processor = 'r_period'
+ ORDER BY run_id DESC LIMIT 1;
+COMMIT;
 
 --
 -- 6. reconcile(processor): from the end of the last run until now
@@ -237,7 +255,7 @@ SELECT kind, count(*) FROM withdrawal.recon_item GROUP BY kind ORDER BY kind;
 --
 SET ROLE withdrawal_ops;
 SELECT withdrawal.import_settlement('r_clean', report(VARIADIC ARRAY[]::text[]));
-SELECT count(*) FROM withdrawal.reconcile('r_clean', now() - interval '1 hour', now() + interval '1 hour');
+SELECT count(*) FROM withdrawal.reconcile('r_clean', now() - interval '1 hour', now());
 SELECT count(*) > 0 AS ops_reads_summary FROM withdrawal.recon_summary;
 SELECT try($$INSERT INTO withdrawal.settlement (processor, processor_ref, amount, currency, status, settled_at) VALUES ('r_clean', 'x', 1, 'USD', 'paid', now())$$);
 RESET ROLE;

@@ -213,7 +213,14 @@ SELECT name, try(format('SELECT withdrawal.receive_webhook(%L, %L, %L)', 'acme',
 	('no event id', '{"type": "payout.paid", "data": {}}'),
 	('event id not a string', '{"id": {"x": 1}, "type": "payout.paid"}'),
 	('amount not an integer', format('{"id": "bad-7", "type": "payout.paid", "data": {"payout_id": "%s", "amount": 10.5}}', id('w-sig'))),
-	('amount a string', format('{"id": "bad-8", "type": "payout.paid", "data": {"payout_id": "%s", "amount": "1000"}}', id('w-sig')))
+	('amount a string', format('{"id": "bad-8", "type": "payout.paid", "data": {"payout_id": "%s", "amount": "1000"}}', id('w-sig'))),
+	-- the amount is read as written: jsonb would turn these into 1000
+	('amount with an exponent', format('{"id": "bad-9", "type": "payout.paid", "data": {"payout_id": "%s", "amount": 1e3}}', id('w-sig'))),
+	('amount with an exponent and a fraction', format('{"id": "bad-10", "type": "payout.paid", "data": {"payout_id": "%s", "amount": 1.000E+3}}', id('w-sig'))),
+	('amount with a zero fraction', format('{"id": "bad-11", "type": "payout.paid", "data": {"payout_id": "%s", "amount": 1000.0}}', id('w-sig'))),
+	('amount: the last of duplicate keys', format('{"id": "bad-12", "type": "payout.paid", "data": {"payout_id": "%s", "amount": 1000, "amount": 1e3}}', id('w-sig'))),
+	('nesting too deep', repeat('[', 100000)),
+	('nesting too deep inside an event', '{"id": "bad-13", "type": "payout.paid", "data": ' || repeat('{"a": ', 100000) || '1' || repeat('}', 100000) || '}')
   ) AS c(name, b) ORDER BY name;
 -- nearly 1 MB of body verifies and is kept (ignored: unknown type)
 SELECT show(withdrawal.receive_webhook('acme', sign('acme', b, epoch()), b)), octet_length(b)
@@ -327,6 +334,9 @@ SELECT invariants();
 --
 -- 8. the stripe and standard schemes end to end
 --
+-- Stripe's amount (data.object.amount) is read as written too
+SELECT try(format('SELECT withdrawal.receive_webhook(%L, %L, %L)', 'stripe_test', sign('stripe_test', b, epoch()), b))
+  FROM (SELECT format('{"id": "evt_s0", "type": "transfer.paid", "data": {"object": {"id": "tr_s0", "amount": 8e2, "currency": "usd", "metadata": {"withdrawal_id": "%s"}}}}', id('i-other')) AS b) s;
 SELECT deliver('stripe_test', 'evt_s1', 'transfer.paid', id('i-other'));
 SELECT deliver('stripe_test', 'evt_s1', 'transfer.paid', id('i-other'));
 SELECT deliver('stripe_test', 'evt_s2', 'transfer.reversed', id('i-other'));
@@ -371,3 +381,34 @@ SELECT invariants();
 
 \c postgres
 DROP DATABASE regress_webhook;
+
+--
+-- 11. a SQL_ASCII database keeps any bytes in text: a body that is not
+-- UTF-8, or a \u escape the database cannot hold, is still 22023
+--
+CREATE DATABASE regress_webhook_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c regress_webhook_ascii
+CREATE EXTENSION withdrawal;
+CREATE EXTENSION pgcrypto;
+SET client_min_messages = warning;
+INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret, webhook_scheme) VALUES
+	('acme', 'http', 'https://acme.example', 'regress_http', 'hmac-sha256');
+-- deliver_raw(): signs and receives a body of raw bytes; 'ok' or the error
+CREATE FUNCTION deliver_raw(body bytea) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	b text := convert_from(body, 'SQL_ASCII');
+	t bigint := floor(extract(epoch FROM clock_timestamp()));
+BEGIN
+	PERFORM withdrawal.receive_webhook('acme', jsonb_build_object('X-Withdrawal-Timestamp', t::text,
+		'X-Withdrawal-Signature', 'v1=' || encode(hmac(t || '.' || b, 'http-secret-1', 'sha256'), 'hex')), b);
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+SELECT deliver_raw(convert_to('{"id": "ascii-1", "type": "payout.note"}', 'SQL_ASCII')) AS plain_ascii;
+SELECT deliver_raw('\x7b226964223a2022617363696920ff222c202274797065223a20227061796f75742e6e6f7465227d') AS not_utf8;
+SELECT deliver_raw(convert_to('{"id": "ascii-3", "type": "caf\u00e9"}', 'SQL_ASCII')) AS escape_beyond_ascii;
+SELECT event_id FROM withdrawal.webhook_event ORDER BY event_id;
+\c postgres
+DROP DATABASE regress_webhook_ascii;

@@ -108,3 +108,33 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON withdrawal.outbox, withdrawal.sandbox_ev
 GRANT SELECT, UPDATE ON withdrawal.withdrawal, withdrawal.wallet TO withdrawal_worker;
 GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawal.audit_seal TO withdrawal_worker;
 GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
+
+/*
+ * Idempotency keys are scoped per account (credits and withdrawals): a key
+ * chosen by one user's client no longer blocks another user.  Every 1.0.0
+ * key is unique, so it is unique per account too.
+ */
+ALTER TABLE withdrawal.credit
+	DROP CONSTRAINT credit_idempotency_key_key,
+	ADD CONSTRAINT credit_account_id_idempotency_key_key UNIQUE (account_id, idempotency_key);
+ALTER TABLE withdrawal.withdrawal
+	DROP CONSTRAINT withdrawal_idempotency_key_key,
+	ADD CONSTRAINT withdrawal_account_id_idempotency_key_key UNIQUE (account_id, idempotency_key);
+
+/*
+ * Configuration values that would only fail later are refused when
+ * written.  Rows written by 1.0.0 are not rechecked: only the columns an
+ * UPDATE changes are.
+ */
+CREATE FUNCTION withdrawal.config_check() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_config_check'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.config_check() IS
+	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs)';
+REVOKE ALL ON FUNCTION withdrawal.config_check() FROM PUBLIC;
+CREATE TRIGGER processor_check BEFORE INSERT OR UPDATE ON withdrawal.processor
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();
+CREATE TRIGGER channel_check BEFORE INSERT OR UPDATE ON withdrawal.channel
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();
+CREATE TRIGGER policy_check BEFORE INSERT OR UPDATE ON withdrawal.policy
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();

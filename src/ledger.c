@@ -61,13 +61,18 @@ WithdrawalMovementName(WithdrawalMovement kind)
 /* Errors of the wallet update reported in the terms of the API */
 static const int mapped_errors[] = {ERRCODE_CHECK_VIOLATION, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE};
 
-static void
-raise_overflow(const char *account_id, const char *currency)
+/*
+ * The overflow error of every wallet update; see ledger.h.
+ */
+void
+WithdrawalRaiseOverflow(const char *account_id, const char *currency)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 			 errmsg("balance of account \"%s\" in %s would overflow", account_id, currency),
-			 errdetail("Balances are bigint minor units.")));
+			 errdetail("Balances are bigint minor units; available, held and paid out together must not exceed "
+					   INT64_FORMAT ".", PG_INT64_MAX)));
+	pg_unreachable();
 }
 
 /*
@@ -153,7 +158,7 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 							   movements[kind].from, account_id)));
 			break;
 		default:
-			raise_overflow(account_id, currency);
+			WithdrawalRaiseOverflow(account_id, currency);
 	}
 
 	if (SPI_processed != 2)
@@ -163,14 +168,19 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 }
 
+/*
+ * WD002 for a credit whose key the account used with other parameters.
+ */
 static void
+pg_attribute_noreturn()
 raise_credit_mismatch(const char *key)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
 			 errmsg("idempotency key \"%s\" was already used for a different credit", key),
-			 errdetail("Account, currency, amount, reference and metadata must match the first credit."),
+			 errdetail("Currency, amount, reference and metadata must match the first credit of the account with this key."),
 			 errhint("Use a new idempotency key for a new credit.")));
+	pg_unreachable();
 }
 
 /*
@@ -210,13 +220,47 @@ credit_replay(FunctionCallInfo fcinfo, const char *key)
 }
 
 /*
+ * credit()'s write statement.  The DO UPDATE's WHERE is true
+ * whenever it can be computed: it is there for the int8 arithmetic, which
+ * raises 22003 when the wallet's three buckets would no longer add up to a
+ * bigint; the wallet row lock makes that check and the update one step.
+ */
+static const char *const credit_sql =
+"WITH c AS ("
+" INSERT INTO withdrawal.credit"
+"  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
+" ON CONFLICT (account_id, idempotency_key) DO NOTHING"
+" RETURNING txn_id),"
+"a AS ("
+" INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
+" ON CONFLICT (account_id) DO NOTHING),"
+"w AS ("
+" INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
+" ON CONFLICT (account_id, currency) DO UPDATE"
+"  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
+"  WHERE w.available + excluded.available + w.held + w.paid_out > 0"
+" RETURNING wallet_id, available),"
+"l AS ("
+" INSERT INTO withdrawal.ledger_entry"
+"  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)"
+" SELECT c.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount,"
+"  CASE v.bucket WHEN 'available' THEN w.available END, $1"
+" FROM c, w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
+"SELECT w.available FROM w";
+
+/*
  * credit(account_id, currency, amount, idempotency_key, reference, metadata)
  *
  * Like request(), the write starts with INSERT ... ON CONFLICT DO NOTHING on
  * the idempotency key and every other part depends on it: a concurrent
  * call with the same key waits for the first to commit, changes nothing,
  * and replays.  No lock is taken per key, so a transaction may credit any
- * number of rewards.
+ * number of rewards.  Keys are scoped per account, like request()'s.
+ *
+ * A credit that would make available + held + paid_out exceed bigint is
+ * refused (22003): money only moves between those three buckets
+ * afterwards, so no later debit, settlement or return can overflow.
  */
 Datum
 withdrawal_credit(PG_FUNCTION_ARGS)
@@ -237,9 +281,9 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	Datum		result;
 	bool		isnull;
 
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
-	key = WithdrawalArgText(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
+	key = WithdrawalArgIdentifier(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
 	metadata = WithdrawalArgObject(fcinfo, 5, "metadata");
 
@@ -247,11 +291,11 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	currency = WithdrawalArgCurrency(fcinfo, 1);
 
 	WithdrawalPrepare(&find_plan,
-					  "SELECT c.transfer_id, e.balance_after, c.account_id = $2 AND c.currency = $3"
+					  "SELECT c.transfer_id, e.balance_after, c.currency = $3"
 					  " AND c.amount = $4 AND c.reference IS NOT DISTINCT FROM $5 AND c.metadata = $6"
 					  " FROM withdrawal.credit c"
 					  " JOIN withdrawal.ledger_entry e ON e.txn_id = c.txn_id AND e.leg = 2"
-					  " WHERE c.idempotency_key = $1",
+					  " WHERE c.account_id = $2 AND c.idempotency_key = $1",
 					  6, find_types);
 	values[0] = CStringGetTextDatum(key);
 	values[1] = CStringGetTextDatum(account_id);
@@ -270,34 +314,12 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * One statement: record the credit under its key, create the account and
-	 * wallet on first use, add to the wallet (int8 arithmetic raises 22003 on
-	 * overflow) and post the ledger transaction.  When the key was taken
-	 * meanwhile, nothing but the key check happens.
+	 * One statement (credit_sql): record the credit under its key, create
+	 * the account and wallet on first use, add to the wallet unless the
+	 * buckets would overflow, and post the ledger transaction.  When the key
+	 * was taken meanwhile, nothing but the key check happens.
 	 */
-	WithdrawalPrepare(&post_plan,
-					  "WITH c AS ("
-					  " INSERT INTO withdrawal.credit"
-					  "  (transfer_id, idempotency_key, account_id, currency, amount, reference, metadata, txn_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.nextval('withdrawal.ledger_txn_seq'))"
-					  " ON CONFLICT (idempotency_key) DO NOTHING"
-					  " RETURNING txn_id),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.account (account_id) SELECT $3 FROM c"
-					  " ON CONFLICT (account_id) DO NOTHING),"
-					  "w AS ("
-					  " INSERT INTO withdrawal.wallet AS w (account_id, currency, available) SELECT $3, $4, $5 FROM c"
-					  " ON CONFLICT (account_id, currency) DO UPDATE"
-					  "  SET available = w.available + excluded.available, updated_at = pg_catalog.now()"
-					  " RETURNING wallet_id, available),"
-					  "l AS ("
-					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, credit_id)"
-					  " SELECT c.txn_id, v.leg, 'credit', w.wallet_id, $4, v.bucket, v.amount,"
-					  "  CASE v.bucket WHEN 'available' THEN w.available END, $1"
-					  " FROM c, w, (VALUES (1::int2, 'funding', -$5), (2::int2, 'available', $5)) v(leg, bucket, amount))"
-					  "SELECT w.available FROM w",
-					  7, post_types);
+	WithdrawalPrepare(&post_plan, credit_sql, 7, post_types);
 
 	transfer_id = WithdrawalNewUuid();
 	values[0] = UUIDPGetDatum(transfer_id);
@@ -311,7 +333,7 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	values[6] = JsonbPGetDatum(metadata);
 	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_SELECT,
 								&mapped_errors[1], 1) != 0)
-		raise_overflow(account_id, currency);
+		WithdrawalRaiseOverflow(account_id, currency);
 
 	if (SPI_processed == 0)
 	{
@@ -347,7 +369,7 @@ withdrawal_balance(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 
 	SPI_connect();
 	currency = WithdrawalArgCurrency(fcinfo, 1);
@@ -384,7 +406,7 @@ withdrawal_set_account(PG_FUNCTION_ARGS)
 	Jsonb	   *detail;
 	bool		isnull;
 
-	account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	if (!PG_ARGISNULL(1) && PG_GETARG_INT32(1) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -52,4 +52,12 @@ extern int64 WithdrawalPostMovement(WithdrawalMovement kind,
 									const char *currency,
 									int64 amount);
 
+/*
+ * Raises 22003 for a movement that would take a balance of the wallet
+ * past bigint, in the terms of the API: no internal statement in the
+ * message or its context.
+ */
+extern void WithdrawalRaiseOverflow(const char *account_id,
+									const char *currency) pg_attribute_noreturn();
+
 #endif							/* WITHDRAWAL_LEDGER_H */

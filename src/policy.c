@@ -1189,7 +1189,7 @@ Datum
 withdrawal_channel_released(PG_FUNCTION_ARGS)
 {
 	char	   *name = WithdrawalArgText(fcinfo, 0, "channel", CHANNEL_KEY_LEN - 1);
-	char	   *account_id = WithdrawalArgText(fcinfo, 1, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	char	   *account_id = WithdrawalArgIdentifier(fcinfo, 1, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	bool		released;
 
 	SPI_connect();
@@ -1285,6 +1285,33 @@ check_ip_value(const char *value)
 }
 
 /*
+ * The expires_at argument of block(): NULL (the entry never expires) or a
+ * finite instant after now().  An entry that is already expired when
+ * written would block nothing while looking as if it did, and "infinity"
+ * would be a second spelling of NULL, which every reader of the table
+ * would then have to know about.
+ */
+static void
+check_block_expiry(FunctionCallInfo fcinfo, int argno)
+{
+	TimestampTz expires;
+
+	if (PG_ARGISNULL(argno))
+		return;
+	expires = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_IS_NOEND(expires))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_at must be finite"),
+				 errhint("Use NULL for an entry that never expires.")));
+	if (expires <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_at must be in the future"),
+				 errdetail("An entry that has already expired blocks nothing.")));
+}
+
+/*
  * block(kind, value, list_name, note, expires_at): adds an entry (true), or
  * updates the note and expiry of an existing one (false).  Audited.
  */
@@ -1309,6 +1336,9 @@ withdrawal_block(PG_FUNCTION_ARGS)
 
 	if (strcmp(kind, "ip") == 0)
 		check_ip_value(value);
+	else if (strcmp(kind, "account") == 0)
+		WithdrawalCheckIdentifier(value, "value");
+	check_block_expiry(fcinfo, 4);
 	if (!PG_ARGISNULL(4))
 		expires = DatumGetCString(DirectFunctionCall1(timestamptz_out, PG_GETARG_DATUM(4)));
 

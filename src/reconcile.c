@@ -233,6 +233,15 @@ parse_report(const char *report, size_t len, ReportArrays *a)
 			add_row(a, fields, nfields, line);
 		}
 		line = cstate->cur_lineno;
+
+		/*
+		 * COPY stops at a line that is only "\." (its end-of-data marker)
+		 * and ignores the rest: a report cut short there would load its
+		 * first rows only, silently.
+		 */
+		if (!cstate->input_reached_eof || INPUT_BUF_BYTES(cstate) > 0 ||
+			report_pos < report_len)
+			bad_row(line, "a line \"\\.\" (the end-of-data marker of COPY) is not allowed in a report%s", "");
 	}
 	PG_CATCH();
 	{
@@ -516,10 +525,25 @@ withdrawal_reconcile(PG_FUNCTION_ARGS)
 				 errmsg("period_start and period_end must not be null")));
 	period_start = PG_GETARG_TIMESTAMPTZ(1);
 	period_end = PG_GETARG_TIMESTAMPTZ(2);
+	if (TIMESTAMP_NOT_FINITE(period_start) || TIMESTAMP_NOT_FINITE(period_end))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("period_start and period_end must be finite")));
 	if (period_start >= period_end)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("period_start must be before period_end")));
+
+	/*
+	 * reconcile(processor) continues from the latest period_end: a period
+	 * that ends in the future would make it fail until then, and the
+	 * settlements still to come in that period would never be reconciled.
+	 */
+	if (period_end > GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("period_end must not be in the future"),
+				 errdetail("A run covers settlements up to its period_end, and the next reconcile(processor) starts there.")));
 	reconcile_and_return(fcinfo, processor, false, period_start, period_end);
 	return (Datum) 0;
 }

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -28,6 +30,7 @@
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 
+#include "ledger.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "shmem.h"
@@ -40,6 +43,9 @@ PG_FUNCTION_INFO_V1(withdrawal_get);
 
 #define MAX_DEVICE_ID 128
 #define MAX_CHANNEL_NAME (NAMEDATALEN - 1)
+
+/* The unique index of idempotency keys */
+#define KEY_INDEX "withdrawal_account_id_idempotency_key_key"
 
 /* What request() reads before it decides */
 typedef struct PreRead
@@ -84,19 +90,28 @@ context_string(Jsonb *context, const char *key, int maxbytes)
 /*
  * Returns context.ip in canonical form, or NULL.  inet_in raises 22P02 on
  * garbage; the contract says 22023 for bad input, so the error is mapped.
+ *
+ * The blocklist and the per-IP velocity limit compare addresses, so each
+ * client must have exactly one spelling: a network ("203.0.113.9/0" is
+ * inet 203.0.113.9 with a zero-bit mask, which no /24 entry contains and
+ * which counts apart from 203.0.113.9) is refused, and an IPv4-mapped IPv6
+ * address (::ffff:203.0.113.9, how a dual-stack socket reports an IPv4
+ * client) is the IPv4 address it maps.
  */
 static char *
 context_ip(Jsonb *context)
 {
+	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	char	   *ip = context_string(context, "ip", 64);
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		inet;
+	inet	   *addr;
+	unsigned char *a;
 
 	if (ip == NULL)
 		return NULL;
 	PG_TRY();
 	{
-		inet = DirectFunctionCall1(inet_in, CStringGetDatum(ip));
+		addr = DatumGetInetPP(DirectFunctionCall1(inet_in, CStringGetDatum(ip)));
 	}
 	PG_CATCH();
 	{
@@ -107,8 +122,49 @@ context_ip(Jsonb *context)
 				 errmsg("context.ip is not an IP address: \"%s\"", ip)));
 	}
 	PG_END_TRY();
-	return DatumGetCString(DirectFunctionCall1(inet_out, inet));
+
+	if (ip_bits(addr) != ip_maxbits(addr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context.ip must be a host address: \"%s\"", ip),
+				 errdetail("A network mask other than /%d is not allowed.", ip_maxbits(addr))));
+	a = ip_addr(addr);
+	if (ip_family(addr) == PGSQL_AF_INET6 && memcmp(a, v4mapped, sizeof(v4mapped)) == 0)
+		return psprintf("%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+	return DatumGetCString(DirectFunctionCall1(inet_out, InetPGetDatum(addr)));
 }
+
+/* request()'s write statement (see withdrawal_request) */
+static const char *const write_sql =
+"WITH w AS ("
+" INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
+"  currency, amount, channel, destination, context, device_id, ip, status, reason,"
+"  requested_by)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
+" ON CONFLICT (account_id, idempotency_key) DO NOTHING"
+" RETURNING withdrawal_id),"
+"d AS ("
+" UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"
+"  updated_at = pg_catalog.now()"
+" WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
+"  AND EXISTS (SELECT FROM w)"
+" RETURNING wallet_id, available, held,"
+"  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
+"l AS ("
+" INSERT INTO withdrawal.ledger_entry"
+"  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
+" SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount,"
+"  CASE v.leg WHEN 1 THEN d.available ELSE d.held END, $1"
+" FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
+"o AS ("
+" INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
+" SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
+"a AS ("
+" INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
+"  after_status, detail)"
+" SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
+"  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
+"SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)";
 
 /*
  * Returns (withdrawal_id, status, replayed), copied into the caller's
@@ -132,9 +188,11 @@ request_result(FunctionCallInfo fcinfo, Datum id, const char *status, bool repla
 }
 
 /*
- * Reads the idempotency key, the account and the wallet through their
- * unique indexes.  A fresh snapshot each time, so that after waiting on a
- * concurrent insert of the same key we see it committed.
+ * Reads the idempotency key (the account's own: keys are scoped per
+ * account, so another account cannot squat on a key), the account and the
+ * wallet through their unique indexes.  A fresh snapshot each time, so
+ * that after waiting on a concurrent insert of the same key we see it
+ * committed.
  */
 static void
 pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
@@ -149,9 +207,10 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 
 	memset(pr, 0, sizeof(*pr));
 
-	keys[0] = CStringGetTextDatum(key);
-	pr->key_found = WithdrawalIndexFetch("withdrawal", "withdrawal_idempotency_key_key",
-										 1, keys, lengthof(withdrawal_columns),
+	keys[0] = CStringGetTextDatum(req->account_id);
+	keys[1] = CStringGetTextDatum(key);
+	pr->key_found = WithdrawalIndexFetch("withdrawal", KEY_INDEX, 2, keys,
+										 lengthof(withdrawal_columns),
 										 withdrawal_columns, values, nulls);
 	if (pr->key_found)
 	{
@@ -191,7 +250,7 @@ replay(FunctionCallInfo fcinfo, const char *key, const PreRead *pr)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_IDEMPOTENCY_MISMATCH),
 				 errmsg("idempotency key \"%s\" was already used for a different withdrawal", key),
-				 errdetail("Account, currency, amount, channel and destination must match the first request."),
+				 errdetail("Currency, amount, channel and destination must match the first request of the account with this key."),
 				 errhint("Use a new idempotency key for a new withdrawal.")));
 	return request_result(fcinfo, pr->withdrawal_id, pr->status, true);
 }
@@ -204,6 +263,7 @@ Datum
 withdrawal_request(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr write_plan = NULL;
+	static const int overflow = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
 	Oid			types[14] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID};
 	Datum		values[14];
@@ -220,11 +280,11 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	memset(&req, 0, sizeof(req));
-	req.account_id = WithdrawalArgText(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	req.account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
 	req.amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	req.channel = WithdrawalArgText(fcinfo, 3, "channel", MAX_CHANNEL_NAME);
 	req.destination = WithdrawalArgObject(fcinfo, 4, "destination");
-	key = WithdrawalArgText(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
+	key = WithdrawalArgIdentifier(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	req.context = WithdrawalArgObject(fcinfo, 6, "context");
 	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
 	req.ip = context_ip(req.context);
@@ -269,37 +329,11 @@ withdrawal_request(PG_FUNCTION_ARGS)
 			break;
 	}
 
-	WithdrawalPrepare(&write_plan,
-					  "WITH w AS ("
-					  " INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
-					  "  currency, amount, channel, destination, context, device_id, ip, status, reason,"
-					  "  requested_by)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
-					  " ON CONFLICT (idempotency_key) DO NOTHING"
-					  " RETURNING withdrawal_id),"
-					  "d AS ("
-					  " UPDATE withdrawal.wallet SET available = available - $5, held = held + $5,"
-					  "  updated_at = pg_catalog.now()"
-					  " WHERE account_id = $3 AND currency = $4 AND available >= $5 AND $14"
-					  "  AND EXISTS (SELECT FROM w)"
-					  " RETURNING wallet_id, available, held,"
-					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id),"
-					  "l AS ("
-					  " INSERT INTO withdrawal.ledger_entry"
-					  "  (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
-					  " SELECT d.txn_id, v.leg, 'debit', d.wallet_id, $4, v.bucket, v.amount,"
-					  "  CASE v.leg WHEN 1 THEN d.available ELSE d.held END, $1"
-					  " FROM d, (VALUES (1::int2, 'available', -$5), (2::int2, 'held', $5)) v(leg, bucket, amount)),"
-					  "o AS ("
-					  " INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
-					  " SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
-					  "  after_status, detail)"
-					  " SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
-					  "  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
-					  "SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)",
-					  14, types);
+	/*
+	 * ON CONFLICT names the key's unique index (a target-less ON CONFLICT
+	 * would probe the primary key too, a few percent of the request's CPU).
+	 */
+	WithdrawalPrepare(&write_plan, write_sql, 14, types);
 
 	id = WithdrawalNewUuid();
 	namestrcpy(&actor, WithdrawalActor());
@@ -321,7 +355,15 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	nulls[11] = decision.reason ? ' ' : 'n';
 	values[12] = NameGetDatum(&actor);
 	values[13] = BoolGetDatum(debit);
-	WithdrawalExecute(write_plan, values, nulls, false, 1, SPI_OK_SELECT);
+
+	/*
+	 * credit() keeps a wallet's buckets within bigint together, so the debit
+	 * cannot overflow held; a wallet written by an older version might, and
+	 * its error must not show the client this statement.
+	 */
+	if (WithdrawalExecuteMapped(write_plan, values, nulls, 1, SPI_OK_SELECT,
+								&overflow, 1) != 0)
+		WithdrawalRaiseOverflow(req.account_id, req.currency);
 
 	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) == 0)
 	{

@@ -16,7 +16,10 @@
  * group or other permission bits is refused with a WARNING and yields no
  * secrets.  Problems are reported once per change of the file, never with
  * the content of a line: a value must never reach a log line, an error
- * message, a table or pg_stat_activity.
+ * message, a table or pg_stat_activity.  The file's path goes to the
+ * server log only: the setting is for superusers' eyes, while a WARNING
+ * goes to whichever role's call looked a secret up (withdrawal_app's
+ * receive_webhook(), for one).
  *
  * Values live in a child context of TopMemoryContext.  A pointer returned
  * by WithdrawalSecretGet stays valid across one reload (the previous
@@ -111,6 +114,18 @@ install_set(WithdrawalSecretSet *set)
 }
 
 /*
+ * Sets the DETAIL of a report about the secrets file: detail for the
+ * client, detail and the file's path for the server log.  Called inside
+ * ereport(), like errdetail().
+ */
+static int
+errdetail_secrets_file(const char *path, const char *detail)
+{
+	errdetail("%s", detail);
+	return errdetail_log("%s The secrets file is \"%s\".", detail, path);
+}
+
+/*
  * True when two stat results describe the same file in the same state.
  */
 static bool
@@ -141,17 +156,18 @@ file_acceptable(const char *path, const struct stat *st)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secrets file \"%s\" is not a regular file", path),
-				 errdetail("The file is refused and no secrets are available.")));
+				 errmsg("secrets file is not a regular file"),
+				 errdetail_secrets_file(path, "The file is refused and no secrets are available.")));
 		return false;
 	}
 	if (st->st_uid != geteuid())
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secrets file \"%s\" is not owned by the database server user", path),
-				 errdetail("The file is refused and no secrets are available: it is owned by uid %d, the server runs as uid %d.",
-						   (int) st->st_uid, (int) geteuid()),
+				 errmsg("secrets file is not owned by the database server user"),
+				 errdetail_secrets_file(path,
+										psprintf("The file is refused and no secrets are available: it is owned by uid %d, the server runs as uid %d.",
+												 (int) st->st_uid, (int) geteuid())),
 				 errhint("Make the server's operating system user the owner of the file and give it mode 0600.")));
 		return false;
 	}
@@ -159,9 +175,10 @@ file_acceptable(const char *path, const struct stat *st)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secrets file \"%s\" has group or world access", path),
-				 errdetail("The file is refused and no secrets are available: its permissions are %04o, they must be u=rw (0600) or less.",
-						   (unsigned int) (st->st_mode & 07777)),
+				 errmsg("secrets file has group or world access"),
+				 errdetail_secrets_file(path,
+										psprintf("The file is refused and no secrets are available: its permissions are %04o, they must be u=rw (0600) or less.",
+												 (unsigned int) (st->st_mode & 07777))),
 				 errhint("Fix it with chmod 0600.")));
 		return false;
 	}
@@ -213,8 +230,8 @@ parse_line(WithdrawalSecretSet *set, char *line, int lineno, const char *path)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid line %d in secrets file \"%s\"", lineno, path),
-				 errdetail("Each line must be \"name = value\", a comment starting with \"#\", or blank; the line is ignored.")));
+				 errmsg("invalid line %d in the secrets file", lineno),
+				 errdetail_secrets_file(path, "Each line must be \"name = value\", a comment starting with \"#\", or blank; the line is ignored.")));
 		return;
 	}
 
@@ -227,8 +244,8 @@ parse_line(WithdrawalSecretSet *set, char *line, int lineno, const char *path)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid secret name on line %d of secrets file \"%s\"", lineno, path),
-				 errdetail("Names consist of letters, digits, \"_\", \".\" and \"-\"; the line is ignored.")));
+				 errmsg("invalid secret name on line %d of the secrets file", lineno),
+				 errdetail_secrets_file(path, "Names consist of letters, digits, \"_\", \".\" and \"-\"; the line is ignored.")));
 		return;
 	}
 
@@ -249,8 +266,8 @@ parse_line(WithdrawalSecretSet *set, char *line, int lineno, const char *path)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secret \"%s\" on line %d of secrets file \"%s\" is empty", name, lineno, path),
-				 errdetail("The line is ignored.")));
+				 errmsg("secret \"%s\" on line %d of the secrets file is empty", name, lineno),
+				 errdetail_secrets_file(path, "The line is ignored.")));
 		return;
 	}
 
@@ -260,8 +277,8 @@ parse_line(WithdrawalSecretSet *set, char *line, int lineno, const char *path)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("secret \"%s\" is defined more than once in secrets file \"%s\"", name, path),
-					 errdetail("The definition on line %d is used.", lineno)));
+					 errmsg("secret \"%s\" is defined more than once in the secrets file", name),
+					 errdetail_secrets_file(path, psprintf("The definition on line %d is used.", lineno))));
 			explicit_bzero(set->secrets[i].value, strlen(set->secrets[i].value));
 			pfree(set->secrets[i].value);
 			set->secrets[i].value = MemoryContextStrdup(set->cxt, value);
@@ -296,16 +313,16 @@ read_secrets_file(const char *path)
 	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not open secrets file \"%s\": %m", path),
-				 errdetail("No secrets are available.")));
+				 errmsg("could not open the secrets file: %m"),
+				 errdetail_secrets_file(path, "No secrets are available.")));
 		return NULL;
 	}
 	if (fstat(fileno(fp), &st) != 0)
 	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not stat secrets file \"%s\": %m", path),
-				 errdetail("No secrets are available.")));
+				 errmsg("could not stat the secrets file: %m"),
+				 errdetail_secrets_file(path, "No secrets are available.")));
 		FreeFile(fp);
 		return NULL;
 	}
@@ -346,14 +363,15 @@ read_secrets_file(const char *path)
 		{
 			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not read secrets file \"%s\": %m", path),
-					 errdetail("No secrets are available.")));
+					 errmsg("could not read the secrets file: %m"),
+					 errdetail_secrets_file(path, "No secrets are available.")));
 			discard_set(set);
 			set = NULL;
 		}
 		else
 			ereport(DEBUG1,
-					(errmsg_internal("read %d secrets from \"%s\"", set->nsecrets, path)));
+					(errmsg_internal("read %d secrets from the secrets file", set->nsecrets),
+					 errdetail_log("The secrets file is \"%s\".", path)));
 	}
 	PG_CATCH();
 	{
@@ -411,8 +429,8 @@ refresh_secrets(void)
 			errno = save_errno;
 			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not stat secrets file \"%s\": %m", path),
-					 errdetail("No secrets are available.")));
+					 errmsg("could not stat the secrets file: %m"),
+					 errdetail_secrets_file(path, "No secrets are available.")));
 		}
 		examined_ok = false;
 		examined_errno = save_errno;

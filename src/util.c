@@ -25,6 +25,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/trigger.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -122,6 +123,83 @@ WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	return text_arg(fcinfo, argno, argname, maxbytes);
+}
+
+/*
+ * True for the code points an identifier must not contain: C0 controls,
+ * DEL, C1 controls, and the Unicode bidirectional formatting characters
+ * (ALM, LRM, RLM, the embeddings and overrides LRE..RLO, the isolates
+ * LRI..PDI).  Identifiers are echoed in error messages, the audit log and
+ * the server log, where a newline forges a line and a right-to-left
+ * override makes one id display as another.
+ */
+static bool
+forbidden_code_point(pg_wchar c)
+{
+	return c < 0x20 || (c >= 0x7F && c <= 0x9F) ||
+		c == 0x061C || c == 0x200E || c == 0x200F ||
+		(c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+}
+
+/*
+ * Refuses an identifier holding a forbidden code point (see util.h).  The
+ * value is decoded as Unicode whatever the database encoding, except
+ * SQL_ASCII, where only ASCII has a meaning.
+ */
+void
+WithdrawalCheckIdentifier(const char *value, const char *argname)
+{
+	int			encoding = GetDatabaseEncoding();
+	const unsigned char *p;
+	const unsigned char *end;
+	pg_wchar	bad = 0;
+	bool		found = false;
+
+	/* SQL_ASCII gives no meaning to bytes above 0x7F: check ASCII only */
+	if (encoding == PG_SQL_ASCII)
+	{
+		for (p = (const unsigned char *) value; *p != '\0' && !found; p++)
+			if (*p < 0x80 && forbidden_code_point(*p))
+			{
+				found = true;
+				bad = *p;
+			}
+	}
+	else
+	{
+		p = (const unsigned char *) pg_server_to_any(value, strlen(value), PG_UTF8);
+		end = p + strlen((const char *) p);
+		while (p < end && !found)
+		{
+			pg_wchar	c = utf8_to_unicode(p);
+
+			if (forbidden_code_point(c))
+			{
+				found = true;
+				bad = c;
+			}
+			p += pg_utf_mblen(p);
+		}
+	}
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not contain control or bidirectional formatting characters",
+						argname),
+				 errdetail("The value contains U+%04X.", (unsigned int) bad)));
+}
+
+/*
+ * A text argument that is an account id or an idempotency key.
+ */
+char *
+WithdrawalArgIdentifier(FunctionCallInfo fcinfo, int argno,
+						const char *argname, int maxbytes)
+{
+	char	   *value = WithdrawalArgText(fcinfo, argno, argname, maxbytes);
+
+	WithdrawalCheckIdentifier(value, argname);
+	return value;
 }
 
 int64

@@ -27,6 +27,15 @@ extern char *WithdrawalArgText(FunctionCallInfo fcinfo, int argno,
 							   const char *argname, int maxbytes);
 extern char *WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
 									 const char *argname, int maxbytes);
+/*
+ * An account id or idempotency key: like WithdrawalArgText, and 22023 when
+ * the value holds a control character (C0, DEL, C1) or a Unicode
+ * bidirectional formatting character.  WithdrawalCheckIdentifier applies
+ * the same check to a value that is not a text argument of its own.
+ */
+extern char *WithdrawalArgIdentifier(FunctionCallInfo fcinfo, int argno,
+									 const char *argname, int maxbytes);
+extern void WithdrawalCheckIdentifier(const char *value, const char *argname);
 extern int64 WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
 extern Jsonb *WithdrawalArgObject(FunctionCallInfo fcinfo, int argno,
@@ -96,6 +105,7 @@ extern char *WithdrawalActor(void);
  * backend until a relcache invalidation names it.
  */
 extern Oid	WithdrawalRelationOid(const char *relname);
+
 
 /*
  * Looks up at most one row of relation relname through its unique index

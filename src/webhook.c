@@ -40,6 +40,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/base64.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/timestamp.h"
@@ -416,15 +417,28 @@ WithdrawalWebhookVerify(const char *scheme, const char *secret,
 }
 
 /*
- * Parses the (verified) body with PostgreSQL's jsonb input function; any
- * data exception it raises (syntax, bad escapes, \u0000) becomes 22023.
+ * Parses the (verified) body with PostgreSQL's jsonb input function.  What
+ * the parser raises about the text is bad input, 22023: any data exception
+ * (syntax, bad escapes, \u0000), nesting too deep for the stack (54001),
+ * and an escape that the database encoding cannot hold (0A000).  Anything
+ * else (out of memory, a cancel) is not about the body and is re-raised.
+ *
+ * JSON is UTF-8 (RFC 8259).  A UTF-8 database has checked the text already;
+ * a SQL_ASCII one stores any bytes, so the body is checked here.
  */
 static Jsonb *
-parse_body(const char *body)
+parse_body(const char *body, int bodylen)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Jsonb	   *volatile result = NULL;
 	ErrorData  *volatile edata = NULL;
+
+	if (GetDatabaseEncoding() == PG_SQL_ASCII &&
+		!pg_verify_mbstr(PG_UTF8, body, bodylen, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook body is not valid JSON"),
+				 errdetail("The body is not valid UTF-8.")));
 
 	PG_TRY();
 	{
@@ -434,7 +448,9 @@ parse_body(const char *body)
 	{
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			edata->sqlerrcode != ERRCODE_STATEMENT_TOO_COMPLEX &&
+			edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED)
 			PG_RE_THROW();
 		FlushErrorState();
 	}
@@ -453,8 +469,9 @@ parse_body(const char *body)
 }
 
 /*
- * Integer minor units from a JSON number's text: digits only; anything
- * else (a string, a fraction, an exponent) is 22023.
+ * Integer minor units from a JSON number's text as the processor wrote it:
+ * digits only; anything else (a string, a fraction, an exponent such as
+ * 1.114e3, even of an integral value) is 22023.
  */
 static int64
 parse_amount(const char *type, const char *s)
@@ -601,7 +618,7 @@ typedef struct WebhookEvent
 	char	   *withdrawal_id;	/* as given; may be anything */
 	char	   *processor_ref;
 	char	   *amount_type;	/* jsonb_typeof of the amount, or NULL */
-	char	   *amount;
+	char	   *amount;		/* the amount as written in the body */
 	char	   *currency;
 	Jsonb	   *payload;
 } WebhookEvent;
@@ -663,13 +680,19 @@ load_processor(const char *processor, char **scheme, int64 *tolerance_s)
  * scheme: Stripe's data.object (our id in metadata.withdrawal_id; the
  * reversed amount for transfer.reversed) or the http protocol's data
  * (data.payout_id).  Raises 22023 when the event has no usable id.
+ *
+ * jsonb keeps a number's value, not its spelling: 1.114e3 becomes 1114.
+ * The amount is therefore taken as written, through the json type, which
+ * keeps the text (and, like jsonb, takes the last of duplicate keys), so
+ * that parse_amount sees the literal the processor sent.
  */
 static void
-extract_event(Jsonb *payload, bool stripe, char *webhook_id, WebhookEvent *ev)
+extract_event(Jsonb *payload, const char *body, bool stripe, char *webhook_id,
+			  WebhookEvent *ev)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {JSONBOID, BOOLOID};
-	Datum		values[2];
+	Oid			types[3] = {JSONBOID, BOOLOID, TEXTOID};
+	Datum		values[3];
 	int			i;
 
 	WithdrawalPrepare(&plan,
@@ -680,16 +703,20 @@ extract_event(Jsonb *payload, bool stripe, char *webhook_id, WebhookEvent *ev)
 					  " CASE WHEN $2 THEN o->'metadata'->>'withdrawal_id' ELSE o->>'payout_id' END,"
 					  " CASE WHEN pg_catalog.jsonb_typeof(o->'id') OPERATOR(pg_catalog.=) 'string'"
 					  "  THEN o->>'id' END,"
-					  " pg_catalog.jsonb_typeof(o->a), o->>a,"
+					  " pg_catalog.jsonb_typeof(o->a),"
+					  " CASE WHEN pg_catalog.jsonb_typeof(o->a) OPERATOR(pg_catalog.=) 'number'"
+					  "  THEN (CASE WHEN $2 THEN $3::pg_catalog.json->'data'->'object'"
+					  "   ELSE $3::pg_catalog.json->'data' END)->>a ELSE o->>a END,"
 					  " CASE WHEN pg_catalog.jsonb_typeof(o->'currency') OPERATOR(pg_catalog.=) 'string'"
 					  "  THEN o->>'currency' END"
 					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
 					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
 					  "   AND $1->'data'->'object' OPERATOR(pg_catalog.?) 'amount_reversed'"
 					  "   THEN 'amount_reversed' ELSE 'amount' END AS a) s",
-					  2, types);
+					  3, types);
 	values[0] = JsonbPGetDatum(payload);
 	values[1] = BoolGetDatum(stripe);
+	values[2] = CStringGetTextDatum(body);
 	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
 
 	memset(ev, 0, sizeof(*ev));
@@ -977,7 +1004,8 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 							tolerance_s, &webhook_id);
 
 	/* 3. the event */
-	extract_event(parse_body(body), strcmp(scheme, "stripe") == 0, webhook_id, &ev);
+	extract_event(parse_body(body, bodylen), body, strcmp(scheme, "stripe") == 0,
+				  webhook_id, &ev);
 
 	/* 4. decide under the withdrawal's row lock; keep it, or a duplicate */
 	decide_locked(processor, &ev, &out);

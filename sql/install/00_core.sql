@@ -311,26 +311,32 @@ CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON withdrawal.le
 CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON withdrawal.ledger_entry
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
-/* Credits (rewards paid into wallets), with their idempotency keys. */
+/*
+ * Credits (rewards paid into wallets), with their idempotency keys.  Keys
+ * are scoped per account, as Stripe scopes them per API account: a key
+ * chosen by one user's client never blocks another user (a key format such
+ * as "reward:checkin:<date>" is then safe to use for everyone).
+ */
 CREATE TABLE withdrawal.credit (
 	transfer_id	uuid PRIMARY KEY,
-	idempotency_key withdrawal.idempotency_key NOT NULL UNIQUE,
+	idempotency_key withdrawal.idempotency_key NOT NULL,
 	account_id	withdrawal.account_ref NOT NULL,
 	currency	text NOT NULL,
 	amount		withdrawal.amount NOT NULL,
 	reference	text CHECK (pg_catalog.octet_length(reference) <= 1024),
 	metadata	withdrawal.json_object NOT NULL,
 	txn_id		bigint NOT NULL,
-	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	UNIQUE (account_id, idempotency_key)
 );
 COMMENT ON TABLE withdrawal.credit IS 'rewards credited to wallets; the idempotency key replays the first result';
 CREATE TRIGGER credit_append_only BEFORE UPDATE OR DELETE ON withdrawal.credit
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
 
-/* Withdrawals. */
+/* Withdrawals; idempotency keys are scoped per account, as for credits. */
 CREATE TABLE withdrawal.withdrawal (
 	withdrawal_id uuid PRIMARY KEY,
-	idempotency_key withdrawal.idempotency_key NOT NULL UNIQUE,
+	idempotency_key withdrawal.idempotency_key NOT NULL,
 	account_id	withdrawal.account_ref NOT NULL,
 	currency	text NOT NULL,
 	amount		withdrawal.amount NOT NULL,
@@ -348,7 +354,8 @@ CREATE TABLE withdrawal.withdrawal (
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	sent_at		timestamptz,
-	refund_proof withdrawal.refund_proof
+	refund_proof withdrawal.refund_proof,
+	UNIQUE (account_id, idempotency_key)
 ) WITH (fillfactor = 70);
 CREATE INDEX withdrawal_account_created ON withdrawal.withdrawal (account_id, created_at);
 CREATE INDEX withdrawal_open ON withdrawal.withdrawal (status, updated_at)

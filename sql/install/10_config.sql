@@ -2,6 +2,17 @@
 /* withdrawal: ops-editable configuration (processors, channels, policy) */
 
 /*
+ * Values that would only fail later (a time zone PostgreSQL does not know,
+ * a NaN or infinite rate, a base_url the dispatcher refuses) are refused
+ * with 22023 when written; on UPDATE, only the columns that change.
+ */
+CREATE FUNCTION withdrawal.config_check() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_config_check'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.config_check() IS
+	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs)';
+
+/*
  * Payment processors.  Secrets are never stored here: api_secret and
  * webhook_secret name entries of the file set by withdrawal.secrets_file.
  */
@@ -75,6 +86,13 @@ COMMENT ON TABLE withdrawal.policy IS 'risk policy per currency (''*'' is the de
 INSERT INTO withdrawal.processor (name, driver, webhook_scheme) VALUES ('sandbox', 'sandbox', 'hmac-sha256');
 INSERT INTO withdrawal.channel (name, processor) VALUES ('sandbox', 'sandbox');
 INSERT INTO withdrawal.policy (currency) VALUES ('*');
+
+CREATE TRIGGER processor_check BEFORE INSERT OR UPDATE ON withdrawal.processor
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();
+CREATE TRIGGER channel_check BEFORE INSERT OR UPDATE ON withdrawal.channel
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();
+CREATE TRIGGER policy_check BEFORE INSERT OR UPDATE ON withdrawal.policy
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();
 
 CREATE TRIGGER processor_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.processor
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();

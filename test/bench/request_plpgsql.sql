@@ -41,9 +41,9 @@ BEGIN
 		RAISE EXCEPTION 'context must be a JSON object' USING ERRCODE = '22023';
 	END IF;
 
-	SELECT * INTO w FROM withdrawal.withdrawal x WHERE x.idempotency_key = p_key;
+	SELECT * INTO w FROM withdrawal.withdrawal x WHERE x.account_id = p_account AND x.idempotency_key = p_key;
 	IF FOUND THEN
-		IF w.account_id = p_account AND w.currency = p_currency AND w.amount = p_amount
+		IF w.currency = p_currency AND w.amount = p_amount
 		   AND w.channel = p_channel AND w.destination = p_destination THEN
 			withdrawal_id := w.withdrawal_id; status := w.status; replayed := true;
 			RETURN;
@@ -79,7 +79,7 @@ BEGIN
 		amount, channel, destination, context, device_id, ip, status, reason, requested_by)
 	VALUES (v_id, p_key, p_account, p_currency, p_amount, p_channel, p_destination, p_context,
 		p_context->>'device_id', (p_context->>'ip')::inet, v_status, v_reason, session_user)
-	ON CONFLICT (idempotency_key) DO NOTHING;
+	ON CONFLICT (account_id, idempotency_key) DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'concurrent request with the same key' USING ERRCODE = '40001';
 	END IF;

@@ -154,6 +154,14 @@ for my $version (@released)
 	like($err, qr/may have reached the processor and can no longer be canceled/, "$version: a payout the old version may have sent cannot be canceled");
 	is($node->safe_psql($db, q{SELECT withdrawal.cancel(withdrawal_id, 'x') FROM withdrawal.withdrawal WHERE idempotency_key = 'r-unsent'}),
 		'canceled', "$version: one it never sent can");
+
+	# After it, keys are scoped per account.
+	is($node->safe_psql($db, q{SELECT replayed FROM withdrawal.credit('u2', 'USD', 1, 'c1')}),
+		'f', "$version: after the update, another account's credit key is its own");
+	is($node->safe_psql($db, q{SELECT status || ' ' || replayed FROM withdrawal.request('u2', 'USD', 1, 'sandbox', '{}', 'r1')}),
+		'queued false', "$version: after the update, another account's request key is its own");
+	is($node->safe_psql($db, q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations <> 0}),
+		'0', "$version: check_invariants() is clean after the new requests");
 }
 
 $node->stop;

@@ -4,7 +4,8 @@
 # The secrets file (withdrawal.secrets_file): read when its mode is 0600,
 # refused with a clear log line when group or others may read it, re-read
 # when it changes or the setting points elsewhere, and no secret value ever
-# reaches the server log, whatever goes wrong.
+# reaches the server log, whatever goes wrong.  The file's path reaches
+# the server log only, never a client that is not a superuser.
 use strict;
 use warnings FATAL => 'all';
 
@@ -96,10 +97,10 @@ is(fingerprint('mock_webhook'), sha256_hex($hook), 'quoted value, blanks around 
 is(fingerprint('dup'), sha256_hex('second-definition-wins'), 'the last definition of a name wins');
 is(fingerprint('no_such_secret'), 'NULL', 'unknown name: NULL');
 is(fingerprint('empty'), 'NULL', 'empty value: ignored');
-$node->wait_for_log(qr/invalid line 7 in secrets file "\Q$file\E"/, $offset);
-$node->wait_for_log(qr/invalid secret name on line 8 of secrets file "\Q$file\E"/, $offset);
-$node->wait_for_log(qr/secret "dup" is defined more than once in secrets file "\Q$file\E"/, $offset);
-$node->wait_for_log(qr/secret "empty" on line 9 of secrets file "\Q$file\E" is empty/, $offset);
+$node->wait_for_log(qr/invalid line 7 in the secrets file\n.*DETAIL: .* The secrets file is "\Q$file\E"\./, $offset);
+$node->wait_for_log(qr/invalid secret name on line 8 of the secrets file\n.*DETAIL: .* The secrets file is "\Q$file\E"\./, $offset);
+$node->wait_for_log(qr/secret "dup" is defined more than once in the secrets file\n.*DETAIL: .* The secrets file is "\Q$file\E"\./, $offset);
+$node->wait_for_log(qr/secret "empty" on line 9 of the secrets file is empty\n.*DETAIL: .* The secrets file is "\Q$file\E"\./, $offset);
 ok(1, 'bad lines reported by line number');
 
 # ---- the function is the owner's only ----
@@ -130,14 +131,14 @@ $node->reload;
 is(fingerprint('mock_api'), 'NULL', 'mode 0644: no secret');
 is(fingerprint('mock_webhook'), 'NULL', 'mode 0644: no secret at all');
 $node->wait_for_log(
-	qr/WARNING:  .*secrets file "\Q$file\E" has group or world access\n.*DETAIL:  The file is refused and no secrets are available: its permissions are 0644/,
+	qr/WARNING:  .*secrets file has group or world access\n.*DETAIL:  The file is refused and no secrets are available: its permissions are 0644, .* The secrets file is "\Q$file\E"\./,
 	$offset);
 ok(1, 'mode 0644: refused with a clear log line');
 
 $offset = -s $node->logfile;
 chmod 0640, $file or die "chmod: $!";
 is(fingerprint('mock_api'), 'NULL', 'mode 0640: no secret');
-$node->wait_for_log(qr/secrets file "\Q$file\E" has group or world access/, $offset);
+$node->wait_for_log(qr/secrets file has group or world access\n.*DETAIL: .* The secrets file is "\Q$file\E"\./, $offset);
 
 chmod 0600, $file or die "chmod: $!";
 $node->reload;
@@ -163,7 +164,8 @@ $node->reload;
 ok( $node->poll_query_until(
 		'postgres', "SELECT withdrawal.secret_fingerprint('mock_api') IS NULL"),
 	'missing file: no secret');
-$node->wait_for_log(qr/could not stat secrets file "\Q$dir\E\/missing\.conf": No such file or directory/,
+$node->wait_for_log(
+	qr/could not stat the secrets file: No such file or directory\n.*DETAIL: .* The secrets file is "\Q$dir\E\/missing\.conf"\./,
 	$offset);
 
 $offset = -s $node->logfile;
@@ -172,7 +174,7 @@ $node->reload;
 ok( $node->poll_query_until(
 		'postgres', "SELECT withdrawal.secret_fingerprint('mock_api') IS NULL"),
 	'a directory: no secret');
-$node->wait_for_log(qr/secrets file "\Q$dir\E" is not a regular file/, $offset);
+$node->wait_for_log(qr/secrets file is not a regular file\n.*DETAIL: .* The secrets file is "\Q$dir\E"\./, $offset);
 
 $node->safe_psql('postgres', "ALTER SYSTEM RESET withdrawal.secrets_file");
 $node->reload;
@@ -187,6 +189,34 @@ $node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
 	extra_params => [ '-U', 'plain' ]);
 like($err, qr/permission denied|must be superuser|privileges of pg_read_all_settings/,
 	'the setting is hidden from ordinary roles');
+
+# ---- a role that is not a superuser is never told where the file is ----
+
+# The application role looks secrets up through receive_webhook(); the
+# refusal reaches it as a WARNING, the file's path only the server log.
+$node->safe_psql(
+	'postgres', q{
+	CREATE ROLE app_user LOGIN IN ROLE withdrawal_app;
+	INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret)
+	VALUES ('hooked', 'http', 'https://hooked.example', 'mock_webhook');
+});
+chmod 0644, $file or die "chmod: $!";
+$offset = -s $node->logfile;
+($ret, $out, $err) = $node->psql(
+	'postgres',
+	"SET client_min_messages = warning;\n"
+	  . "SELECT withdrawal.receive_webhook('hooked', '{}', '{}')",
+	extra_params => [ '-U', 'app_user' ]);
+like($err, qr/WARNING:  secrets file has group or world access/,
+	'non-superuser: told that the secrets file is refused');
+like($err, qr/ERROR:  webhook secret "mock_webhook" of processor "hooked" is not in withdrawal.secrets_file/,
+	'non-superuser: the call fails for want of the secret');
+unlike($err, qr/\Q$dir\E/, 'non-superuser: the path of the file is not in the messages');
+$node->wait_for_log(
+	qr/secrets file has group or world access\n.*DETAIL: .* The secrets file is "\Q$file\E"\./,
+	$offset);
+ok(1, 'the server log names the file');
+chmod 0600, $file or die "chmod: $!";
 
 # ---- no secret value anywhere in the server log ----
 
