@@ -125,10 +125,17 @@ $node->safe_psql('postgres', q{
 	CREATE TRIGGER flaky BEFORE INSERT ON withdrawal.audit_seal
 		FOR EACH STATEMENT EXECUTE FUNCTION public.flaky_seal();
 });
-request_many($node, 300, 'sandbox', prefix => 'seal');
+request_many($node, 300, 'sandbox', amount => '100', prefix => 'seal');
 $node->poll_query_until('postgres', q{
 	SELECT count(*) = 300 FROM withdrawal.withdrawal WHERE idempotency_key LIKE 'seal%' AND status = 'paid'})
-  or die 'sandbox payouts not paid';
+  or die 'sandbox payouts not paid: ' . $node->safe_psql('postgres', q{
+	SELECT string_agg(s, E'\n') FROM (
+	  SELECT status || ' ' || count(*) AS s FROM withdrawal.withdrawal WHERE idempotency_key LIKE 'seal%' GROUP BY status
+	  UNION ALL SELECT 'outbox ' || kind || ' ' || (lease_until IS NULL) || ' ' || (next_attempt_at <= now()) || ' ' || count(*)
+	    FROM withdrawal.outbox GROUP BY kind, lease_until IS NULL, next_attempt_at <= now()
+	  UNION ALL SELECT 'worker ' || pid || ' ' || coalesce(wait_event, '-') || ' ' || coalesce(query, '-')
+	    FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'
+	  UNION ALL SELECT 'events ' || count(*) || ' due ' || count(*) FILTER (WHERE due_at <= now()) FROM withdrawal.sandbox_event) x});
 $node->poll_query_until('postgres', q{
 	SELECT (SELECT count(*) FROM withdrawal.audit_seal) = (SELECT count(*) FROM withdrawal.audit_log)})
   or die 'audit log not sealed';
