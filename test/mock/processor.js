@@ -50,7 +50,10 @@
  *                           returned ones did leave); status: the latest
  *                           entry's; returned: one of them was returned;
  *                           busy: a request for it is still being processed
- *                           or held by "slow", "hang" or "hang-after"
+ *                           or held by "slow", "hang" or "hang-after";
+ *                           ?status=S1,S2 keeps the withdrawals whose latest
+ *                           entry has one of these statuses, ?ids=I1,I2 these
+ *                           withdrawals
  *
  * RULE: {"fault": F, "amount": A?, "times": N?, "method": "POST"|"GET"|"*"?,
  *        "protocol": "http"|"stripe"?, "retry_after": S?, "delay_ms": MS?,
@@ -405,15 +408,19 @@ function requestWithdrawal(ctx) {
  * The processor's truth per withdrawal, to judge the books by: see
  * GET /_control/truth at the top.
  */
-function truth() {
+function truth(statuses, ids) {
 	const waiting = new Set();
 	for (const h of held)
 		waiting.add(requestWithdrawal(h.ctx));
 	for (const ctx of hung)
 		waiting.add(requestWithdrawal(ctx));
 	const withdrawals = {};
-	for (const [id, all] of state.allByWithdrawal) {
+	const wanted = ids === null ? state.allByWithdrawal.keys() : ids.filter((id) => state.allByWithdrawal.has(id));
+	for (const id of wanted) {
+		const all = state.allByWithdrawal.get(id);
 		const last = all[all.length - 1];
+		if (statuses !== null && !statuses.includes(last.status))
+			continue;
 		withdrawals[id] = {
 			effective: all.filter((e) => e.status !== 'failed').length,
 			status: last.status,
@@ -772,7 +779,8 @@ function control(req, res, path, query, body) {
 		return reply(200, objectFor(entry));
 	}
 	if (path === '/_control/truth' && req.method === 'GET')
-		return reply(200, truth());
+		return reply(200, truth(query.has('status') ? query.get('status').split(',') : null,
+			query.has('ids') ? query.get('ids').split(',') : null));
 	return reply(404, { error: { code: 'not_found', message: 'no such control route' } });
 }
 

@@ -260,20 +260,26 @@ sub settle
 
 =pod
 
-=item $mock->truth
+=item $mock->truth(status => [S, ...], ids => [I, ...])
 
 What the processor really did (GET C</_control/truth>): C<in_flight>,
 C<held>, C<hung>, and C<withdrawals>, a hash by withdrawal id of
 C<effective> (payouts made for it that did not fail), C<status> (of the
 latest), C<returned>, C<busy> (a request for it is still processed or
-held), C<entries>, C<ref>, C<amount> and C<protocol>.
+held), C<entries>, C<ref>, C<amount> and C<protocol>; with C<status>, only
+the withdrawals whose latest payout has one of these statuses, with C<ids>
+only these withdrawals.
 
 =cut
 
 sub truth
 {
-	my ($self) = @_;
-	return $self->_control('GET', '/_control/truth');
+	my ($self, %opts) = @_;
+	my @q;
+	push @q, 'status=' . join(',', @{ $opts{status} }) if $opts{status};
+	push @q, 'ids=' . join(',', @{ $opts{ids} }) if $opts{ids};
+	my $q = @q ? '?' . join('&', @q) : '';
+	return $self->_control('GET', "/_control/truth$q");
 }
 
 =pod

@@ -435,6 +435,10 @@ payout('t-twice', 400, key => 't-twice-a');
 payout('t-twice', 400, key => 't-twice-b');
 is_deeply([ @{ truth_of('t-twice') }{qw(effective entries)} ], [ 2, 2 ],
 	'truth: two keys for one withdrawal are two effective payouts');
+is_deeply([ sort keys %{ $mock->truth(status => [ 'returned', 'failed' ])->{withdrawals} } ],
+	[ 't-paid', 't-pending', 't-stripe' ], 'truth: only the withdrawals with the statuses asked for');
+is_deeply([ sort keys %{ $mock->truth(ids => [ 't-paid', 't-twice', 't-unknown' ], status => ['returned'])->{withdrawals} } ],
+	['t-paid'], 'truth: only the withdrawals asked for');
 
 $mock->set_faults([ { fault => 'slow', delay_ms => 600000, times => 1 } ]);
 my $slow_sock = held_request('t-slow', 500);
