@@ -82,16 +82,20 @@ sub audit_trail
 }
 
 # How the ledger came to refund withdrawals: the audit actions that moved
-# them to failed, rejected or canceled, by the status they left, counted.
+# them to failed, rejected or canceled, by the status they left and the
+# action before (a bare "request" means nothing was recorded in between),
+# counted.
 sub refunded_by
 {
 	my ($node, @ids) = @_;
 	return $node->safe_psql('postgres', qq{
 		SELECT string_agg(how || ' ' || n, ', ' ORDER BY n DESC, how) FROM (
-			SELECT action || ' from ' || coalesce(before_status, '-') AS how, count(*) AS n
-			  FROM withdrawal.audit_log
-			 WHERE withdrawal_id = ANY ('{@{[ join(',', @ids) ]}}'::uuid[])
-			   AND after_status IN ('failed', 'rejected', 'canceled')
+			SELECT action || ' from ' || coalesce(before_status, '-') || coalesce(' after ' || previous, '') AS how,
+				   count(*) AS n
+			  FROM (SELECT a.*, lag(action) OVER (PARTITION BY withdrawal_id ORDER BY audit_id) AS previous
+					  FROM withdrawal.audit_log a
+					 WHERE withdrawal_id = ANY ('{@{[ join(',', @ids) ]}}'::uuid[])) a
+			 WHERE after_status IN ('failed', 'rejected', 'canceled')
 			   AND before_status IS DISTINCT FROM after_status
 			 GROUP BY 1) s});
 }
