@@ -123,10 +123,29 @@ sub call
 	return @results;
 }
 
+# A query as the superuser.  A server that does not answer (a crash we
+# did not cause: ours are awaited) is recorded and awaited, then asked
+# again.
+sub query
+{
+	my ($sql) = @_;
+	for my $try (1, 2)
+	{
+		my ($out, $err, $timed_out) = ('', '', 0);
+		my $rc = $node->psql('postgres', $sql, stdout => \$out, stderr => \$err,
+			timeout => $timeout, timed_out => \$timed_out);
+		return $out if $rc == 0 && !$timed_out;
+		push @internal, "query: psql exited with $rc" . ($timed_out ? ' (timed out)' : '') . ": $err";
+		$node->poll_query_until('postgres', 'SELECT true')
+		  or die "seed $seed: the server did not come back after: $err";
+	}
+	die "seed $seed: query failed twice: $sql";
+}
+
 sub ids
 {
 	my ($where) = @_;
-	return split /\n/, $node->safe_psql('postgres',
+	return split /\n/, query(
 		"SELECT withdrawal_id FROM withdrawal.withdrawal WHERE $where ORDER BY updated_at DESC LIMIT 300");
 }
 
@@ -378,12 +397,13 @@ sub crash
 		# has not written is lost, as in an OS crash.  The requests commit
 		# (synchronously) after it stopped, so that their claims, sends and
 		# outcomes are all in the window.
-		$walwriter = $node->safe_psql('postgres',
+		$walwriter = query(
 			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'});
 		kill 'STOP', $walwriter;
 	}
 	$crashes{"$kind (nothing on the wire)"}++ unless on_the_wire($kind eq 'lost_commit' ? 800 : 1800);
 	sleep($kind eq 'lost_commit' ? 0.5 + rand(0.7) : rand(0.3));
+	note("seed $seed: crash: $kind");
 	# what the books say now, to count what the crash makes them forget
 	# (reading commits nothing, so it flushes nothing)
 	my %before;
@@ -391,11 +411,11 @@ sub crash
 
 	if ($kind eq 'kill9')
 	{
-		my @pids = split /\n/, $node->safe_psql('postgres',
+		my @pids = split /\n/, query(
 			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'});
 		return unless @pids;
 		my $offset = -s $node->logfile;
-		kill 'KILL', $pids[ rand @pids ];
+		return unless kill 'KILL', $pids[ rand @pids ];
 		$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
 		$node->poll_query_until('postgres', 'SELECT true')
 		  or die "seed $seed: no restart after kill -9";
@@ -436,7 +456,7 @@ sub crash
 # Status and attempts of the withdrawals changed in the last minute.
 sub recent_books
 {
-	return map { my ($id, @v) = split /\|/; ($id => \@v) } split /\n/, $node->safe_psql('postgres',
+	return map { my ($id, @v) = split /\|/; ($id => \@v) } split /\n/, query(
 		q{SELECT withdrawal_id, status, attempts FROM withdrawal.withdrawal
 		   WHERE updated_at > now() - interval '1 minute'});
 }
@@ -481,7 +501,7 @@ while (time < $settle_deadline)
 	mock_post($mock, '/_control/release');
 	settle_pending(1, 0);
 	my $returned = truth(['returned']);
-	my @open = split /\n/, $node->safe_psql('postgres',
+	my @open = split /\n/, query(
 		q{SELECT withdrawal_id || ' ' || status FROM withdrawal.withdrawal
 		   WHERE status IN ('queued', 'dispatching', 'submitted')});
 	# a submitted payout the processor has a final word for is asked again
@@ -499,7 +519,7 @@ while (time < $settle_deadline)
 	sleep 0.2;
 }
 ok($settled, "seed $seed: the workers finished once the faults were lifted")
-  or diag($node->safe_psql('postgres',
+  or diag(query(
 	q{SELECT status, count(*), max(last_error) FROM withdrawal.withdrawal
 	   WHERE status IN ('queued', 'dispatching', 'submitted') GROUP BY 1}));
 
@@ -515,9 +535,9 @@ is(scalar(@signals), 0, "seed $seed: no server process terminated by a signal ot
   or diag(join("\n", @signals));
 ok(!$node->log_contains('TRAP:'), "seed $seed: no assertion failure");
 
-my $n = $node->safe_psql('postgres', 'SELECT count(*) FROM withdrawal.withdrawal');
+my $n = query('SELECT count(*) FROM withdrawal.withdrawal');
 note(sprintf('seed %d: soak %.0f s, %d withdrawals; statuses: %s', $seed, $soak, $n,
-	join(', ', split /\n/, $node->safe_psql('postgres',
+	join(', ', split /\n/, query(
 		q{SELECT status || ' ' || count(*) FROM withdrawal.withdrawal GROUP BY status ORDER BY 1}))));
 note("seed $seed: crashes: " . join(', ', map { "$_ $crashes{$_}" } sort keys %crashes));
 note("seed $seed: webhooks: " . join(', ', map { "$_ $webhooks{$_}" } sort keys %webhooks));
