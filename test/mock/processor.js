@@ -31,7 +31,29 @@
  *   POST /_control/reset    forgets everything, drops hung connections
  *   POST /_control/release  answers every request a "slow" fault holds now
  *   POST /_control/settle   {"id":<withdrawal id|ref|key>,"status":"paid"|
- *                            "failed"|"pending","failure_code":...}
+ *                            "failed"|"returned","failure_code":...}
+ *                           what the processor later did with a payout, as
+ *                           status queries then report it: pending -> paid
+ *                           or failed (a failed one is no longer effective:
+ *                           it was not and will not be paid), paid ->
+ *                           returned (the money left and came back; still
+ *                           effective).  Any other change is refused with
+ *                           400 invalid_transition: a processor never
+ *                           un-pays.  Settling to the current status is a
+ *                           no-op.
+ *   GET  /_control/truth    what the processor really did, per withdrawal:
+ *                           {"in_flight":N,"held":N,"hung":N,"withdrawals":
+ *                            {<id>:{"effective","status","returned","busy",
+ *                                   "entries","ref","amount","protocol"}}}
+ *                           effective: payout entries created for it that
+ *                           are not failed (pending ones may still be paid,
+ *                           returned ones did leave); status: the latest
+ *                           entry's; returned: one of them was returned;
+ *                           busy: a request for it is still being processed
+ *                           or held by "slow", "hang" or "hang-after";
+ *                           ?status=S1,S2 keeps the withdrawals whose latest
+ *                           entry has one of these statuses, ?ids=I1,I2 these
+ *                           withdrawals
  *
  * RULE: {"fault": F, "amount": A?, "times": N?, "method": "POST"|"GET"|"*"?,
  *        "protocol": "http"|"stripe"?, "retry_after": S?, "delay_ms": MS?,
@@ -114,6 +136,7 @@ function freshState() {
 		byKey: new Map(),			/* idempotency key -> payout entry */
 		byRef: new Map(),			/* processor ref (po_/tr_) -> entry */
 		byWithdrawal: new Map(),	/* withdrawal id -> entry (latest) */
+		allByWithdrawal: new Map(), /* withdrawal id -> every entry */
 		perWithdrawal: new Map(),	/* withdrawal id -> effective payouts */
 		log: [],
 		logDropped: 0,
@@ -306,13 +329,13 @@ function objectFor(entry) {
 			id: entry.ref,
 			object: 'transfer',
 			amount: entry.amount,
-			amount_reversed: 0,
+			amount_reversed: entry.status === 'returned' ? entry.amount : 0,
 			currency: entry.currency,
 			created: entry.created,
 			destination: entry.destination,
 			livemode: false,
 			metadata: entry.metadata,
-			reversed: false,
+			reversed: entry.status === 'returned',
 			transfer_group: entry.transferGroup,
 		};
 	return {
@@ -341,6 +364,75 @@ function countEffective(entry) {
 		if (n > state.maxPerWithdrawal)
 			state.maxPerWithdrawal = n;
 	}
+}
+
+/* A pending payout that fails was never paid: it stops counting. */
+function uncountEffective(entry) {
+	entry.effective--;
+	state.effective--;
+	if (entry.withdrawalId !== null)
+		state.perWithdrawal.set(entry.withdrawalId, state.perWithdrawal.get(entry.withdrawalId) - 1);
+}
+
+/* What the processor may do to a payout later: it never un-pays one. */
+const SETTLE_TRANSITIONS = Object.freeze({
+	pending: ['paid', 'failed'],
+	paid: ['returned'],
+});
+
+/*
+ * Changes a payout's status as /_control/settle asks; returns an error
+ * message when the change is one no processor makes, else null.
+ */
+function settleEntry(entry, status, failureCode) {
+	if (entry.status === status)
+		return null;
+	const allowed = SETTLE_TRANSITIONS[entry.status] || [];
+	if (!allowed.includes(status))
+		return `a payout cannot go from ${entry.status} to ${status}`;
+	if (status === 'failed')
+		uncountEffective(entry);
+	entry.status = status;
+	entry.failureCode = status === 'paid' ? null : (failureCode || 'account_closed');
+	return null;
+}
+
+/* The withdrawal a request is about (a Stripe status query names a ref). */
+function requestWithdrawal(ctx) {
+	const id = ctx.rec.withdrawal_id;
+	const entry = id === null ? undefined : state.byRef.get(id);
+	return entry === undefined ? id : entry.withdrawalId;
+}
+
+/*
+ * The processor's truth per withdrawal, to judge the books by: see
+ * GET /_control/truth at the top.
+ */
+function truth(statuses, ids) {
+	const waiting = new Set();
+	for (const h of held)
+		waiting.add(requestWithdrawal(h.ctx));
+	for (const ctx of hung)
+		waiting.add(requestWithdrawal(ctx));
+	const withdrawals = {};
+	const wanted = ids === null ? state.allByWithdrawal.keys() : ids.filter((id) => state.allByWithdrawal.has(id));
+	for (const id of wanted) {
+		const all = state.allByWithdrawal.get(id);
+		const last = all[all.length - 1];
+		if (statuses !== null && !statuses.includes(last.status))
+			continue;
+		withdrawals[id] = {
+			effective: all.filter((e) => e.status !== 'failed').length,
+			status: last.status,
+			returned: all.some((e) => e.status === 'returned'),
+			busy: waiting.has(id) || all.some((e) => e.busy),
+			entries: all.length,
+			ref: last.ref,
+			amount: last.amount,
+			protocol: last.protocol,
+		};
+	}
+	return { in_flight: state.inFlight, held: held.size, hung: hung.size, withdrawals };
 }
 
 /*
@@ -408,6 +500,13 @@ function createPayout(ctx, p) {
 	};
 	if (p.key !== null)
 		state.byKey.set(p.key, entry);
+	if (p.withdrawalId !== null) {
+		const all = state.allByWithdrawal.get(p.withdrawalId);
+		if (all === undefined)
+			state.allByWithdrawal.set(p.withdrawalId, [entry]);
+		else
+			all.push(entry);
+	}
 	state.busyKeys++;
 
 	const decide = (after) => {
@@ -669,15 +768,19 @@ function control(req, res, path, query, body) {
 	if (path === '/_control/settle' && req.method === 'POST') {
 		const id = input && input.id;
 		const status = input && input.status;
-		if (!['paid', 'failed', 'pending'].includes(status))
-			return reply(400, { error: { code: 'invalid_status', message: 'status must be paid, failed or pending' } });
+		if (!['pending', 'paid', 'failed', 'returned'].includes(status))
+			return reply(400, { error: { code: 'invalid_status', message: 'status must be pending, paid, failed or returned' } });
 		const entry = state.byWithdrawal.get(id) || state.byRef.get(id) || state.byKey.get(id);
 		if (entry === undefined || entry.stored === null)
 			return reply(404, { error: { code: 'not_found', message: 'no payout with this id' } });
-		entry.status = status;
-		entry.failureCode = status === 'failed' ? (input.failure_code || 'account_closed') : null;
+		const refused = settleEntry(entry, status, input.failure_code);
+		if (refused !== null)
+			return reply(400, { error: { code: 'invalid_transition', message: refused } });
 		return reply(200, objectFor(entry));
 	}
+	if (path === '/_control/truth' && req.method === 'GET')
+		return reply(200, truth(query.has('status') ? query.get('status').split(',') : null,
+			query.has('ids') ? query.get('ids').split(',') : null));
 	return reply(404, { error: { code: 'not_found', message: 'no such control route' } });
 }
 

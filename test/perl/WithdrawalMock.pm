@@ -232,7 +232,9 @@ sub requests
 C<reset> forgets payouts, rules, counters and the log and drops hung
 connections.  C<release> answers now every request that a C<slow> rule
 holds and returns how many.  C<settle> changes the status that status
-queries report for a payout (by withdrawal id, processor ref or key).
+queries report for a payout (by withdrawal id, processor ref or key) the
+way a processor may: C<pending> to C<paid> or C<failed>, C<paid> to
+C<returned>; it dies on any other change (the mock answers 400).
 
 =cut
 
@@ -254,6 +256,30 @@ sub settle
 	my %body = (id => $id, status => $status);
 	$body{failure_code} = $failure_code if defined $failure_code;
 	return $self->_control('POST', '/_control/settle', \%body);
+}
+
+=pod
+
+=item $mock->truth(status => [S, ...], ids => [I, ...])
+
+What the processor really did (GET C</_control/truth>): C<in_flight>,
+C<held>, C<hung>, and C<withdrawals>, a hash by withdrawal id of
+C<effective> (payouts made for it that did not fail), C<status> (of the
+latest), C<returned>, C<busy> (a request for it is still processed or
+held), C<entries>, C<ref>, C<amount> and C<protocol>; with C<status>, only
+the withdrawals whose latest payout has one of these statuses, with C<ids>
+only these withdrawals.
+
+=cut
+
+sub truth
+{
+	my ($self, %opts) = @_;
+	my @q;
+	push @q, 'status=' . join(',', @{ $opts{status} }) if $opts{status};
+	push @q, 'ids=' . join(',', @{ $opts{ids} }) if $opts{ids};
+	my $q = @q ? '?' . join('&', @q) : '';
+	return $self->_control('GET', "/_control/truth$q");
 }
 
 =pod

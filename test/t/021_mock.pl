@@ -376,6 +376,90 @@ is($st->{effective_payouts}, 0, 'reset: payouts forgotten');
 is(scalar @{ $mock->faults }, 0, 'reset: rules cleared');
 is(get_payout('w-happy')->{status}, 404, 'reset: payouts gone');
 
+# ---- the processor's truth, and what it may do to a payout later ----
+
+sub truth_of { return $mock->truth->{withdrawals}{ $_[0] } }
+
+# a raw request whose answer the mock holds (slow) or never sends (hang-after)
+sub held_request
+{
+	my ($id, $amount) = @_;
+	my $body = $json->encode({ id => $id, amount => $amount, currency => 'USD' });
+	my $sock = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $mock->port,
+		Proto => 'tcp') or die "connect: $!";
+	print $sock "POST /payouts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer $key\r\n"
+	  . "Idempotency-Key: $id\r\nContent-Type: application/json\r\n"
+	  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
+	return $sock;
+}
+
+is_deeply($mock->truth, { in_flight => 0, held => 0, hung => 0, withdrawals => {} },
+	'truth: nothing after a reset');
+
+$mock->set_faults([ { fault => 'pending', times => 2 } ]);
+payout('t-pending', 100);
+payout('t-pending2', 100);
+is_deeply(truth_of('t-pending'),
+	{ effective => 1, status => 'pending', returned => JSON::PP::false, busy => JSON::PP::false,
+	  entries => 1, ref => get_payout('t-pending')->{json}{id}, amount => 100, protocol => 'http' },
+	'truth: a pending payout is effective (it may still be paid)');
+is($mock->settle('t-pending', 'failed', 'insufficient_funds')->{status}, 'failed', 'settle: pending -> failed');
+is(truth_of('t-pending')->{effective}, 0, 'truth: a pending payout that failed is not effective');
+is(get_payout('t-pending')->{json}{failure_code}, 'insufficient_funds', 'settle: failure code kept');
+$st = $mock->stats;
+is($st->{keys}{'t-pending'}, 0, 'stats: the failed payout no longer counts for its key');
+is($st->{effective_payouts}, 1, 'stats: effective payouts decreased');
+ok(!eval { $mock->settle('t-pending', 'paid'); 1 }, 'settle: failed -> paid refused');
+like($@, qr/400.*a payout cannot go from failed to paid/, 'settle: refused with 400 invalid_transition');
+is($mock->settle('t-pending2', 'paid')->{status}, 'paid', 'settle: pending -> paid');
+is($mock->settle('t-pending2', 'paid')->{status}, 'paid', 'settle: to the current status is a no-op');
+ok(!eval { $mock->settle('t-pending2', 'failed'); 1 }, 'settle: paid -> failed refused (a processor never un-pays)');
+ok(!eval { $mock->settle('t-pending2', 'pending'); 1 }, 'settle: paid -> pending refused');
+is(truth_of('t-pending2')->{effective}, 1, 'truth: a refused change changes nothing');
+
+payout('t-paid', 300);
+is($mock->settle('t-paid', 'returned')->{status}, 'returned', 'settle: paid -> returned');
+is_deeply([ @{ truth_of('t-paid') }{qw(effective status returned)} ], [ 1, 'returned', JSON::PP::true ],
+	'truth: a returned payout stays effective (the money did leave)');
+is(get_payout('t-paid')->{json}{status}, 'returned', 'status query: returned');
+ok(!eval { $mock->settle('t-paid', 'paid'); 1 }, 'settle: returned -> paid refused');
+
+my $tr = stripe('POST', '/v1/transfers', { %tr, 'metadata[withdrawal_id]' => 't-stripe', transfer_group => 't-stripe' }, 't-stripe');
+$mock->settle('t-stripe', 'returned');
+my $reversed = stripe('GET', "/v1/transfers/$tr->{json}{id}")->{json};
+is_deeply([ @{$reversed}{qw(reversed amount_reversed)} ], [ JSON::PP::true, 2500 ], 'stripe: a returned transfer is reversed');
+
+payout('t-twice', 400, key => 't-twice-a');
+payout('t-twice', 400, key => 't-twice-b');
+is_deeply([ @{ truth_of('t-twice') }{qw(effective entries)} ], [ 2, 2 ],
+	'truth: two keys for one withdrawal are two effective payouts');
+is_deeply([ sort keys %{ $mock->truth(status => [ 'returned', 'failed' ])->{withdrawals} } ],
+	[ 't-paid', 't-pending', 't-stripe' ], 'truth: only the withdrawals with the statuses asked for');
+is_deeply([ sort keys %{ $mock->truth(ids => [ 't-paid', 't-twice', 't-unknown' ], status => ['returned'])->{withdrawals} } ],
+	['t-paid'], 'truth: only the withdrawals asked for');
+
+$mock->set_faults([ { fault => 'slow', delay_ms => 600000, times => 1 } ]);
+my $slow_sock = held_request('t-slow', 500);
+ok(poll_until(sub { $mock->truth->{held} == 1 }), 'truth: a held request is counted');
+ok(truth_of('t-slow')->{busy}, 'truth: the withdrawal of a held request is busy');
+$mock->release;
+{ local $/; <$slow_sock>; }
+close $slow_sock;
+ok(poll_until(sub { !truth_of('t-slow')->{busy} && $mock->truth->{in_flight} == 0 }),
+	'truth: released and answered, not busy any more');
+
+$mock->set_faults([ { fault => 'hang-after', times => 1 } ]);
+my $hung_sock = held_request('t-hang', 600);
+ok(poll_until(sub { $mock->truth->{hung} == 1 }), 'truth: a hung request is counted');
+ok(truth_of('t-hang')->{busy}, 'truth: the withdrawal of a hung request is busy');
+is(truth_of('t-hang')->{effective}, 1, 'truth: paid although the answer hangs');
+close $hung_sock;
+ok(poll_until(sub { $mock->truth->{hung} == 0 && !truth_of('t-hang')->{busy} }),
+	'truth: the client gave up, not busy any more');
+$mock->set_faults([]);
+
 # ---- a second instance with pending as default, then stop ----
 
 my $mock2 = WithdrawalMock->new(status => 'pending', name => 'mock_021_pending');

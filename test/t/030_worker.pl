@@ -8,6 +8,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalBooks;
 
 my $node = PostgreSQL::Test::Cluster->new('worker');
 $node->init;
@@ -96,6 +97,17 @@ $node->poll_query_until('postgres', q{
 	SELECT x.status FROM withdrawal.withdrawals x JOIN w ON w.id = x.withdrawal_id WHERE w.label = 'after'},
 	'paid') or die 'not paid after restart';
 pass('payouts flow after the restart');
+
+# The sandbox is this test's processor: by its documented amounts it paid
+# every payout it was sent except the one ending in 13 (and the one ending
+# in 42 came back after it was paid).
+my %sandbox = map {
+	my ($id, $amount) = split /\|/;
+	$id => $amount % 100 == 13 ? { effective => 0, status => 'failed' }
+	  : { effective => 1, status => $amount % 100 == 42 ? 'returned' : 'paid' }
+} split /\n/, $node->safe_psql('postgres',
+	q{SELECT x.withdrawal_id, x.amount FROM w JOIN withdrawal.withdrawal x ON x.withdrawal_id = w.id});
+books_match_processor($node, undef, 'sandbox', truth => { withdrawals => \%sandbox });
 
 $node->stop;
 ok(!$node->log_contains('TRAP|server process .* was terminated by signal'), 'no assertion failure or crash');

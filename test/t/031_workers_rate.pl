@@ -9,6 +9,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalBooks;
 use WithdrawalDispatchTest;
 
 my $mock = start_mock();
@@ -35,6 +36,7 @@ for my $workers (2, 4)
 	is($node->safe_psql('postgres', q{SELECT status, count(*) FROM withdrawal.withdrawal GROUP BY 1}),
 		'paid|1800', "$workers workers: every payout paid");
 	my $s = no_double_payout($node, $mock, "$workers workers");
+	books_match_processor($node, $mock, "$workers workers", settled => 1);
 	is($s->{effective_payouts}, 1800, "$workers workers: exactly 1800 effective payouts at the processor");
 	cmp_ok($s->{replays}, '>', 0, "$workers workers: lost answers were resent and replayed");
 	$node->stop;
@@ -60,6 +62,7 @@ for my $workers (2, 4)
 		 WHERE action = 'dispatch_submitted'}),
 		'600|600', 'pending answers: one audit row per submitted payout');
 	my $s = no_double_payout($node, $mock, 'pending answers');
+	books_match_processor($node, $mock, 'pending answers');
 	is($s->{effective_payouts}, 600, 'pending answers: 600 effective payouts at the processor');
 
 	# The worker seals the audit chain as rows commit.  A row whose
@@ -93,6 +96,7 @@ mock_post($mock, '/_control/faults', { rules => [ { fault => 'slow', delay_ms =>
 request_many($node, 50, 'bank', prefix => 'r');
 wait_all_settled($node, 'rate limited');
 my $s = no_double_payout($node, $mock, 'rate limit');
+books_match_processor($node, $mock, 'rate limit', settled => 1);
 cmp_ok($s->{max_payout_requests_per_second}, '<=', 13, 'no 1 s window above rate + burst (10 + 3)');
 cmp_ok($s->{max_payout_requests_per_second}, '>=', 5, 'and the channel did run near its rate');
 cmp_ok($s->{max_in_flight}, '<=', 2, 'in-flight cap of the channel held across workers');

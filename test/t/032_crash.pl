@@ -9,6 +9,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalBooks;
 use WithdrawalDispatchTest;
 
 my $mock = start_mock();
@@ -29,6 +30,7 @@ sub settle_and_check
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.withdrawal WHERE status = 'paid'}),
 		$n, "$what: all $n paid");
 	no_double_payout($node, $mock, $what);
+	books_match_processor($node, $mock, $what, settled => 1);
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.outbox}), '0', "$what: outbox empty");
 }
 

@@ -12,6 +12,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalBooks;
 use WithdrawalDispatchTest;
 
 my $mock = start_mock('--api-key', 'sk_test_0123456789abcdef');
@@ -197,6 +198,7 @@ wait_status('insecure', 'paid');
 
 wait_all_settled($node, 'all faults');
 no_double_payout($node, $mock, 'faults');
+books_match_processor($node, $mock, 'faults', settled => 1);
 is($node->safe_psql('postgres', q{SELECT available || ' ' || held || ' ' || paid_out FROM withdrawal.balance('acct1', 'USD')}),
 	$node->safe_psql('postgres', q{
 		SELECT 100000000 - sum(amount) FILTER (WHERE status IN ('paid', 'dead'))

@@ -9,6 +9,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalBooks;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $secrets_file = "$tmp/secrets";
@@ -86,6 +87,13 @@ my ($available, $held, $paid_out) = split(/\|/,
 	$node->safe_psql('postgres', "SELECT * FROM withdrawal.balance('erin', 'USD')"));
 is($held + $paid_out, 0, 'nothing held or paid out: every payout came back exactly once');
 is($available, 1000000, 'the wallet is whole again');
+
+# What the processor did, as its events tell it: it paid each payout
+# (payout.paid, events 1..n) and the payout then failed (events n+1..2n),
+# i.e. came back; the money did leave, so the books must not refund it.
+my %truth = map { $_ => { effective => 1, status => 'returned', returned => 1 } }
+  split /\n/, $node->safe_psql('postgres', 'SELECT id FROM w');
+books_match_processor($node, undef, 'racing webhooks', truth => { withdrawals => \%truth });
 
 $node->stop;
 done_testing();
