@@ -9,6 +9,7 @@ OBJS = \
 	src/util.o \
 	src/audit.o \
 	src/ledger.o \
+	src/lock.o \
 	src/lifecycle.o \
 	src/policy.o \
 	src/request.o \

@@ -1,3 +1,21 @@
 /* withdrawal 1.0.0 -> 1.1.0 */
 
 \echo Use "ALTER EXTENSION withdrawal UPDATE TO '1.1.0'" to load this file. \quit
+
+/*
+ * Locks no other role can take: rows of lock_slot replace the advisory
+ * locks of the audit sealers and of the policy counters (00_core.sql,
+ * 25_policy.sql).
+ */
+CREATE TABLE withdrawal.lock_slot (
+	slot_id		integer PRIMARY KEY,
+	purpose		text NOT NULL
+);
+COMMENT ON TABLE withdrawal.lock_slot IS
+	'rows locked by the extension to serialise audit sealers and requests sharing a policy counter; never locked or changed by anyone else';
+INSERT INTO withdrawal.lock_slot (slot_id, purpose) VALUES (0, 'audit sealer');
+INSERT INTO withdrawal.lock_slot (slot_id, purpose)
+SELECT k.kind * 65536 + b, k.purpose
+  FROM (VALUES (1, 'account counter'), (2, 'device counter'), (3, 'ip counter')) k(kind, purpose),
+	   pg_catalog.generate_series(0, 4095) b;
+REVOKE ALL ON withdrawal.lock_slot FROM PUBLIC;

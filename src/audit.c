@@ -10,6 +10,8 @@
  * row, chain_hash = SHA-256(previous chain_hash || row_hash).  Chaining at
  * insert time would make the chain head a lock that every request holds
  * until its commit record is flushed, which serialises all commits.
+ * Sealers take turns on their row of withdrawal.lock_slot (lock.c), which
+ * no other role can lock.
  *
  * Rows are sealed in the order the sealer sees them, so a row whose
  * transaction committed late is sealed late.  The worker's routine pass
@@ -41,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "lock.h"
 #include "util.h"
 #include "withdrawal.h"
 
@@ -48,10 +51,6 @@ PG_FUNCTION_INFO_V1(withdrawal_seal_audit);
 PG_FUNCTION_INFO_V1(withdrawal_verify_audit);
 
 #define AUDIT_HASH_LEN 32
-
-/* Advisory lock that serialises sealers: class "WDAU", object 1 */
-#define AUDIT_SEAL_LOCK_CLASS	0x57444155
-#define AUDIT_SEAL_LOCK_OBJECT	1
 
 /* How far below the last sealed id the routine seal looks for stragglers */
 #define AUDIT_STRAGGLER_LOOKBACK 100000
@@ -64,6 +63,18 @@ PG_FUNCTION_INFO_V1(withdrawal_verify_audit);
 	"a.audit_id, a.logged_at, a.actor, a.action, a.withdrawal_id, " \
 	"a.account_id, a.before_status, a.after_status, a.detail"
 #define AUDIT_NCOLUMNS 9
+
+/* Rows above $1 not sealed yet, in audit_id order, at most $2 */
+#define AUDIT_STRAGGLER_SQL \
+	"SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a " \
+	"WHERE a.audit_id > $1 AND NOT EXISTS " \
+	"(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) " \
+	"ORDER BY a.audit_id LIMIT $2"
+
+/* Rows above $1 (the highest sealed id), in audit_id order, at most $2 */
+#define AUDIT_FRONTIER_SQL \
+	"SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a " \
+	"WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2"
 
 static void sha256(const unsigned char *data, size_t len, unsigned char *out);
 
@@ -235,23 +246,6 @@ spi_get_hash(int row, int col, unsigned char *out)
 	return true;
 }
 
-/*
- * Takes the sealers' lock for the rest of the transaction; without "wait",
- * returns false at once when another sealer holds it.
- */
-static bool
-audit_seal_lock(bool wait)
-{
-	Datum		lock_class = Int32GetDatum(AUDIT_SEAL_LOCK_CLASS);
-	Datum		lock_object = Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT);
-
-	if (!wait)
-		return DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-												lock_class, lock_object));
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, lock_class, lock_object);
-	return true;
-}
-
 /* The highest audit_id sealed so far, 0 when none */
 static int64
 audit_max_sealed_id(void)
@@ -365,6 +359,42 @@ audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
 	return sealed;
 }
 
+/* The plan of AUDIT_FRONTIER_SQL, kept: the routine seal runs every second */
+static SPIPlanPtr
+audit_frontier_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT4OID};
+
+	return WithdrawalPrepare(&plan, AUDIT_FRONTIER_SQL, 2, types);
+}
+
+/*
+ * Whether a seal with this straggler floor (see audit_seal) would find any
+ * row, looked up without the sealers' lock.  Locking a row costs a
+ * transaction id and a WAL record, which an idle worker should not spend
+ * every second to find nothing; the sealer looks again under the lock.
+ */
+static bool
+audit_pending(int64 straggler_floor)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+
+	args[1] = Int32GetDatum(1);
+	if (straggler_floor >= 0)
+	{
+		args[0] = Int64GetDatum(straggler_floor);
+		WithdrawalExecuteOnce(AUDIT_STRAGGLER_SQL, 2, types, args, NULL, SPI_OK_SELECT);
+	}
+	else
+	{
+		args[0] = Int64GetDatum(audit_max_sealed_id());
+		WithdrawalExecute(audit_frontier_plan(), args, NULL, false, 0, SPI_OK_SELECT);
+	}
+	return SPI_processed > 0;
+}
+
 /*
  * Seals unsealed rows, at most "limit": first, unless straggler_floor is
  * negative, every unsealed row above it (an anti-join over that range:
@@ -375,16 +405,10 @@ audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
 static int64
 audit_seal(int64 straggler_floor, int64 limit)
 {
-	static SPIPlanPtr frontier_plan = NULL;
 	Oid			types[2] = {INT8OID, INT4OID};
 	unsigned char prev[AUDIT_HASH_LEN];
 	int64		seq;
 	int64		sealed = 0;
-
-	WithdrawalPrepare(&frontier_plan,
-					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-					  "WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2",
-					  2, types);
 
 	seq = audit_chain_head(prev);
 	if (straggler_floor >= 0)
@@ -393,11 +417,7 @@ audit_seal(int64 straggler_floor, int64 limit)
 		 * Rare, and an anti-join over the look back range: planned for the
 		 * tables as they are now rather than kept
 		 */
-		SPIPlanPtr	straggler_plan = SPI_prepare("SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-												 "WHERE a.audit_id > $1 AND NOT EXISTS "
-												 "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
-												 "ORDER BY a.audit_id LIMIT $2",
-												 2, types);
+		SPIPlanPtr	straggler_plan = SPI_prepare(AUDIT_STRAGGLER_SQL, 2, types);
 
 		if (straggler_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -405,17 +425,30 @@ audit_seal(int64 straggler_floor, int64 limit)
 		SPI_freeplan(straggler_plan);
 	}
 	if (sealed < limit)
-		sealed += audit_seal_pass(frontier_plan, audit_max_sealed_id(), limit - sealed,
-								  &seq, prev);
+		sealed += audit_seal_pass(audit_frontier_plan(), audit_max_sealed_id(),
+								  limit - sealed, &seq, prev);
 	return sealed;
+}
+
+/* The straggler floor of a seal that looks back, or -1 for one that does not */
+static int64
+audit_straggler_floor(bool stragglers)
+{
+	return stragglers ? Max(audit_max_sealed_id() - AUDIT_STRAGGLER_LOOKBACK, 0) : -1;
 }
 
 int64
 WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit)
 {
-	if (!audit_seal_lock(wait))
+	if (!audit_pending(audit_straggler_floor(stragglers)))
 		return 0;
-	return audit_seal(stragglers ? Max(audit_max_sealed_id() - AUDIT_STRAGGLER_LOOKBACK, 0) : -1,
+	if (!WithdrawalLockSlot(WITHDRAWAL_LOCK_AUDIT_SEAL, wait))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("withdrawal audit sealing skipped: another sealer is at work")));
+		return 0;
+	}
+	return audit_seal(audit_straggler_floor(stragglers),
 					  limit <= 0 ? PG_INT64_MAX : limit);
 }
 
@@ -457,7 +490,7 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal audit row",
 									ALLOCSET_DEFAULT_SIZES);
 	SPI_connect();
-	audit_seal_lock(true);
+	WithdrawalLockSlot(WITHDRAWAL_LOCK_AUDIT_SEAL, true);
 	audit_seal(0, PG_INT64_MAX);
 
 	portal = SPI_cursor_open_with_args(NULL,
