@@ -29,10 +29,12 @@ SELECT count(*) > 10 AS rows_checked, bool_and(s.row_hash = sha256(convert_to(
          pg_temp.field(a.detail::text), 'UTF8'))) AS row_hashes_match
   FROM withdrawal.audit_log a JOIN withdrawal.audit_seal s USING (audit_id);
 
--- even the owner cannot edit through SQL
+-- even the owner cannot edit through SQL, nor truncate a table of record
 SELECT try($$UPDATE withdrawal.audit_log SET detail = '{}'$$);
 SELECT try($$DELETE FROM withdrawal.audit_seal$$);
-SELECT try($$TRUNCATE withdrawal.audit_log$$);
+SELECT t, try(format('TRUNCATE withdrawal.%I', t))
+  FROM unnest(ARRAY['audit_log', 'audit_seal', 'ledger_entry', 'credit', 'approval', 'webhook_event']) t;
+SELECT count(*) > 0 AS credits_kept FROM withdrawal.credit;
 
 -- a superuser who disables the trigger and edits a row is detected
 SELECT audit_id AS victim, actor AS victim_actor FROM withdrawal.audit_log

@@ -19,3 +19,11 @@ SELECT k.kind * 65536 + b, k.purpose
   FROM (VALUES (1, 'account counter'), (2, 'device counter'), (3, 'ip counter')) k(kind, purpose),
 	   pg_catalog.generate_series(0, 4095) b;
 REVOKE ALL ON withdrawal.lock_slot FROM PUBLIC;
+
+/* TRUNCATE is refused on every append-only table (00_core.sql, 40_webhook.sql) */
+CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER approval_no_truncate BEFORE TRUNCATE ON withdrawal.approval
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER webhook_event_no_truncate BEFORE TRUNCATE ON withdrawal.webhook_event
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();

@@ -322,6 +322,8 @@ CREATE TABLE withdrawal.credit (
 COMMENT ON TABLE withdrawal.credit IS 'rewards credited to wallets; the idempotency key replays the first result';
 CREATE TRIGGER credit_append_only BEFORE UPDATE OR DELETE ON withdrawal.credit
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /* Withdrawals. */
 CREATE TABLE withdrawal.withdrawal (
@@ -365,6 +367,8 @@ CREATE TABLE withdrawal.approval (
 COMMENT ON TABLE withdrawal.approval IS 'manual-review approvals; two distinct approvers above the four-eyes threshold';
 CREATE TRIGGER approval_append_only BEFORE UPDATE OR DELETE ON withdrawal.approval
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER approval_no_truncate BEFORE TRUNCATE ON withdrawal.approval
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /*
  * The audit log.  Rows are appended with the transaction that acts; a
