@@ -27,3 +27,28 @@ CREATE TRIGGER approval_no_truncate BEFORE TRUNCATE ON withdrawal.approval
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 CREATE TRIGGER webhook_event_no_truncate BEFORE TRUNCATE ON withdrawal.webhook_event
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+
+/* verify_audit() reads only; the chain head is published (20_api.sql) */
+COMMENT ON FUNCTION withdrawal.verify_audit() IS
+	'recomputes every sealed row hash and the chain, reading only; reports the first tampered row';
+
+CREATE FUNCTION withdrawal.audit_head(OUT seq bigint, OUT audit_id bigint, OUT chain_hash bytea,
+									  OUT sealed_at timestamptz)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_audit_head'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.audit_head() IS
+	'the latest audit seal (seq 0 and zero hash before the first), to be stored outside the database as an anchor';
+
+CREATE FUNCTION withdrawal.verify_audit_anchor(seq bigint, chain_hash bytea)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_audit_anchor'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) IS
+	'whether the audit chain recomputed from the rows still reaches chain_hash at seal seq, as audit_head() reported it';
+
+REVOKE ALL ON FUNCTION withdrawal.audit_head(), withdrawal.verify_audit_anchor(bigint, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.audit_head() TO withdrawal_ops, withdrawal_auditor;
+GRANT EXECUTE ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) TO withdrawal_auditor;
