@@ -10,6 +10,7 @@ OBJS = \
 	src/config.o \
 	src/audit.o \
 	src/ledger.o \
+	src/lock.o \
 	src/lifecycle.o \
 	src/policy.o \
 	src/request.o \

@@ -4,20 +4,30 @@
  *	  The append-only audit log and its SHA-256 hash chain.
  *
  * Acting transactions only append rows to withdrawal.audit_log.  A sealer
- * (the dispatcher worker on every loop, seal_audit(), and verify_audit()
- * before it checks) then links the rows it finds committed, in order, into
- * withdrawal.audit_seal: row_hash = SHA-256 of a canonical encoding of the
- * row, chain_hash = SHA-256(previous chain_hash || row_hash).  Chaining at
- * insert time would make the chain head a lock that every request holds
- * until its commit record is flushed, which serialises all commits.
+ * (the dispatcher worker on every loop, or seal_audit()) then links the
+ * rows it finds committed, in order, into withdrawal.audit_seal: row_hash =
+ * SHA-256 of a canonical encoding of the row, chain_hash = SHA-256(previous
+ * chain_hash || row_hash).  Chaining at insert time would make the chain
+ * head a lock that every request holds until its commit record is flushed,
+ * which serialises all commits.  Sealers take turns on their row of
+ * withdrawal.lock_slot (lock.c), which no other role can lock.
  *
  * Rows are sealed in the order the sealer sees them, so a row whose
  * transaction committed late is sealed late.  The worker's routine pass
  * seals the rows above the highest sealed id, a bounded number at a time
  * so that its payouts are not kept waiting; now and then (and in
- * seal_audit()) it looks back a bounded number of ids for such stragglers,
- * and verify_audit() seals all of them.  Editing a sealed row breaks its
- * row_hash; editing a seal breaks the chain from there on.
+ * seal_audit()) it looks back a bounded number of ids for such stragglers.
+ * Editing a sealed row breaks its row_hash; editing a seal breaks the chain
+ * from there on.
+ *
+ * verify_audit() only reads: it checks the chain as sealed, so it also runs
+ * on a standby and in a read-only transaction.  The owner of the tables
+ * can still rewrite rows and re-chain them, or cut off the tail of the
+ * log, and the chain then verifies; only a chain head kept outside the
+ * database shows that.  So every seal that advances the chain publishes
+ * its new head, after commit, in a LOG line and a NOTIFY on
+ * AUDIT_HEAD_CHANNEL, audit_head() returns it, and verify_audit_anchor()
+ * checks that the chain still leads to a head recorded earlier.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -32,7 +42,9 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -41,17 +53,20 @@
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "lock.h"
 #include "util.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_seal_audit);
 PG_FUNCTION_INFO_V1(withdrawal_verify_audit);
+PG_FUNCTION_INFO_V1(withdrawal_audit_head);
+PG_FUNCTION_INFO_V1(withdrawal_verify_audit_anchor);
 
 #define AUDIT_HASH_LEN 32
+#define AUDIT_HASH_HEX_LEN (AUDIT_HASH_LEN * 2)
 
-/* Advisory lock that serialises sealers: class "WDAU", object 1 */
-#define AUDIT_SEAL_LOCK_CLASS	0x57444155
-#define AUDIT_SEAL_LOCK_OBJECT	1
+/* Where each new chain head is announced, with payload "<seq>:<hex hash>" */
+#define AUDIT_HEAD_CHANNEL "withdrawal_audit_head"
 
 /* How far below the last sealed id the routine seal looks for stragglers */
 #define AUDIT_STRAGGLER_LOOKBACK 100000
@@ -64,6 +79,28 @@ PG_FUNCTION_INFO_V1(withdrawal_verify_audit);
 	"a.audit_id, a.logged_at, a.actor, a.action, a.withdrawal_id, " \
 	"a.account_id, a.before_status, a.after_status, a.detail"
 #define AUDIT_NCOLUMNS 9
+
+/* Rows above $1 not sealed yet, in audit_id order, at most $2 */
+#define AUDIT_STRAGGLER_SQL \
+	"SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a " \
+	"WHERE a.audit_id > $1 AND NOT EXISTS " \
+	"(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) " \
+	"ORDER BY a.audit_id LIMIT $2"
+
+/* Rows above $1 (the highest sealed id), in audit_id order, at most $2 */
+#define AUDIT_FRONTIER_SQL \
+	"SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a " \
+	"WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2"
+
+/*
+ * The head this transaction's last seal reached, to be logged once the
+ * seal has committed: a LOG line for a seal that was rolled back would
+ * send whoever anchors the chain after a head that never existed.
+ */
+static int64 pending_head_seq = 0;
+static char pending_head_hex[AUDIT_HASH_HEX_LEN + 1];
+static SubTransactionId pending_head_subid = InvalidSubTransactionId;
+static bool head_callbacks_registered = false;
 
 static void sha256(const unsigned char *data, size_t len, unsigned char *out);
 
@@ -235,23 +272,6 @@ spi_get_hash(int row, int col, unsigned char *out)
 	return true;
 }
 
-/*
- * Takes the sealers' lock for the rest of the transaction; without "wait",
- * returns false at once when another sealer holds it.
- */
-static bool
-audit_seal_lock(bool wait)
-{
-	Datum		lock_class = Int32GetDatum(AUDIT_SEAL_LOCK_CLASS);
-	Datum		lock_object = Int32GetDatum(AUDIT_SEAL_LOCK_OBJECT);
-
-	if (!wait)
-		return DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-												lock_class, lock_object));
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, lock_class, lock_object);
-	return true;
-}
-
 /* The highest audit_id sealed so far, 0 when none */
 static int64
 audit_max_sealed_id(void)
@@ -366,25 +386,131 @@ audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
 }
 
 /*
+ * Hex of a hash, for the LOG line and the NOTIFY payload; out has room for
+ * AUDIT_HASH_HEX_LEN + 1 bytes.
+ */
+static void
+hash_to_hex(const unsigned char *hash, char *out)
+{
+	hex_encode((const char *) hash, AUDIT_HASH_LEN, out);
+	out[AUDIT_HASH_HEX_LEN] = '\0';
+}
+
+/*
+ * Logs the head the transaction's seals reached, once they are committed;
+ * forgets it when they are not.
+ */
+static void
+audit_head_xact_callback(XactEvent event, void *arg)
+{
+	if (pending_head_seq == 0)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			ereport(LOG,
+					(errmsg("withdrawal audit chain head: seq " INT64_FORMAT ", chain hash %s",
+							pending_head_seq, pending_head_hex),
+					 errhidestmt(true)));
+			pending_head_seq = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_head_seq = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A seal made in a subtransaction that aborts is gone: forget its head.
+ * (A head sealed earlier in the transaction is then not logged either, a
+ * rare case that the NOTIFY, which PostgreSQL tracks per subtransaction,
+ * still covers.)
+ */
+static void
+audit_head_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && pending_head_seq != 0 &&
+		pending_head_subid >= mySubid)
+		pending_head_seq = 0;
+}
+
+/*
+ * Announces the head a seal reached: a NOTIFY now (PostgreSQL delivers it
+ * at commit, and drops it on rollback), and a LOG line after commit.
+ */
+static void
+audit_publish_head(int64 seq, const unsigned char *chain)
+{
+	char		hex[AUDIT_HASH_HEX_LEN + 1];
+
+	if (!head_callbacks_registered)
+	{
+		RegisterXactCallback(audit_head_xact_callback, NULL);
+		RegisterSubXactCallback(audit_head_subxact_callback, NULL);
+		head_callbacks_registered = true;
+	}
+	hash_to_hex(chain, hex);
+	Async_Notify(AUDIT_HEAD_CHANNEL, psprintf(INT64_FORMAT ":%s", seq, hex));
+	pending_head_seq = seq;
+	memcpy(pending_head_hex, hex, sizeof(hex));
+	pending_head_subid = GetCurrentSubTransactionId();
+}
+
+/* The plan of AUDIT_FRONTIER_SQL, kept: the routine seal runs every second */
+static SPIPlanPtr
+audit_frontier_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT4OID};
+
+	return WithdrawalPrepare(&plan, AUDIT_FRONTIER_SQL, 2, types);
+}
+
+/*
+ * Whether a seal with this straggler floor (see audit_seal) would find any
+ * row, looked up without the sealers' lock.  Locking a row costs a
+ * transaction id and a WAL record, which an idle worker should not spend
+ * every second to find nothing; the sealer looks again under the lock.
+ */
+static bool
+audit_pending(int64 straggler_floor)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+
+	args[1] = Int32GetDatum(1);
+	if (straggler_floor >= 0)
+	{
+		args[0] = Int64GetDatum(straggler_floor);
+		WithdrawalExecuteOnce(AUDIT_STRAGGLER_SQL, 2, types, args, NULL, SPI_OK_SELECT);
+	}
+	else
+	{
+		args[0] = Int64GetDatum(audit_max_sealed_id());
+		WithdrawalExecute(audit_frontier_plan(), args, NULL, false, 0, SPI_OK_SELECT);
+	}
+	return SPI_processed > 0;
+}
+
+/*
  * Seals unsealed rows, at most "limit": first, unless straggler_floor is
  * negative, every unsealed row above it (an anti-join over that range:
  * rows that committed after higher ids were sealed); then the rows above
  * the highest sealed id (an index range scan, the routine case).  Returns
- * how many.
+ * how many, and publishes the new head if there were any.
  */
 static int64
 audit_seal(int64 straggler_floor, int64 limit)
 {
-	static SPIPlanPtr frontier_plan = NULL;
 	Oid			types[2] = {INT8OID, INT4OID};
 	unsigned char prev[AUDIT_HASH_LEN];
 	int64		seq;
 	int64		sealed = 0;
-
-	WithdrawalPrepare(&frontier_plan,
-					  "SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-					  "WHERE a.audit_id > $1 ORDER BY a.audit_id LIMIT $2",
-					  2, types);
 
 	seq = audit_chain_head(prev);
 	if (straggler_floor >= 0)
@@ -393,11 +519,7 @@ audit_seal(int64 straggler_floor, int64 limit)
 		 * Rare, and an anti-join over the look back range: planned for the
 		 * tables as they are now rather than kept
 		 */
-		SPIPlanPtr	straggler_plan = SPI_prepare("SELECT " AUDIT_ROW_COLUMNS " FROM withdrawal.audit_log a "
-												 "WHERE a.audit_id > $1 AND NOT EXISTS "
-												 "(SELECT FROM withdrawal.audit_seal s WHERE s.audit_id = a.audit_id) "
-												 "ORDER BY a.audit_id LIMIT $2",
-												 2, types);
+		SPIPlanPtr	straggler_plan = SPI_prepare(AUDIT_STRAGGLER_SQL, 2, types);
 
 		if (straggler_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -405,17 +527,32 @@ audit_seal(int64 straggler_floor, int64 limit)
 		SPI_freeplan(straggler_plan);
 	}
 	if (sealed < limit)
-		sealed += audit_seal_pass(frontier_plan, audit_max_sealed_id(), limit - sealed,
-								  &seq, prev);
+		sealed += audit_seal_pass(audit_frontier_plan(), audit_max_sealed_id(),
+								  limit - sealed, &seq, prev);
+	if (sealed > 0)
+		audit_publish_head(seq, prev);
 	return sealed;
+}
+
+/* The straggler floor of a seal that looks back, or -1 for one that does not */
+static int64
+audit_straggler_floor(bool stragglers)
+{
+	return stragglers ? Max(audit_max_sealed_id() - AUDIT_STRAGGLER_LOOKBACK, 0) : -1;
 }
 
 int64
 WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit)
 {
-	if (!audit_seal_lock(wait))
+	if (!audit_pending(audit_straggler_floor(stragglers)))
 		return 0;
-	return audit_seal(stragglers ? Max(audit_max_sealed_id() - AUDIT_STRAGGLER_LOOKBACK, 0) : -1,
+	if (!WithdrawalLockSlot(WITHDRAWAL_LOCK_AUDIT_SEAL, wait))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("withdrawal audit sealing skipped: another sealer is at work")));
+		return 0;
+	}
+	return audit_seal(audit_straggler_floor(stragglers),
 					  limit <= 0 ? PG_INT64_MAX : limit);
 }
 
@@ -434,39 +571,35 @@ withdrawal_seal_audit(PG_FUNCTION_ARGS)
 }
 
 /*
- * verify_audit(): seals every pending row, then recomputes each row hash
- * and the chain in seal order.  Reports the first audit_id whose row or
- * seal does not match (a deleted row shows as its seal's audit_id).
+ * Recomputes the chain in seal order up to seal "last_seq": each row hash
+ * from its row, each chain hash from the one before.  Returns the audit_id
+ * of the first seal that does not match (a deleted row shows as its seal's
+ * audit_id), or -1 when all do.  Sets *checked to the number of seals
+ * looked at, and *head_seq and head to the last seal that matched (0 and
+ * zeros for none).  Reads only, in one snapshot: what is sealed is what is
+ * checked.  Runs in the caller's SPI connection.
  */
-Datum
-withdrawal_verify_audit(PG_FUNCTION_ARGS)
+static int64
+audit_walk(int64 last_seq, int64 *checked, int64 *head_seq, unsigned char *head)
 {
-	TupleDesc	tupdesc;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1];
 	Portal		portal;
-	unsigned char prev[AUDIT_HASH_LEN];
-	int64		checked = 0;
 	int64		first_bad = -1;
-	int64		expected_seq = 0;
-	Datum		result[3];
-	bool		nulls[3] = {false, false, false};
 	MemoryContext row_cxt;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal audit row",
 									ALLOCSET_DEFAULT_SIZES);
-	SPI_connect();
-	audit_seal_lock(true);
-	audit_seal(0, PG_INT64_MAX);
-
+	args[0] = Int64GetDatum(last_seq);
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " AUDIT_ROW_COLUMNS ", s.audit_id, s.row_hash, s.chain_hash, s.seq "
 									   "FROM withdrawal.audit_seal s "
 									   "LEFT JOIN withdrawal.audit_log a ON a.audit_id = s.audit_id "
-									   "ORDER BY s.seq",
-									   0, NULL, NULL, NULL, false, 0);
-	memset(prev, 0, sizeof(prev));
+									   "WHERE s.seq <= $1 ORDER BY s.seq",
+									   1, types, args, NULL, true, 0);
+	*checked = 0;
+	*head_seq = 0;
+	memset(head, 0, AUDIT_HASH_LEN);
 	while (first_bad < 0)
 	{
 		uint64		i;
@@ -488,10 +621,10 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 			seal_audit_id = DatumGetInt64(WithdrawalSpiGet(i, AUDIT_NCOLUMNS + 1, &isnull));
 			seq = DatumGetInt64(WithdrawalSpiGet(i, AUDIT_NCOLUMNS + 4, &isnull));
 			(void) WithdrawalSpiGet(i, 1, &row_missing);
-			checked++;
+			(*checked)++;
 
 			if (row_missing ||
-				seq != ++expected_seq ||
+				seq != *head_seq + 1 ||
 				!spi_get_hash(i, AUDIT_NCOLUMNS + 2, stored_row) ||
 				!spi_get_hash(i, AUDIT_NCOLUMNS + 3, stored_chain))
 			{
@@ -499,18 +632,45 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 				break;
 			}
 			audit_row_hash(i, row_cxt, row_hash);
-			chain_hash(prev, stored_row, chain);
+			chain_hash(head, stored_row, chain);
 			if (CRYPTO_memcmp(row_hash, stored_row, AUDIT_HASH_LEN) != 0 ||
 				CRYPTO_memcmp(chain, stored_chain, AUDIT_HASH_LEN) != 0)
 			{
 				first_bad = seal_audit_id;
 				break;
 			}
-			memcpy(prev, chain, AUDIT_HASH_LEN);
+			memcpy(head, chain, AUDIT_HASH_LEN);
+			*head_seq = seq;
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(row_cxt);
+	return first_bad;
+}
+
+/*
+ * verify_audit(): recomputes every row hash and the chain, as sealed, and
+ * reports the first audit_id whose row or seal does not match.  Seals
+ * nothing (sealing is the worker's and seal_audit()'s job), so that it
+ * runs on a standby and in a read-only transaction.
+ */
+Datum
+withdrawal_verify_audit(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	unsigned char head[AUDIT_HASH_LEN];
+	int64		checked;
+	int64		head_seq;
+	int64		first_bad;
+	Datum		result[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	first_bad = audit_walk(PG_INT64_MAX, &checked, &head_seq, head);
 	SPI_finish();
 
 	result[0] = BoolGetDatum(first_bad < 0);
@@ -518,4 +678,86 @@ withdrawal_verify_audit(PG_FUNCTION_ARGS)
 	result[2] = Int64GetDatum(first_bad);
 	nulls[2] = first_bad < 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, nulls)));
+}
+
+/*
+ * audit_head(): the latest seal, for whoever anchors the chain outside the
+ * database.  Before the first seal: seq 0 and the 32 zero bytes the chain
+ * starts from, with no audit_id or sealed_at.
+ */
+Datum
+withdrawal_audit_head(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	Datum		result[4];
+	bool		nulls[4] = {false, true, false, true};
+	unsigned char zeros[AUDIT_HASH_LEN];
+	int			col;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	SPI_connect();
+	WithdrawalExecuteOnce("SELECT seq, audit_id, chain_hash, sealed_at FROM withdrawal.audit_seal "
+						  "ORDER BY seq DESC LIMIT 1",
+						  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	memset(zeros, 0, sizeof(zeros));
+	result[0] = Int64GetDatum(0);
+	result[2] = hash_to_bytea(zeros);
+	if (SPI_processed > 0)
+		for (col = 0; col < 4; col++)
+			result[col] = WithdrawalSpiGet(0, col + 1, &nulls[col]);
+	/* formed, and the values copied, outside SPI's memory */
+	MemoryContextSwitchTo(caller_cxt);
+	tuple = heap_form_tuple(tupdesc, result, nulls);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * verify_audit_anchor(seq, chain_hash): true when the chain, recomputed
+ * from the rows as they are now, still reaches chain_hash at seal seq,
+ * as audit_head() reported it when it was anchored.  Rewritten and
+ * re-chained rows at or below seq, or a tail cut off below it, make it
+ * false, even where verify_audit() finds the chain consistent.
+ */
+Datum
+withdrawal_verify_audit_anchor(PG_FUNCTION_ARGS)
+{
+	int64		seq;
+	bytea	   *anchor;
+	unsigned char head[AUDIT_HASH_LEN];
+	int64		checked;
+	int64		head_seq;
+	int64		first_bad;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seq must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chain_hash must not be null")));
+	seq = PG_GETARG_INT64(0);
+	anchor = PG_GETARG_BYTEA_PP(1);
+	if (seq < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seq must not be negative")));
+	if (VARSIZE_ANY_EXHDR(anchor) != AUDIT_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chain_hash must be %d bytes long", AUDIT_HASH_LEN),
+				 errdetail("A chain hash is a SHA-256 digest, as audit_head() returns it.")));
+
+	SPI_connect();
+	first_bad = audit_walk(seq, &checked, &head_seq, head);
+	SPI_finish();
+
+	PG_RETURN_BOOL(first_bad < 0 && head_seq == seq &&
+				   CRYPTO_memcmp(head, VARDATA_ANY(anchor), AUDIT_HASH_LEN) == 0);
 }

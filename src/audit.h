@@ -33,8 +33,9 @@ extern void WithdrawalAudit(const char *action, const char *actor,
  * limit); returns how many were sealed.  "stragglers" also looks back
  * below the highest sealed id for rows whose transactions committed late,
  * which costs an anti-join over that range.  Without "wait", returns 0 at
- * once when another sealer is at work.  Runs in the caller's transaction
- * and SPI connection.
+ * once when another sealer is at work.  A seal that advances the chain
+ * notifies channel withdrawal_audit_head and, once committed, logs the new
+ * head.  Runs in the caller's transaction and SPI connection.
  */
 extern int64 WithdrawalAuditSeal(bool wait, bool stragglers, int64 limit);
 

@@ -27,12 +27,13 @@
  * window, whichever is earlier (withdrawal_account_created); the device's
  * and the IP's within the velocity window (withdrawal_device_created,
  * withdrawal_ip_created).  A request's cost thus depends on recent
- * activity, never on the whole history.  Before counting,
- * transaction-scoped advisory locks on the account, the device and the IP
- * (only for the limits that are configured) serialise concurrent requests
- * that share them, and the counts use a fresh snapshot taken after the
- * locks, so two concurrent requests cannot both take the last slot of a
- * limit (under READ COMMITTED, request()'s isolation level).
+ * activity, never on the whole history.  Before counting, row locks on
+ * the hash buckets of the account, the device and the IP in
+ * withdrawal.lock_slot (only for the limits that are configured; see
+ * lock.c) serialise concurrent requests that share them, and the counts
+ * use a fresh snapshot taken after the locks, so two concurrent requests
+ * cannot both take the last slot of a limit (under READ COMMITTED,
+ * request()'s isolation level).
  *
  * The blocklist is not cached (it may be large): exact kinds are primary
  * key lookups, IP entries a GiST containment search.  Only which kinds of
@@ -61,7 +62,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "common/int.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
@@ -79,6 +79,7 @@
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "lock.h"
 #include "policy.h"
 #include "review.h"
 #include "util.h"
@@ -94,11 +95,6 @@ PG_FUNCTION_INFO_V1(withdrawal_unblock);
 #define CHANNEL_KEY_LEN NAMEDATALEN
 #define BLOCKLIST_MAX_VALUE 256
 #define BLOCKLIST_MAX_LIST_NAME 63
-
-/* Advisory lock classes of the counters: "WDPA", "WDPD", "WDPI" */
-#define POLICY_LOCK_ACCOUNT		0x57445041
-#define POLICY_LOCK_DEVICE		0x57445044
-#define POLICY_LOCK_IP			0x57445049
 
 
 typedef struct WithdrawalPolicyEntry
@@ -918,19 +914,6 @@ blocklist_ip(const char *ip, TimestampTz now)
 }
 
 /*
- * Transaction-scoped advisory lock on (class, hash of value).  A hash
- * collision only makes two unrelated requests wait for each other.
- */
-static void
-lock_counter(int32 lock_class, const char *value)
-{
-	uint32		h = hash_bytes((const unsigned char *) value, strlen(value));
-
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum(lock_class), Int32GetDatum((int32) h));
-}
-
-/*
  * KYC: at or above kyc_threshold the account needs kyc_level_required.
  * A hard error (WD003), not a review: the user can fix it by completing
  * verification, and ops could not approve an unverified identity anyway.
@@ -1001,6 +984,9 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 				count_ip,
 				any_block;
 	ScreenCounts counts;
+	int32		lock_bases[WITHDRAWAL_LOCK_MAX_BUCKETS];
+	const char *lock_values[WITHDRAWAL_LOCK_MAX_BUCKETS];
+	int			nlocks;
 	Snapshot	snapshot;
 	char	   *list = NULL;
 	int64		total;
@@ -1048,12 +1034,23 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 	}
 
 	/* Serialise the requests that share a counter, in a fixed order */
+	nlocks = 0;
 	if (count_daily || count_account)
-		lock_counter(POLICY_LOCK_ACCOUNT, req->account_id);
+	{
+		lock_bases[nlocks] = WITHDRAWAL_LOCK_ACCOUNT;
+		lock_values[nlocks++] = req->account_id;
+	}
 	if (count_device)
-		lock_counter(POLICY_LOCK_DEVICE, req->device_id);
+	{
+		lock_bases[nlocks] = WITHDRAWAL_LOCK_DEVICE;
+		lock_values[nlocks++] = req->device_id;
+	}
 	if (count_ip)
-		lock_counter(POLICY_LOCK_IP, req->ip);
+	{
+		lock_bases[nlocks] = WITHDRAWAL_LOCK_IP;
+		lock_values[nlocks++] = req->ip;
+	}
+	WithdrawalLockBuckets(nlocks, lock_bases, lock_values);
 
 	if (count_daily)
 		day_start = policy_day_start(p, now);

@@ -332,6 +332,8 @@ CREATE TABLE withdrawal.credit (
 COMMENT ON TABLE withdrawal.credit IS 'rewards credited to wallets; the idempotency key replays the first result';
 CREATE TRIGGER credit_append_only BEFORE UPDATE OR DELETE ON withdrawal.credit
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /* Withdrawals; idempotency keys are scoped per account, as for credits. */
 CREATE TABLE withdrawal.withdrawal (
@@ -387,6 +389,8 @@ CREATE TABLE withdrawal.approval (
 COMMENT ON TABLE withdrawal.approval IS 'manual-review approvals; two distinct approvers above the four-eyes threshold';
 CREATE TRIGGER approval_append_only BEFORE UPDATE OR DELETE ON withdrawal.approval
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER approval_no_truncate BEFORE TRUNCATE ON withdrawal.approval
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /*
  * Operators' resolutions of payouts that may have been sent and whose
@@ -445,3 +449,19 @@ CREATE TRIGGER audit_seal_append_only BEFORE UPDATE OR DELETE ON withdrawal.audi
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
 CREATE TRIGGER audit_seal_no_truncate BEFORE TRUNCATE ON withdrawal.audit_seal
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+
+/*
+ * Rows that only the extension locks, in place of advisory locks, which
+ * any role could take and hold to stall it.  Locking a row takes the
+ * UPDATE privilege on the table, which no role but the owner has here.
+ * Row 0 serialises the audit sealers; the policy part adds the hash
+ * buckets of the request counters.  The extension's C code locks them
+ * (src/lock.c) and never changes them.
+ */
+CREATE TABLE withdrawal.lock_slot (
+	slot_id		integer PRIMARY KEY,
+	purpose		text NOT NULL
+);
+COMMENT ON TABLE withdrawal.lock_slot IS
+	'rows locked by the extension to serialise audit sealers and requests sharing a policy counter; never locked or changed by anyone else';
+INSERT INTO withdrawal.lock_slot (slot_id, purpose) VALUES (0, 'audit sealer');

@@ -115,7 +115,24 @@ CREATE FUNCTION withdrawal.verify_audit(OUT ok boolean, OUT checked bigint, OUT 
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.verify_audit() IS
-	'seals pending audit rows, then recomputes every row hash and the chain; reports the first tampered row';
+	'recomputes every sealed row hash and the chain, reading only; reports the first tampered row';
+
+CREATE FUNCTION withdrawal.audit_head(OUT seq bigint, OUT audit_id bigint, OUT chain_hash bytea,
+									  OUT sealed_at timestamptz)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_audit_head'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.audit_head() IS
+	'the latest audit seal (seq 0 and zero hash before the first), to be stored outside the database as an anchor';
+
+CREATE FUNCTION withdrawal.verify_audit_anchor(seq bigint, chain_hash bytea)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_audit_anchor'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) IS
+	'whether the audit chain recomputed from the rows still reaches chain_hash at seal seq, as audit_head() reported it';
 
 CREATE FUNCTION withdrawal.check_invariants()
 	RETURNS TABLE (check_name text, violations bigint, detail text)
@@ -141,14 +158,17 @@ GRANT EXECUTE ON FUNCTION withdrawal.approve(uuid, text),
 	withdrawal.balance(text, text),
 	withdrawal.get(uuid),
 	withdrawal.check_invariants(),
-	withdrawal.seal_audit()
+	withdrawal.seal_audit(),
+	withdrawal.audit_head()
 	TO withdrawal_ops;
 GRANT SELECT ON withdrawal.withdrawals TO withdrawal_ops;
 
 GRANT EXECUTE ON FUNCTION withdrawal.balance(text, text),
 	withdrawal.get(uuid),
 	withdrawal.check_invariants(),
-	withdrawal.verify_audit()
+	withdrawal.verify_audit(),
+	withdrawal.audit_head(),
+	withdrawal.verify_audit_anchor(bigint, bytea)
 	TO withdrawal_auditor;
 GRANT SELECT ON withdrawal.withdrawals, withdrawal.audit_log, withdrawal.audit_seal,
 	withdrawal.ledger_entry, withdrawal.policy, withdrawal.channel, withdrawal.processor

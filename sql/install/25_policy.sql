@@ -45,6 +45,16 @@ CREATE INDEX withdrawal_ip_created ON withdrawal.withdrawal (ip, created_at)
 COMMENT ON INDEX withdrawal.withdrawal_device_created IS 'velocity limit per device: range scan over the window';
 COMMENT ON INDEX withdrawal.withdrawal_ip_created IS 'velocity limit per IP: range scan over the window';
 
+/*
+ * Requests that share a counter are serialised on a row lock of the hash
+ * bucket of their account, device or IP (4096 buckets per kind, slot_id
+ * kind * 65536 + bucket; src/lock.h), taken before counting.
+ */
+INSERT INTO withdrawal.lock_slot (slot_id, purpose)
+SELECT k.kind * 65536 + b, k.purpose
+  FROM (VALUES (1, 'account counter'), (2, 'device counter'), (3, 'ip counter')) k(kind, purpose),
+	   pg_catalog.generate_series(0, 4095) b;
+
 CREATE FUNCTION withdrawal.block(kind text, value text, list_name text, note text DEFAULT NULL,
 								 expires_at timestamptz DEFAULT NULL)
 	RETURNS boolean

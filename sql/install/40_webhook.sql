@@ -33,6 +33,8 @@ COMMENT ON INDEX withdrawal.webhook_event_discrepancy IS
 	'events that disagree with the books, for monitoring';
 CREATE TRIGGER webhook_event_append_only BEFORE UPDATE OR DELETE ON withdrawal.webhook_event
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.append_only();
+CREATE TRIGGER webhook_event_no_truncate BEFORE TRUNCATE ON withdrawal.webhook_event
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 CREATE FUNCTION withdrawal.receive_webhook(processor text, headers jsonb, body text)
 	RETURNS jsonb
