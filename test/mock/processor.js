@@ -57,16 +57,24 @@
  *
  * RULE: {"fault": F, "amount": A?, "times": N?, "method": "POST"|"GET"|"*"?,
  *        "protocol": "http"|"stripe"?, "retry_after": S?, "delay_ms": MS?,
- *        "status": CODE?, "code": "..."?}
+ *        "status": CODE?, "code": "..."?, "type": "..."?,
+ *        "should_retry": true|false?, "ref_length": N?}
  * The first rule that matches a request (method, default POST; protocol;
  * amount) and has times left is applied, and its count decremented.
  * Faults applied before anything is recorded (the processor never saw it):
  *   "500" | "502" | "503" | "504" (or any "5xx" code), "429" (Retry-After:
- *   retry_after, default 1), "hang" (never answers; the connection stays
- *   open until the client closes it), "reset" (connection destroyed)
+ *   retry_after, seconds or an HTTP date, default 1), "hang" (never
+ *   answers; the connection stays open until the client closes it),
+ *   "reset" (connection destroyed), "in-progress" (the answer to a key
+ *   that is busy: status default 409, code idempotency_key_in_use on
+ *   stripe and idempotency_in_progress on http)
  * Decisions, stored under the key like any answer:
- *   "reject" (4xx, status default 400, code default "account_closed"),
- *   "failed" (http: 200 with status "failed"), "pending", "paid"
+ *   "reject" (4xx, status default 400, code default "account_closed",
+ *   stripe error type default "invalid_request_error"), "failed" (http:
+ *   200 with status "failed"; on stripe a decline, as "reject"),
+ *   "pending", "paid" (ref_length: a
+ *   processor reference of that many characters)
+ * should_retry, on any fault that answers: the Stripe-Should-Retry header"
  * Delays: "slow" (delay_ms, default 1000, before processing; the key is busy
  *   meanwhile; the payout is recorded even if the client has gone)
  * The processor paid but the answer was lost (payout recorded first):
@@ -121,7 +129,7 @@ const expectedAuth = opts.apiKey === null ? null : `Bearer ${opts.apiKey}`;
 
 /* ---- state ---- */
 
-const PRE_FAULTS = new Set(['429', 'hang', 'reset']);
+const PRE_FAULTS = new Set(['429', 'hang', 'reset', 'in-progress']);
 const DECISIONS = new Set(['reject', 'failed', 'pending', 'paid']);
 const AFTER_FAULTS = new Set(['malformed', 'truncated', 'reset-after', 'hang-after']);
 const MAX_BODY = 1 << 20;
@@ -214,10 +222,13 @@ function setRules(list) {
 			times: r.times === undefined || r.times === null ? null : r.times,
 			method,
 			protocol: r.protocol === undefined ? null : r.protocol,
-			retry_after: r.retry_after === undefined ? 1 : Number(r.retry_after),
+			retry_after: r.retry_after === undefined ? 1 : String(r.retry_after),
 			delay_ms: r.delay_ms === undefined ? 1000 : Number(r.delay_ms),
 			status: r.status === undefined ? null : Number(r.status),
 			code: r.code === undefined ? null : String(r.code),
+			type: r.type === undefined ? null : String(r.type),
+			should_retry: r.should_retry === undefined ? null : Boolean(r.should_retry),
+			ref_length: r.ref_length === undefined ? null : Number(r.ref_length),
 			applied: 0,
 		});
 	}
@@ -292,7 +303,7 @@ function sendError(ctx, httpCode, type, code, message, headers) {
 
 /* An answer as the processor would send it, after post-processing faults. */
 function deliver(ctx, stored, rule, replayed) {
-	const headers = replayed ? REPLAYED : null;
+	const headers = Object.assign({}, stored.headers || {}, replayed ? REPLAYED : {});
 	const fault = rule ? rule.fault : null;
 	if (fault === 'malformed') {
 		send(ctx, 200, '{"id": ' + stored.ref + ', "status": paid,, <html>', headers);
@@ -310,6 +321,28 @@ function deliver(ctx, stored, rule, replayed) {
 			'the processor failed after accepting the payout');
 	else
 		send(ctx, stored.code, stored.body, headers);
+}
+
+/* The Stripe-Should-Retry header a rule asks for, added to headers */
+function ruleHeaders(rule, headers) {
+	const h = Object.assign({}, headers || {});
+	if (rule && rule.should_retry !== null)
+		h['Stripe-Should-Retry'] = String(rule.should_retry);
+	return h;
+}
+
+/*
+ * A request with this key is still being processed: Stripe answers 409
+ * idempotency_key_in_use (and says to retry), the http protocol 409
+ * idempotency_in_progress.
+ */
+function inProgress(ctx, protocol, httpCode, rule) {
+	if (protocol === 'stripe')
+		return sendError(ctx, httpCode, 'invalid_request_error', 'idempotency_key_in_use',
+			'There is currently another in-progress request using this Idempotent Key.',
+			ruleHeaders(rule, { 'Stripe-Should-Retry': 'true' }));
+	return sendError(ctx, httpCode, 'idempotency_error', 'idempotency_in_progress',
+		'a request with this idempotency key is still being processed', ruleHeaders(rule, null));
 }
 
 /* ---- payouts ---- */
@@ -450,11 +483,13 @@ function createPayout(ctx, p) {
 			'the processor is temporarily unavailable');
 	if (fault === '429')
 		return sendError(ctx, 429, 'rate_limit_error', 'rate_limited', 'too many requests',
-			{ 'Retry-After': String(rule.retry_after) });
+			ruleHeaders(rule, { 'Retry-After': String(rule.retry_after) }));
 	if (fault === 'hang')
 		return hang(ctx);
 	if (fault === 'reset')
 		return destroy(ctx);
+	if (fault === 'in-progress')
+		return inProgress(ctx, p.protocol, rule.status || 409, rule);
 
 	let entry = p.key === null ? undefined : state.byKey.get(p.key);
 	if (entry !== undefined) {
@@ -468,8 +503,7 @@ function createPayout(ctx, p) {
 		}
 		if (entry.busy) {
 			state.conflicts++;
-			return sendError(ctx, 409, 'idempotency_error', 'idempotency_in_progress',
-				'a request with this idempotency key is still being processed');
+			return inProgress(ctx, p.protocol, 409, null);
 		}
 		state.replays++;
 		ctx.rec.replayed = true;
@@ -512,15 +546,21 @@ function createPayout(ctx, p) {
 	const decide = (after) => {
 		entry.busy = false;
 		state.busyKeys--;
-		const decision = after && DECISIONS.has(after.fault) ? after.fault : null;
+		let decision = after && DECISIONS.has(after.fault) ? after.fault : null;
+		/* Stripe creates no failed transfers: it declines the request */
+		if (decision === 'failed' && p.protocol === 'stripe')
+			decision = 'reject';
+		if (decision === 'paid' && after.ref_length !== null)
+			entry.ref = 'r'.repeat(Math.max(1, after.ref_length));
 		if (decision === 'reject') {
 			entry.status = 'failed';
 			entry.failureCode = after.code || 'account_closed';
 			entry.stored = {
 				code: after.status || 400,
-				body: JSON.stringify(errorBody(p.protocol, 'invalid_request_error', entry.failureCode,
-					'the payout was declined by the processor')),
+				body: JSON.stringify(errorBody(p.protocol, after.type || 'invalid_request_error',
+					entry.failureCode, 'the payout was declined by the processor')),
 				ref: entry.ref,
+				headers: ruleHeaders(after, null),
 			};
 		} else {
 			if (decision === 'failed') {
@@ -719,6 +759,32 @@ function getPayout(ctx, id, kind) {
 	answer();
 }
 
+/*
+ * GET /v1/transfers?transfer_group=G: Stripe's list of the transfers of a
+ * group, the only status query that finds a transfer by the withdrawal id
+ * when its tr_ id was never received.  A declined request created nothing
+ * and is not listed.
+ */
+function listTransfers(ctx, query) {
+	state.statusRequests++;
+	const group = query.get('transfer_group');
+	ctx.rec.withdrawal_id = group;
+	const rule = takeRule('GET', ctx.protocol, null);
+	const fault = rule ? rule.fault : null;
+	ctx.rec.fault = fault;
+	if (fault !== null && /^5\d\d(-after)?$/.test(fault))
+		return sendError(ctx, Number(fault.slice(0, 3)), 'api_error', 'processor_unavailable',
+			'the processor is temporarily unavailable');
+	if (fault === 'hang' || fault === 'hang-after')
+		return hang(ctx);
+	const data = [];
+	for (const entry of state.allByWithdrawal.get(group) || [])
+		if (entry.protocol === 'stripe' && entry.kind === 'transfer' && entry.stored !== null &&
+			entry.stored.code === 200)
+			data.push(objectFor(entry));
+	send(ctx, 200, { object: 'list', url: '/v1/transfers', has_more: false, data });
+}
+
 /* ---- control ---- */
 
 function control(req, res, path, query, body) {
@@ -899,6 +965,8 @@ function route(req, res, body) {
 		m = STRIPE_GET.exec(path);
 		if (m)
 			return getPayout(ctx, decodeURIComponent(m[2]), m[1] === 'transfers' ? 'transfer' : 'payout');
+		if (path === '/v1/transfers')
+			return listTransfers(ctx, new URLSearchParams(q < 0 ? '' : req.url.slice(q + 1)));
 	}
 	sendError(ctx, 404, 'invalid_request_error', 'not_found', 'unknown route');
 }

@@ -112,21 +112,27 @@ sub wait_all_settled
 		q{SELECT status, count(*) FROM withdrawal.withdrawal GROUP BY 1});
 }
 
-# Invariants of every dispatch test: no key paid twice, books balanced.
+# Invariants of every dispatch test: no key paid twice, books balanced,
+# and a server log without failed worker statements (except those matching
+# $opt{allow_errors}, for tests that make recording fail on purpose),
+# deadlocks, or a process killed by a signal the test did not send (9).
 sub no_double_payout
 {
-	my ($node, $mock, $what) = @_;
+	my ($node, $mock, $what, %opt) = @_;
 	my $s = mock_get($mock, '/_control/stats?keys=0');
 	cmp_ok($s->{max_effective_per_key}, '<=', 1, "$what: at most one effective payout per key");
 	cmp_ok($s->{max_effective_per_withdrawal}, '<=', 1, "$what: at most one effective payout per withdrawal");
 	is($node->safe_psql('postgres',
 		q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations > 0}),
 		'0', "$what: check_invariants() is clean");
+	my @log = split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
 	# a failed statement in a worker is a bug even when a fallback hides it
-	my @errors = grep { /withdrawal worker ERROR:/ }
-	  split /\n/, PostgreSQL::Test::Utils::slurp_file($node->logfile);
+	my @errors = grep { /withdrawal worker ERROR:/ && !($opt{allow_errors} && /$opt{allow_errors}/) } @log;
 	is(scalar(@errors), 0, "$what: no statement failed in a worker")
 	  or diag(join("\n", @errors[0 .. ($#errors < 4 ? $#errors : 4)]));
+	my @crashes = grep { /terminated by signal (?!9:)|deadlock detected/ } @log;
+	is(scalar(@crashes), 0, "$what: no deadlock, no process died of a signal")
+	  or diag(join("\n", @crashes[0 .. ($#crashes < 4 ? $#crashes : 4)]));
 	return $s;
 }
 

@@ -11,6 +11,7 @@ use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use JSON::PP;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
@@ -18,6 +19,7 @@ use WithdrawalDispatchTest;
 my $mock = start_mock('--api-key', 'sk_test_0123456789abcdef');
 my $node = dispatch_node('http_faults', $mock, conf => qq{
 withdrawal.max_attempts = 6
+withdrawal.max_busy_answers = 5
 withdrawal.poll_after = '1s'
 withdrawal.sweep_interval = '1s'
 });
@@ -196,6 +198,70 @@ $node->reload;
 $node->wait_for_log(qr/withdrawal channel "bank" can dispatch again/, $log_offset);
 wait_status('insecure', 'paid');
 
+# The decline tables: only a documented decline refunds; everything else
+# keeps the funds held (SPEC section 5, docs/processors.md).
+mock_post($mock, '/_control/faults', { rules => [
+	# Stripe: "a request with this key is in progress", as 400 and as 409:
+	# asked again with the same key, not counted as attempts
+	{ fault => 'in-progress', status => 400, amount => 3101, times => 3, protocol => 'stripe' },
+	{ fault => 'in-progress', amount => 3102, protocol => 'stripe' },
+	# a decline code, but Stripe says to retry: not a decline
+	{ fault => 'reject', status => 400, code => 'balance_insufficient', should_retry => JSON::PP::true,
+	  amount => 3103, times => 1, protocol => 'stripe' },
+	# a 500 that Stripe says not to retry: held for an operator at once
+	{ fault => '500', should_retry => JSON::PP::false, amount => 3104, protocol => 'stripe' },
+	# the transfer is made, and every answer is lost: dead, then the status
+	# query (the transfer group's list) finds it paid
+	{ fault => '502-after', amount => 3105, protocol => 'stripe' },
+	# http: a 404 on a create and an unknown 4xx code are not declines
+	{ fault => 'reject', status => 404, code => 'not_found', amount => 2101 },
+	{ fault => 'reject', status => 400, code => 'something_new', amount => 2102 },
+	# paid, with a reference too long to store
+	{ fault => 'paid', ref_length => 8000, amount => 2103 },
+	# status queries of http payouts get no answer meanwhile, so that the
+	# dead ones keep the reason they died for
+	{ fault => '503', method => 'GET', protocol => 'http' },
+] });
+$node->safe_psql('postgres', q{
+	SELECT req('stripe_busy400', 'stripe', 3101), req('stripe_busy409', 'stripe', 3102),
+	       req('stripe_should_retry', 'stripe', 3103), req('stripe_no_retry', 'stripe', 3104),
+	       req('stripe_lost', 'stripe', 3105),
+	       req('http_404', 'bank', 2101), req('http_unknown_code', 'bank', 2102), req('huge_ref', 'bank', 2103);
+});
+sub row
+{
+	my ($label, $columns) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT $columns FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = '$label'");
+}
+wait_status('stripe_busy400', 'paid');
+is(row('stripe_busy400', 'attempts'), '1', 'stripe 400 idempotency_key_in_use: asked again, not counted, paid');
+wait_status('stripe_busy409', 'dead');
+like(row('stripe_busy409', q{attempts || ' ' || last_error}),
+	qr/^0 HTTP 409: idempotency_key_in_use: Stripe is still processing a request with this idempotency key.*\(5 times; held for an operator\)/,
+	'stripe 409 in progress: never an attempt; after withdrawal.max_busy_answers, held and said why');
+wait_status('stripe_should_retry', 'paid');
+is(effective('stripe_should_retry'), 1, 'a decline code with Stripe-Should-Retry: true is retried, paid once');
+wait_status('stripe_no_retry', 'dead');
+like(row('stripe_no_retry', q{attempts || ' ' || last_error}), qr/^1 HTTP 500.*Stripe-Should-Retry is false/,
+	'Stripe-Should-Retry: false on a 500: held for an operator after one attempt');
+wait_status('stripe_lost', 'paid');
+like(row('stripe_lost', q{(SELECT string_agg(action, ' ' ORDER BY audit_id) FROM withdrawal.audit_log a
+	WHERE a.withdrawal_id = x.withdrawal_id)}), qr/dispatch_dead dispatch_query_paid$/,
+	'every answer lost: dead, then found paid by the status query');
+is(effective('stripe_lost'), 1, 'paid once');
+ok((grep { $_->{method} eq 'GET' && $_->{path} eq '/v1/transfers' } @{ mock_get($mock, '/_control/requests') }),
+	'the stripe status query lists the transfer group, it creates nothing');
+wait_status('http_404', 'dead');
+is(effective('http_404'), 0, 'a 404 on a create is not a decline: dead, held');
+wait_status('http_unknown_code', 'dead');
+like(row('http_unknown_code', 'last_error'), qr/HTTP 400: something_new \(not a documented decline/,
+	'an undocumented 4xx code is not a decline: dead, held, said why');
+wait_status('huge_ref', 'paid');
+like(row('huge_ref', q{coalesce(processor_ref, '(none)') || ' ' || last_error}),
+	qr/^\(none\) processor reference not stored: 8000 bytes/, 'a reference of 8000 bytes: paid, not stored, said so');
+mock_post($mock, '/_control/faults', { rules => [] });
+
 wait_all_settled($node, 'all faults');
 no_double_payout($node, $mock, 'faults');
 books_match_processor($node, $mock, 'faults', settled => 1);
@@ -206,7 +272,7 @@ is($node->safe_psql('postgres', q{SELECT available || ' ' || held || ' ' || paid
 		       || ' ' || sum(amount) FILTER (WHERE status = 'paid')
 		  FROM withdrawal.withdrawal WHERE account_id = 'acct1'}),
 	'failed payouts refunded, paid ones paid out, dead ones still held');
-is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.outbox}), '0', 'outbox empty');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM withdrawal.outbox WHERE kind = 'send'}), '0', 'nothing left to send');
 
 # The API key never reaches the server log.
 $node->stop;
