@@ -1131,6 +1131,7 @@ apply_outcome(WithdrawalPayout *p)
 				WithdrawalTransitionData data;
 
 				transition_data(&data, p, "dispatch_dead");
+				data.uncount_attempt = true;
 				data.last_error = psprintf("%s (%d times; held for an operator)",
 										   clip_error(p->error), p->busy_answers + 1);
 				WithdrawalTransition(&p->id, WITHDRAWAL_DEAD, &data, NULL);

@@ -74,7 +74,8 @@
  *   200 with status "failed"; on stripe a decline, as "reject"),
  *   "pending", "paid" (ref_length: a
  *   processor reference of that many characters)
- * should_retry, on any fault that answers: the Stripe-Should-Retry header"
+ * should_retry, on any fault that answers: the Stripe-Should-Retry header
+ *   ("reject" with should_retry true is not stored: nothing was processed)"
  * Delays: "slow" (delay_ms, default 1000, before processing; the key is busy
  *   meanwhile; the payout is recorded even if the client has gone)
  * The processor paid but the answer was lost (payout recorded first):
@@ -480,7 +481,11 @@ function createPayout(ctx, p) {
 	/* the processor is down or refuses to look: nothing recorded */
 	if (fault !== null && /^5\d\d$/.test(fault))
 		return sendError(ctx, Number(fault), 'api_error', 'processor_unavailable',
-			'the processor is temporarily unavailable');
+			'the processor is temporarily unavailable', ruleHeaders(rule, null));
+	/* an error the processor says to retry is not stored under the key */
+	if (fault === 'reject' && rule.should_retry === true)
+		return sendError(ctx, rule.status || 400, rule.type || 'invalid_request_error',
+			rule.code || 'account_closed', 'the request could not be processed now', ruleHeaders(rule, null));
 	if (fault === '429')
 		return sendError(ctx, 429, 'rate_limit_error', 'rate_limited', 'too many requests',
 			ruleHeaders(rule, { 'Retry-After': String(rule.retry_after) }));
