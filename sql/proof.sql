@@ -76,6 +76,7 @@ SELECT status FROM withdrawal.request('pat', 'USD', 2000, 'sandbox', '{}', 'pf-d
 SELECT status FROM withdrawal.request('pat', 'USD', 3000, 'sandbox', '{}', 'pf-unsent');
 SELECT status FROM withdrawal.request('pat', 'USD', 4000, 'sandbox', '{}', 'pf-paid');
 SELECT status FROM withdrawal.request('pat', 'USD', 5000, 'sandbox', '{}', 'pf-wire');
+SELECT status FROM withdrawal.request('pat', 'USD', 7000, 'sandbox', '{}', 'pf-query');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_pf_both;
 SELECT status FROM withdrawal.request('pat', 'USD', 6000, 'sandbox', '{}', 'pf-own');
@@ -83,9 +84,9 @@ RESET SESSION AUTHORIZATION;
 
 -- A worker claims four of them; one goes back to the queue for its backoff
 -- (its answer was lost), two are dead-lettered, one stays on the wire.
-SELECT claim(k) FROM unnest(ARRAY['pf-backoff', 'pf-dead', 'pf-paid', 'pf-wire', 'pf-own']) k;
+SELECT claim(k) FROM unnest(ARRAY['pf-backoff', 'pf-dead', 'pf-paid', 'pf-wire', 'pf-own', 'pf-query']) k;
 SELECT withdrawal.transition(wid('pf-backoff'), 'queued');
-SELECT withdrawal.transition(wid(k), 'dead') FROM unnest(ARRAY['pf-dead', 'pf-paid', 'pf-own']) k;
+SELECT withdrawal.transition(wid(k), 'dead') FROM unnest(ARRAY['pf-dead', 'pf-paid', 'pf-own', 'pf-query']) k;
 SELECT k, state(k) FROM unnest(ARRAY['pf-backoff', 'pf-dead', 'pf-unsent', 'pf-paid', 'pf-wire', 'pf-own']) k;
 
 -- The user cannot cancel what may have been sent, even while it waits in
@@ -122,6 +123,17 @@ SELECT withdrawal.sweep('1 hour') >= 1 AS swept;
 SELECT withdrawal.retry(wid('pf-dead'));
 RESET SESSION AUTHORIZATION;
 SELECT k, state(k) FROM unnest(ARRAY['pf-backoff', 'pf-dead', 'pf-unsent']) k;
+-- sweep() asks the processor about a dead payout that may have been sent;
+-- retry() replaces that status query with a send
+UPDATE withdrawal.withdrawal SET updated_at = now() - interval '1 day' WHERE idempotency_key = 'pf-query';
+SET SESSION AUTHORIZATION regress_pf_ops1;
+SELECT withdrawal.sweep('1 hour') >= 1 AS swept;
+RESET SESSION AUTHORIZATION;
+SELECT state('pf-query');
+SET SESSION AUTHORIZATION regress_pf_ops1;
+SELECT withdrawal.retry(wid('pf-query'));
+RESET SESSION AUTHORIZATION;
+SELECT state('pf-query');
 SELECT withdrawal.transition(wid('pf-dead'), 'dispatching');
 SELECT withdrawal.transition(wid('pf-dead'), 'dead');
 

@@ -215,8 +215,16 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	values[0] = UUIDPGetDatum(withdrawal_id);
 	if ((in_outbox & (1 << to)) && !(in_outbox & (1 << from)))
 	{
+		/*
+		 * A dead payout may have a status query queued (sweep()): the send
+		 * replaces it, with a fresh row.
+		 */
 		WithdrawalPrepare(&enqueue_plan,
-						  "INSERT INTO withdrawal.outbox (withdrawal_id, channel) VALUES ($1, $2)",
+						  "INSERT INTO withdrawal.outbox (withdrawal_id, channel) VALUES ($1, $2)"
+						  " ON CONFLICT (withdrawal_id) DO UPDATE SET channel = excluded.channel,"
+						  "  kind = 'send', next_attempt_at = excluded.next_attempt_at,"
+						  "  enqueued_at = excluded.enqueued_at, lease_until = NULL, claimed_by = NULL,"
+						  "  failures = 0, busy_answers = 0, parked_at = NULL, park_reason = NULL",
 						  2, enqueue_types);
 		values[1] = CStringGetTextDatum(channel);
 		WithdrawalExecute(enqueue_plan, values, NULL, false, 0, SPI_OK_INSERT);

@@ -1927,18 +1927,7 @@ withdrawal_retry(PG_FUNCTION_ARGS)
 	status = WithdrawalSpiGetText(0, 1);
 	parked = DatumGetBool(WithdrawalSpiGet(0, 2, &isnull));
 
-	if (parked)
-	{
-		WithdrawalPrepare(&unpark_plan,
-						  "UPDATE withdrawal.outbox SET parked_at = NULL, park_reason = NULL,"
-						  " failures = 0, lease_until = NULL, claimed_by = NULL,"
-						  " next_attempt_at = pg_catalog.now()"
-						  " WHERE withdrawal_id = $1",
-						  1, types);
-		WithdrawalExecute(unpark_plan, values, NULL, false, 0, SPI_OK_UPDATE);
-		WithdrawalAudit("retry_parked", NULL, id, NULL, status, status, NULL);
-	}
-	else if (strcmp(status, "dead") == 0)
+	if (strcmp(status, "dead") == 0)
 	{
 		WithdrawalTransitionData data;
 
@@ -1950,6 +1939,17 @@ withdrawal_retry(PG_FUNCTION_ARGS)
 						  1, types);
 		WithdrawalExecute(reset_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 		status = "queued";
+	}
+	else if (parked)
+	{
+		WithdrawalPrepare(&unpark_plan,
+						  "UPDATE withdrawal.outbox SET parked_at = NULL, park_reason = NULL,"
+						  " failures = 0, lease_until = NULL, claimed_by = NULL,"
+						  " next_attempt_at = pg_catalog.now()"
+						  " WHERE withdrawal_id = $1",
+						  1, types);
+		WithdrawalExecute(unpark_plan, values, NULL, false, 0, SPI_OK_UPDATE);
+		WithdrawalAudit("retry_parked", NULL, id, NULL, status, status, NULL);
 	}
 	else
 		ereport(ERROR,
