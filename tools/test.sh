@@ -52,6 +52,15 @@ if [ "$what" = all ] || [ "$what" = tap ]; then
 		done
 		status=1
 	fi
+	# Whatever a test checks, no server may have crashed: a process killed
+	# by a signal the tests do not send (they send 9), a failed assertion,
+	# a PANIC.
+	if crashes=$(grep -HE 'terminated by signal ([0-8]|[1-9][0-9]+)[^0-9]|TRAP:|PANIC:' \
+			"$work"/tmp_check/log/*.log 2>/dev/null); then
+		echo "$crashes" | head -n 20
+		echo "test: a server crashed during the TAP tests" >&2
+		status=1
+	fi
 fi
 
 if [ $status -ne 0 ]; then

@@ -98,6 +98,42 @@ $node->poll_query_until('postgres', q{
 	'paid') or die 'not paid after restart';
 pass('payouts flow after the restart');
 
+# The worker's audit rows name its own role, which no login can imitate
+# (there was a literal "withdrawal worker" before).
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(DISTINCT actor, ',') FROM withdrawal.audit_log
+	 WHERE action LIKE 'dispatch%' OR action LIKE 'sandbox%'}),
+	'withdrawal_worker', 'the worker acts as withdrawal_worker in the audit log');
+
+# A sandbox event that cannot be applied holds up no other: it is
+# postponed with its error, once, and the others settle.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION public.refuse_777() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.amount = 777 AND NEW.status = 'paid' THEN
+			RAISE EXCEPTION 'this settlement cannot be recorded';
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER refuse_777 BEFORE UPDATE ON withdrawal.withdrawal
+		FOR EACH ROW EXECUTE FUNCTION public.refuse_777();
+	INSERT INTO w SELECT 'stuck', withdrawal_id FROM withdrawal.request('alice', 'USD', 777, 'sandbox', '{"bank": "x"}', 'r6');
+	INSERT INTO w SELECT 'fine' || i, withdrawal_id
+	  FROM generate_series(1, 5) i, withdrawal.request('alice', 'USD', 800 + i, 'sandbox', '{"bank": "x"}', 'r7-' || i);
+});
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 5 FROM withdrawal.withdrawals x JOIN w ON w.id = x.withdrawal_id
+	 WHERE w.label LIKE 'fine%' AND x.status = 'paid'})
+  or die 'one bad sandbox event held up the others';
+pass('one sandbox event that cannot be applied holds up no other');
+$node->poll_query_until('postgres', q{
+	SELECT attempts >= 1 AND last_error LIKE '%this settlement cannot be recorded%' AND due_at > now() + interval '30 seconds'
+	  FROM withdrawal.sandbox_event e JOIN w ON w.id = e.withdrawal_id WHERE w.label = 'stuck'})
+  or die 'the bad sandbox event was not postponed';
+pass('it is postponed with its error');
+$node->wait_for_log(qr/postponed the sandbox events of withdrawal/);
+$node->safe_psql('postgres', q{DROP TRIGGER refuse_777 ON withdrawal.withdrawal});
+
 # The sandbox is this test's processor: by its documented amounts it paid
 # every payout it was sent except the one ending in 13 (and the one ending
 # in 42 came back after it was paid).
