@@ -278,8 +278,8 @@ WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n)
 	elems = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 		elems[i] = UUIDPGetDatum(&ids[i]);
-	WithdrawalPrepare(&plan,
-					  "SELECT 1 FROM withdrawal.withdrawal WHERE withdrawal_id = ANY ($1)"
+	WithdrawalPrepareCustom(&plan,
+							"SELECT 1 FROM withdrawal.withdrawal WHERE withdrawal_id = ANY ($1)"
 					  " ORDER BY withdrawal_id FOR NO KEY UPDATE",
 					  1, types);
 	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));

@@ -401,6 +401,24 @@ WithdrawalPrepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
+SPIPlanPtr
+WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	check_schema_version();
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
 void
 WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
 				  bool read_only, long count, int expected)

@@ -64,6 +64,15 @@ extern SPIPlanPtr WithdrawalPrepare(SPIPlanPtr *plan, const char *sql,
 									int nargs, Oid *argtypes);
 
 /*
+ * Like WithdrawalPrepare, for statements that act on a set of rows given by
+ * key (an array parameter): planned at every execution, with the array's
+ * length and the tables' sizes as they are then.  A generic plan made
+ * while a table was empty would scan or hash the whole table for ever.
+ */
+extern SPIPlanPtr WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql,
+										  int nargs, Oid *argtypes);
+
+/*
  * Plans and executes a statement once, raising unless the result code is
  * expected: for rare statements (the sweep, the audit look back) over
  * tables whose size swings.  A kept plan could date from when a table was

@@ -50,7 +50,11 @@
 
 #include <math.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -67,9 +71,12 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -630,17 +637,6 @@ load_channels(void)
 		note_sendable(&channels[i]);
 }
 
-static ChannelConfig *
-find_channel(const char *name)
-{
-	int			i;
-
-	for (i = 0; i < nchannels; i++)
-		if (strcmp(channels[i].name, name) == 0)
-			return &channels[i];
-	return NULL;
-}
-
 /* The most requests one channel may have on this worker's wire */
 static int
 channel_share_cap(void)
@@ -667,79 +663,150 @@ typedef struct ClaimWork
 	int			total;
 } ClaimWork;
 
+/* Columns of withdrawal.outbox that the due scan reads */
+typedef struct OutboxColumns
+{
+	AttrNumber	withdrawal_id;
+	AttrNumber	next_attempt_at;
+	AttrNumber	lease_until;
+	AttrNumber	parked_at;
+} OutboxColumns;
+
 /*
- * Claims, in one statement, up to claims[i].granted due outbox rows of each
- * channel and at most capacity in all, the channels' first rows first;
- * within a channel, payouts before status queries.  Row locks are taken on
- * both tables (outbox first, as everywhere) and skipped when busy; claimed
- * rows are then updated by key ("= ANY (ARRAY(...))"), since a join with a
- * misjudged LIMIT hashes both tables.  Every send claimed gets sent_at, the
- * durable fact that it may reach the processor.
+ * Finds, without the planner, the due rows of one channel and kind:
+ * a scan of the index outbox_due, which keeps each channel's sends and
+ * status queries in next_attempt_at order, for rows that are neither
+ * leased nor parked, up to "want" of them, into ids.  Also lowers
+ * *next_at to the time the first row that is not due yet falls due.
+ *
+ * Planned SQL does this badly on a new installation: without statistics,
+ * "channel = $1" looks like it matches a single row, and the planner
+ * sorts the whole queue at every claim.  The rows found are only
+ * candidates: the claim statement locks them, skipping those another
+ * worker took meanwhile, and checks them again.
  */
 static int
-claim_rows(ClaimWork *w)
+scan_due(const char *channel, const char *kind, TimestampTz now, int want,
+		 Datum *ids, TimestampTz *next_at)
+{
+	static OutboxColumns col;
+	Relation	rel;
+	Relation	index;
+	ScanKeyData keys[3];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	int			n = 0;
+
+	rel = table_open(WithdrawalRelationOid("outbox"), AccessShareLock);
+	index = index_open(WithdrawalRelationOid("outbox_due"), AccessShareLock);
+	if (col.withdrawal_id == 0)
+	{
+		TupleDesc	tupdesc = RelationGetDescr(rel);
+
+		col.withdrawal_id = SPI_fnumber(tupdesc, "withdrawal_id");
+		col.next_attempt_at = SPI_fnumber(tupdesc, "next_attempt_at");
+		col.lease_until = SPI_fnumber(tupdesc, "lease_until");
+		col.parked_at = SPI_fnumber(tupdesc, "parked_at");
+	}
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(channel));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(kind));
+
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (n < want && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		TimestampTz due;
+
+		(void) slot_getattr(slot, col.parked_at, &isnull);
+		if (!isnull)
+			continue;
+		due = DatumGetTimestampTz(slot_getattr(slot, col.next_attempt_at, &isnull));
+		if (due > now)
+		{
+			/* the rest of this channel and kind is due later still */
+			if (*next_at == 0 || due < *next_at)
+				*next_at = due;
+			break;
+		}
+		{
+			Datum		lease = slot_getattr(slot, col.lease_until, &isnull);
+
+			if (!isnull && DatumGetTimestampTz(lease) >= now)
+				continue;		/* on the wire */
+		}
+		ids[n++] = datumCopy(slot_getattr(slot, col.withdrawal_id, &isnull), false, UUID_LEN);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return n;
+}
+
+/*
+ * Claims up to "limit" of the candidate rows, in their order: locks both
+ * rows (skipping those another worker holds), checks them again, leases the
+ * outbox row, and moves a send to dispatching with attempts + 1 and
+ * sent_at, the durable fact that it may reach the processor.  Every table
+ * is reached by key; the plan is made for each claim, with the number of
+ * candidates known, so that no plan kept from when the tables were empty
+ * can hash or scan a whole table.  Appends the claimed payouts to w->list;
+ * returns how many.
+ */
+static int
+claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, INT4OID, INT4OID};
-	Datum		values[5];
-	Datum	   *names;
-	Datum	   *limits;
+	Oid			types[4] = {UUIDARRAYOID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4];
+	ChannelConfig *c = cc->channel;
 	int			i;
 	int			n;
 
-	WithdrawalPrepare(&plan,
-					  "WITH lim AS ("
-					  "  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS lim(channel, n)"
-					  "), c AS ("
-					  "  SELECT x.withdrawal_id, x.rank FROM lim, LATERAL ("
-					  "    SELECT o.withdrawal_id,"
-					  "           pg_catalog.row_number() OVER () AS rank"
-					  "      FROM (SELECT o.withdrawal_id FROM withdrawal.outbox o"
-					  "              JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
-					  "             WHERE o.channel = lim.channel"
-					  "               AND o.next_attempt_at <= pg_catalog.now()"
-					  "               AND (o.lease_until IS NULL OR o.lease_until < pg_catalog.now())"
-					  "               AND o.parked_at IS NULL"
-					  "               AND CASE WHEN o.kind = 'send'"
-					  "                        THEN w.status IN ('queued', 'dispatching')"
-					  "                        ELSE w.status IN ('submitted', 'dead') END"
-					  "             ORDER BY o.kind DESC, o.next_attempt_at LIMIT lim.n"
-					  "             FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED) o) x"
-					  "), pick AS ("
-					  "  SELECT withdrawal_id FROM c ORDER BY rank LIMIT $3"
-					  "), l AS ("
-					  "  UPDATE withdrawal.outbox o"
-					  "     SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $4), claimed_by = $5"
-					  "   WHERE o.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM pick))"
-					  "  RETURNING o.withdrawal_id, o.kind, o.lease_until, o.busy_answers"
-					  ")"
-					  " UPDATE withdrawal.withdrawal w"
-					  "    SET status = CASE WHEN l.kind = 'send' THEN 'dispatching' ELSE w.status END,"
-					  "        attempts = w.attempts + CASE WHEN l.kind = 'send' THEN 1 ELSE 0 END,"
-					  "        sent_at = CASE WHEN l.kind = 'send' THEN coalesce(w.sent_at, pg_catalog.now())"
-					  "                  ELSE w.sent_at END,"
-					  "        updated_at = pg_catalog.now()"
-					  "   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
-					  " RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
-					  "   w.amount, w.channel, w.attempts,"
-					  "   pg_catalog.jsonb_build_object('id', w.withdrawal_id, 'account_id', w.account_id,"
-					  "     'amount', w.amount, 'currency', w.currency, 'channel', w.channel,"
-					  "     'destination', w.destination)::text,"
-					  "   w.destination ->> 'stripe_account', w.processor_ref, l.busy_answers",
-					  5, types);
-
-	names = palloc(sizeof(Datum) * Max(w->nclaims, 1));
-	limits = palloc(sizeof(Datum) * Max(w->nclaims, 1));
-	for (i = 0; i < w->nclaims; i++)
-	{
-		names[i] = CStringGetTextDatum(w->claims[i].channel->name);
-		limits[i] = Int32GetDatum(w->claims[i].granted);
-	}
-	values[0] = PointerGetDatum(construct_array(names, w->nclaims, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(limits, w->nclaims, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	values[2] = Int32GetDatum(w->capacity);
-	values[3] = Int32GetDatum(withdrawal_lease_seconds);
-	values[4] = Int32GetDatum(worker_index);
+	WithdrawalPrepareCustom(&plan,
+							"WITH c AS ("
+							"  SELECT o.withdrawal_id FROM withdrawal.outbox o"
+							"    JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
+							"   WHERE o.withdrawal_id = ANY ($1)"
+							"     AND o.next_attempt_at <= pg_catalog.now()"
+							"     AND (o.lease_until IS NULL OR o.lease_until < pg_catalog.now())"
+							"     AND o.parked_at IS NULL"
+							"     AND CASE WHEN o.kind = 'send' THEN w.status IN ('queued', 'dispatching')"
+							"              ELSE w.status IN ('submitted', 'dead') END"
+							"   ORDER BY pg_catalog.array_position($1, o.withdrawal_id) LIMIT $2"
+							"   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED"
+							"), l AS ("
+							"  UPDATE withdrawal.outbox o"
+							"     SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3), claimed_by = $4"
+							"   WHERE o.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM c))"
+							"  RETURNING o.withdrawal_id, o.kind, o.lease_until, o.busy_answers"
+							")"
+							" UPDATE withdrawal.withdrawal w"
+							"    SET status = CASE WHEN l.kind = 'send' THEN 'dispatching' ELSE w.status END,"
+							"        attempts = w.attempts + CASE WHEN l.kind = 'send' THEN 1 ELSE 0 END,"
+							"        sent_at = CASE WHEN l.kind = 'send' THEN coalesce(w.sent_at, pg_catalog.now())"
+							"                  ELSE w.sent_at END,"
+							"        updated_at = pg_catalog.now()"
+							"   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
+							"    AND w.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM l))"
+							" RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
+							"   w.amount, w.attempts,"
+							"   pg_catalog.jsonb_build_object('id', w.withdrawal_id, 'account_id', w.account_id,"
+							"     'amount', w.amount, 'currency', w.currency, 'channel', w.channel,"
+							"     'destination', w.destination)::text,"
+							"   w.destination ->> 'stripe_account', w.processor_ref, l.busy_answers",
+							4, types);
+	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = Int32GetDatum(limit);
+	values[2] = Int32GetDatum(withdrawal_lease_seconds);
+	values[3] = Int32GetDatum(worker_index);
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
 
 	n = (int) SPI_processed;
@@ -749,9 +816,7 @@ claim_rows(ClaimWork *w)
 												  ALLOCSET_SMALL_SIZES);
 		WithdrawalPayout *p = MemoryContextAllocZero(cxt, sizeof(WithdrawalPayout));
 		MemoryContext old = MemoryContextSwitchTo(cxt);
-		ChannelConfig *c;
 		bool		isnull;
-		int			j;
 
 		p->cxt = cxt;
 		p->id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
@@ -761,16 +826,12 @@ claim_rows(ClaimWork *w)
 		p->account_id = WithdrawalSpiGetText(i, 4);
 		p->currency = WithdrawalSpiGetText(i, 5);
 		p->amount = DatumGetInt64(WithdrawalSpiGet(i, 6, &isnull));
-		p->channel = WithdrawalSpiGetText(i, 7);
-		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 8, &isnull));
-		p->http_body = WithdrawalSpiGetText(i, 9);
-		p->stripe_account = WithdrawalSpiGetText(i, 10);
-		p->known_ref = WithdrawalSpiGetText(i, 11);
-		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 12, &isnull));
-		MemoryContextSwitchTo(old);
-
-		c = find_channel(p->channel);
-		Assert(c != NULL);
+		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 7, &isnull));
+		p->http_body = WithdrawalSpiGetText(i, 8);
+		p->stripe_account = WithdrawalSpiGetText(i, 9);
+		p->known_ref = WithdrawalSpiGetText(i, 10);
+		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 11, &isnull));
+		p->channel = pstrdup(c->name);
 		p->processor = copy_or_null(cxt, c->processor);
 		p->driver_name = copy_or_null(cxt, c->driver);
 		p->base_url = copy_or_null(cxt, c->base_url);
@@ -779,41 +840,53 @@ claim_rows(ClaimWork *w)
 		p->request_timeout_ms = c->request_timeout_ms;
 		p->burst = c->burst;
 		p->reserved = true;
-		for (j = 0; j < w->nclaims; j++)
-			if (w->claims[j].channel == c)
-				w->claims[j].claimed++;
+		MemoryContextSwitchTo(old);
 		p->next = w->list;
 		w->list = p;
 	}
+	cc->claimed += n;
 	return n;
 }
 
 /*
- * The next time a claim can find work, from the outbox and sandbox timers:
- * one probe of outbox_due per channel and kind.
+ * Claims for one channel: its sends first, then its status queries, up to
+ * what the channel was granted and the capacity left.  Candidates are
+ * found generously (another worker may be locking the first ones) and
+ * claimed in their order.
  */
 static void
-plan_next_claim(void)
+claim_channel(ClaimWork *w, ChannelClaim *cc, TimestampTz now)
+{
+	static const char *const kinds[] = {"send", "query"};
+	int			k;
+
+	for (k = 0; k < lengthof(kinds); k++)
+	{
+		int			want = Min(cc->granted - cc->claimed, w->capacity - w->total);
+		int			room = Min(want * (withdrawal_workers + 1), 1000);
+		Datum	   *ids;
+		int			nids;
+
+		if (want <= 0)
+			return;
+		ids = palloc(sizeof(Datum) * room);
+		nids = scan_due(cc->channel->name, kinds[k], now, room, ids, &next_claim_at);
+		if (nids > 0)
+			w->total += claim_candidates(w, cc, ids, nids, want);
+	}
+}
+
+/* When the first sandbox event falls due */
+static void
+plan_next_sandbox(void)
 {
 	static SPIPlanPtr plan = NULL;
 	bool		isnull;
 	Datum		d;
 
-	WithdrawalPrepare(&plan,
-					  "SELECT (SELECT min(x.next_attempt_at)"
-					  "          FROM withdrawal.channel c, (VALUES ('send'), ('query')) k(kind),"
-					  "               LATERAL (SELECT o.next_attempt_at FROM withdrawal.outbox o"
-					  "                         WHERE o.channel = c.name AND o.kind = k.kind"
-					  "                           AND o.lease_until IS NULL AND o.parked_at IS NULL"
-					  "                         ORDER BY o.next_attempt_at LIMIT 1) x"
-					  "         WHERE c.enabled),"
-					  "       (SELECT min(due_at) FROM withdrawal.sandbox_event)",
-					  0, NULL);
+	WithdrawalPrepare(&plan, "SELECT min(due_at) FROM withdrawal.sandbox_event", 0, NULL);
 	WithdrawalExecute(plan, NULL, NULL, true, 1, SPI_OK_SELECT);
 	d = WithdrawalSpiGet(0, 1, &isnull);
-	if (!isnull)
-		earliest(&next_claim_at, DatumGetTimestampTz(d));
-	d = WithdrawalSpiGet(0, 2, &isnull);
 	if (!isnull)
 		earliest(&next_sandbox_at, DatumGetTimestampTz(d));
 }
@@ -823,21 +896,24 @@ plan_next_claim(void)
  * shared state how many requests it may start (its share of this worker,
  * its cluster-wide cap, its token bucket, a Retry-After pause), and claims.
  * Channels take turns at being first, so that none is always served last.
+ * Then finds when to claim next (the first row not due yet, the first
+ * sandbox event).
  */
 static void
 claim_body(void *arg)
 {
 	ClaimWork  *w = (ClaimWork *) arg;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			i;
 
 	load_channels();
 	w->claims = MemoryContextAllocZero(iter_cxt, sizeof(ChannelClaim) * Max(nchannels, 1));
 	claim_rotation = nchannels > 0 ? (claim_rotation + 1) % nchannels : 0;
-	for (i = 0; i < nchannels; i++)
+	for (i = 0; i < nchannels && w->total < w->capacity; i++)
 	{
 		ChannelConfig *c = &channels[(i + claim_rotation) % nchannels];
+		ChannelClaim *cc = &w->claims[w->nclaims];
 		int			headroom;
-		int			granted;
 		long		wait_ms;
 
 		if (c->unsendable)
@@ -845,26 +921,23 @@ claim_body(void *arg)
 		headroom = channel_share_cap() - channel_state(c->name)->in_flight;
 		if (headroom <= 0)
 			continue;
-		granted = WithdrawalChannelReserve(c->name, c->rate, c->burst, c->max_in_flight,
-										   worker_index, Min(headroom, w->capacity), &wait_ms);
+		cc->channel = c;
+		cc->granted = WithdrawalChannelReserve(c->name, c->rate, c->burst, c->max_in_flight,
+											   worker_index, Min(headroom, w->capacity - w->total),
+											   &wait_ms);
 		if (wait_ms >= 0)
 			earliest(&next_claim_at, later_ms(wait_ms));
-		if (granted == 0)
+		if (cc->granted == 0)
 			continue;
-		w->claims[w->nclaims].channel = c;
-		w->claims[w->nclaims].granted = granted;
 		w->nclaims++;
-	}
-	if (w->nclaims > 0)
-		w->total = claim_rows(w);
-
-	for (i = 0; i < w->nclaims; i++)
-		if (w->claims[i].claimed == w->claims[i].granted && w->total < w->capacity)
+		claim_channel(w, cc, now);
+		/* a channel that gave all it was granted may have more waiting */
+		if (cc->claimed == cc->granted)
 			claim_backlog = true;
+	}
 	if (w->total >= w->capacity)
 		claim_backlog = true;
-	else
-		plan_next_claim();
+	plan_next_sandbox();
 }
 
 /* Gives back what the claim reserved and did not use */
@@ -1204,7 +1277,7 @@ apply_submitted_bulk(WithdrawalPayout *list)
 	}
 	dims[0] = n;
 
-	WithdrawalPrepare(&plan,
+	WithdrawalPrepareCustom(&plan,
 					  "WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 					  "                                    pg_catalog.unnest($3)) AS r(id, lease, ref)"
 					  "            ORDER BY id),"
@@ -1465,7 +1538,7 @@ sandbox_apply_body(void *arg)
 
 	s->applied = WithdrawalSandboxApplyDue(withdrawal_batch_size, s->only);
 	if (s->only == NULL && s->applied < withdrawal_batch_size)
-		plan_next_claim();
+		plan_next_sandbox();
 }
 
 static void
@@ -1692,8 +1765,13 @@ withdrawal_worker_main(Datum main_arg)
 		}
 		if (WithdrawalDispatchDoneCount(&since) > 0)
 			earliest(&wake_at, TimestampTzPlusMilliseconds(since, RECORD_DELAY_MS));
-		if (claim_backlog && WithdrawalDispatchInFlight() < withdrawal_max_in_flight &&
-			(WithdrawalDispatchInFlight() == 0 || refill_due()))
+		/*
+		 * A backlog is claimed from at once only when nothing is on the
+		 * wire; otherwise the next outcomes wake the loop, and the claim
+		 * follows their recording (a channel at its share of the wire has
+		 * nothing to claim before that, and must not make the loop spin).
+		 */
+		if (claim_backlog && WithdrawalDispatchInFlight() == 0)
 			timeout_ms = 0;
 		else if (wake_at != 0)
 			timeout_ms = wake_at <= now ? 0 :

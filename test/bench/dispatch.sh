@@ -13,6 +13,8 @@
 # Environment: BENCH_SCALE (default 1: N = 100000, M = 200000; 0.05 for a
 # quick run), DISPATCH_WORKERS (default 2), MAX_IN_FLIGHT and BATCH_SIZE
 # (withdrawal.max_in_flight and withdrawal.batch_size, default 64 each),
+# CHANNEL_SHARE (withdrawal.channel_share, default 50: the one channel
+# uses half of each worker's wire),
 # LATENCY_RATE (requests/s, default 100), LATENCY_SECONDS (default 10),
 # NODE (default node).
 set -euo pipefail
@@ -68,6 +70,7 @@ start_bench_cluster \
 	"withdrawal.allow_insecure_loopback = on" \
 	"withdrawal.max_in_flight = ${MAX_IN_FLIGHT:-64}" \
 	"withdrawal.batch_size = ${BATCH_SIZE:-64}" \
+	"withdrawal.channel_share = ${CHANNEL_SHARE:-50}" \
 	"track_commit_timestamp = on" \
 	"synchronous_commit = on"
 trap cleanup_mock EXIT
@@ -78,6 +81,12 @@ INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('mock', 'http'
 INSERT INTO withdrawal.channel (name, processor) VALUES ('bank', 'mock');
 SELECT count(*) FROM (SELECT withdrawal.credit('acct' || a, 'USD', 1000000000000, 'fund' || a) FROM generate_series(1, 1000) a) s;
 SQL
+# CREATE EXTENSION creates the workers' role: they restart once to connect
+# as it, and are measured from then on
+while [ "$(bench_psql -At -c "SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'withdrawal worker' AND usename = 'withdrawal_worker'")" != "$workers" ]; do
+	sleep 0.2
+done
 
 # wait_drained: until nothing is queued or dispatching
 wait_drained() {
