@@ -145,6 +145,26 @@ my %sandbox = map {
 	q{SELECT x.withdrawal_id, x.amount FROM w JOIN withdrawal.withdrawal x ON x.withdrawal_id = w.id});
 books_match_processor($node, undef, 'sandbox', truth => { withdrawals => \%sandbox });
 
+# DROP EXTENSION under a running worker: it goes back to waiting, quietly,
+# and picks the extension up again after CREATE EXTENSION.
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', 'DROP EXTENSION withdrawal CASCADE');
+$node->wait_for_log(qr/withdrawal worker 0 stops dispatching: the extension is no longer installed/, $log_offset);
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'withdrawal worker' AND query LIKE '%waiting for CREATE EXTENSION%'})
+  or die 'the worker does not wait for the extension again';
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION withdrawal;
+	SELECT withdrawal.credit('bob', 'USD', 1000, 'b1');
+	SELECT withdrawal.request('bob', 'USD', 100, 'sandbox', '{}', 'again');
+});
+$node->poll_query_until('postgres', q{SELECT status FROM withdrawal.withdrawal WHERE idempotency_key = 'again'}, 'paid')
+  or die 'not paid after CREATE EXTENSION again';
+my @errors = grep { /withdrawal worker ERROR/ } split /\n/, substr(slurp_file($node->logfile), $log_offset);
+cmp_ok(scalar(@errors), '<=', 2, 'DROP EXTENSION under the worker: back to waiting, without an ERROR at every pass')
+  or diag(join("\n", @errors[0 .. 4]));
+
 $node->stop;
 ok(!$node->log_contains('TRAP|server process .* was terminated by signal'), 'no assertion failure or crash');
 done_testing();

@@ -538,6 +538,8 @@ my @signals = grep { !/signal 9:/ }
 is(scalar(@signals), 0, "seed $seed: no server process terminated by a signal other than our kill -9")
   or diag(join("\n", @signals));
 ok(!$node->log_contains('TRAP:'), "seed $seed: no assertion failure");
+my @deadlocks = (PostgreSQL::Test::Utils::slurp_file($node->logfile) =~ /^.*deadlock detected.*$/mg);
+is(scalar(@deadlocks), 0, "seed $seed: no deadlock") or diag(join("\n", @deadlocks[0 .. ($#deadlocks < 4 ? $#deadlocks : 4)]));
 
 my $n = query('SELECT count(*) FROM withdrawal.withdrawal');
 note(sprintf('seed %d: soak %.0f s, %d withdrawals; statuses: %s', $seed, $soak, $n,
