@@ -7,7 +7,9 @@
 #   tools/test.sh regress [NAME…] pg_regress only (optionally some tests)
 #   tools/test.sh tap [FILE…]     TAP only (optionally some files)
 #
-# On failure the private work directory is kept and its path printed.
+# On failure the private work directory is kept and its path printed;
+# TEST_KEEP=1 keeps it after a success too (the TAP logs are in
+# tmp_check/log there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/setup.sh"
@@ -67,5 +69,9 @@ if [ $status -ne 0 ]; then
 	echo "test: FAILED; work directory kept at $work" >&2
 	exit 1
 fi
-rm -rf "$work"
+if [ "${TEST_KEEP:-0}" = 1 ]; then
+	echo "test: work directory kept at $work"
+else
+	rm -rf "$work"
+fi
 echo "test: all passed"
