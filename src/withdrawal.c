@@ -154,7 +154,7 @@ _PG_init(void)
 
 	DefineCustomIntVariable("withdrawal.channel_share",
 							"Share of a worker's withdrawal.max_in_flight one channel may use, in percent.",
-							"A channel's own max_in_flight applies as well.  Keeps a hung processor from taking every slot.",
+							"Applies when two or more channels send over the network; a channel's own max_in_flight applies as well.  Keeps a hung processor from taking every slot.",
 							&withdrawal_channel_share,
 							50, 1, 100,
 							PGC_SIGHUP,

@@ -183,6 +183,7 @@ static MemoryContext channel_cxt = NULL;
 static ChannelConfig *channels = NULL;
 static int	nchannels = 0;
 static HTAB *channel_states = NULL;
+static int	network_channels = 0;	/* sendable channels not decided locally */
 static int	claim_rotation = 0;
 
 static TimestampTz next_claim_at = 0;	/* 0: claim at the next pass */
@@ -633,14 +634,27 @@ load_channels(void)
 		c->unsendable = channel_unsendable(c);
 	}
 	MemoryContextSwitchTo(old);
+	network_channels = 0;
 	for (i = 0; i < nchannels; i++)
+	{
+		const WithdrawalDriver *driver = WithdrawalDriverFind(channels[i].driver);
+
 		note_sendable(&channels[i]);
+		if (channels[i].unsendable == NULL && driver != NULL && driver->decide == NULL)
+			network_channels++;
+	}
 }
 
-/* The most requests one channel may have on this worker's wire */
+/*
+ * The most requests one channel may have on this worker's wire: its share,
+ * when there is another channel whose processor it could starve (one that
+ * sends over the network); all of the wire when it is the only one.
+ */
 static int
 channel_share_cap(void)
 {
+	if (network_channels <= 1)
+		return withdrawal_max_in_flight;
 	return Max(1, withdrawal_max_in_flight * withdrawal_channel_share / 100);
 }
 

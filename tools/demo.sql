@@ -51,22 +51,37 @@ SELECT withdrawal.cancel(withdrawal_id, 'changed my mind')
 	'{"alipay_account": "alice@example.com"}', 'withdraw-4');
 
 \echo
-\echo '== the dispatcher pays through the sandbox processor (waiting up to 20 s)'
-SELECT count(*) AS dispatcher_workers FROM pg_stat_activity WHERE backend_type = 'withdrawal worker';
+\echo '== the dispatcher pays through the sandbox processor (waiting up to 30 s)'
+-- CREATE EXTENSION created the workers' role; the worker restarts once to
+-- connect as it (5 s), then pays
 DO $$
 DECLARE
-	deadline timestamptz := clock_timestamp() + interval '20 seconds';
+	deadline timestamptz := clock_timestamp() + interval '30 seconds';
 BEGIN
-	WHILE EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'withdrawal worker')
-		  AND EXISTS (SELECT FROM withdrawal.withdrawals
-					   WHERE status IN ('queued', 'dispatching', 'submitted'))
+	WHILE (NOT EXISTS (SELECT FROM pg_stat_activity
+						WHERE backend_type = 'withdrawal worker' AND usename = 'withdrawal_worker')
+		   OR EXISTS (SELECT FROM withdrawal.withdrawals
+					   WHERE status IN ('queued', 'dispatching', 'submitted')))
 		  AND clock_timestamp() < deadline LOOP
 		PERFORM pg_sleep(0.2);
 	END LOOP;
 END
 $$;
+SELECT usename AS dispatcher_role, count(*) AS workers FROM pg_stat_activity
+ WHERE backend_type = 'withdrawal worker' GROUP BY 1;
 SELECT account_id, amount, channel, idempotency_key, status, reason, attempts, processor_ref IS NOT NULL AS has_ref
   FROM withdrawal.withdrawals ORDER BY created_at;
+
+\echo
+\echo '== alice tries to cancel withdraw-1 once it was sent: refused (WD005); once sent, only the processor decides'
+DO $$
+BEGIN
+	PERFORM withdrawal.cancel(withdrawal_id, 'too late')
+	   FROM withdrawal.withdrawals WHERE idempotency_key = 'withdraw-1';
+EXCEPTION WHEN OTHERS THEN
+	RAISE WARNING '% %', SQLSTATE, SQLERRM;
+END
+$$;
 
 \echo
 \echo '== balances'

@@ -13,8 +13,6 @@
 # Environment: BENCH_SCALE (default 1: N = 100000, M = 200000; 0.05 for a
 # quick run), DISPATCH_WORKERS (default 2), MAX_IN_FLIGHT and BATCH_SIZE
 # (withdrawal.max_in_flight and withdrawal.batch_size, default 64 each),
-# CHANNEL_SHARE (withdrawal.channel_share, default 50: the one channel
-# uses half of each worker's wire),
 # LATENCY_RATE (requests/s, default 100), LATENCY_SECONDS (default 10),
 # NODE (default node).
 set -euo pipefail
@@ -70,7 +68,6 @@ start_bench_cluster \
 	"withdrawal.allow_insecure_loopback = on" \
 	"withdrawal.max_in_flight = ${MAX_IN_FLIGHT:-64}" \
 	"withdrawal.batch_size = ${BATCH_SIZE:-64}" \
-	"withdrawal.channel_share = ${CHANNEL_SHARE:-50}" \
 	"track_commit_timestamp = on" \
 	"synchronous_commit = on"
 trap cleanup_mock EXIT
