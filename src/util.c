@@ -383,31 +383,15 @@ check_schema_version(void)
 	schema_version_checked = true;
 }
 
-SPIPlanPtr
-WithdrawalPrepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+/* A plan kept for the life of the backend, prepared with cursor options */
+static SPIPlanPtr
+prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+			 int cursor_options)
 {
 	check_schema_version();
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
-SPIPlanPtr
-WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	check_schema_version();
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
@@ -417,6 +401,18 @@ WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argty
 		*plan = p;
 	}
 	return *plan;
+}
+
+SPIPlanPtr
+WithdrawalPrepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	return prepare_kept(plan, sql, nargs, argtypes, 0);
+}
+
+SPIPlanPtr
+WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	return prepare_kept(plan, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 }
 
 void

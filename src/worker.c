@@ -362,6 +362,26 @@ extension_check_body(void *arg)
 }
 
 /*
+ * One poll of a worker waiting for CREATE EXTENSION (its role, its tables):
+ * said in pg_stat_activity, woken by its latch, signals and reloads
+ * handled.
+ */
+static void
+wait_for_install(void)
+{
+	pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
  * Waits, quietly and without crash-looping, until the extension is
  * installed in the worker's database at the library's version.  A
  * database at another version is waiting for ALTER EXTENSION UPDATE: the
@@ -389,16 +409,7 @@ wait_for_extension(void)
 							   check.version, WITHDRAWAL_VERSION)));
 			logged_version = true;
 		}
-		pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		wait_for_install();
 		MemoryContextReset(iter_cxt);
 	}
 	extension_lost = false;
@@ -475,18 +486,7 @@ connect_as_worker_role(void)
 		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 		pgstat_report_appname("withdrawal");
 		while (!worker_role_usable())
-		{
-			pgstat_report_activity(STATE_IDLE, "withdrawal: waiting for CREATE EXTENSION withdrawal");
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 INSTALL_POLL_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending)
-			{
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-			}
-		}
+			wait_for_install();
 		WithdrawalShmemSetWorkerRoleSeen(worker_index, true);
 		ereport(LOG,
 				(errmsg("withdrawal worker %d restarts to connect as role \"%s\"",

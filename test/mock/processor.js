@@ -719,23 +719,37 @@ function invalid(ctx, message) {
 	sendError(ctx, 400, 'invalid_request_error', 'invalid_request', message);
 }
 
-/* GET /payouts/{id} and GET /v1/transfers|payouts/{id} */
-function getPayout(ctx, id, kind) {
+/*
+ * A status query's fault rule: taken and counted; returns the rule, and
+ * whether the request has been answered (or dropped) by its fault.
+ */
+function statusFault(ctx, id) {
 	state.statusRequests++;
 	ctx.rec.withdrawal_id = id;
 	const rule = takeRule('GET', ctx.protocol, null);
 	const fault = rule ? rule.fault : null;
 	ctx.rec.fault = fault;
+	let done = true;
 	if (fault !== null && /^5\d\d(-after)?$/.test(fault))
-		return sendError(ctx, Number(fault.slice(0, 3)), 'api_error', 'processor_unavailable',
-			'the processor is temporarily unavailable');
-	if (fault === '429')
-		return sendError(ctx, 429, 'rate_limit_error', 'rate_limited', 'too many requests',
-			{ 'Retry-After': String(rule.retry_after) });
-	if (fault === 'hang' || fault === 'hang-after')
-		return hang(ctx);
-	if (fault === 'reset' || fault === 'reset-after')
-		return destroy(ctx);
+		sendError(ctx, Number(fault.slice(0, 3)), 'api_error', 'processor_unavailable',
+			'the processor is temporarily unavailable', ruleHeaders(rule, null));
+	else if (fault === '429')
+		sendError(ctx, 429, 'rate_limit_error', 'rate_limited', 'too many requests',
+			ruleHeaders(rule, { 'Retry-After': String(rule.retry_after) }));
+	else if (fault === 'hang' || fault === 'hang-after')
+		hang(ctx);
+	else if (fault === 'reset' || fault === 'reset-after')
+		destroy(ctx);
+	else
+		done = false;
+	return { rule, fault, done };
+}
+
+/* GET /payouts/{id} and GET /v1/transfers|payouts/{id} */
+function getPayout(ctx, id, kind) {
+	const { rule, fault, done } = statusFault(ctx, id);
+	if (done)
+		return;
 
 	let entry;
 	if (ctx.protocol === 'http')
@@ -771,17 +785,9 @@ function getPayout(ctx, id, kind) {
  * and is not listed.
  */
 function listTransfers(ctx, query) {
-	state.statusRequests++;
 	const group = query.get('transfer_group');
-	ctx.rec.withdrawal_id = group;
-	const rule = takeRule('GET', ctx.protocol, null);
-	const fault = rule ? rule.fault : null;
-	ctx.rec.fault = fault;
-	if (fault !== null && /^5\d\d(-after)?$/.test(fault))
-		return sendError(ctx, Number(fault.slice(0, 3)), 'api_error', 'processor_unavailable',
-			'the processor is temporarily unavailable');
-	if (fault === 'hang' || fault === 'hang-after')
-		return hang(ctx);
+	if (statusFault(ctx, group).done)
+		return;
 	const data = [];
 	for (const entry of state.allByWithdrawal.get(group) || [])
 		if (entry.protocol === 'stripe' && entry.kind === 'transfer' && entry.stored !== null &&

@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_mock mock_get mock_post dispatch_node request_many
-  wait_all_settled no_double_payout);
+  wait_all_settled no_double_payout wait_for use_secrets);
 
 my $mock_script = dirname(__FILE__) . '/../mock/processor.js';
 my $http = HTTP::Tiny->new(timeout => 30);
@@ -134,6 +134,33 @@ sub no_double_payout
 	is(scalar(@crashes), 0, "$what: no deadlock, no process died of a signal")
 	  or diag(join("\n", @crashes[0 .. ($#crashes < 4 ? $#crashes : 4)]));
 	return $s;
+}
+
+# wait_for($what, $cond): polls $cond (a sub) every 0.1 s until it is
+# true, for at most the TAP tests' default timeout; dies naming $what.
+sub wait_for
+{
+	my ($what, $cond) = @_;
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+	{
+		return 1 if $cond->();
+		select(undef, undef, undef, 0.1);
+	}
+	die "timed out waiting for $what";
+}
+
+# use_secrets($node, name => value, ...): a secrets file of the node, owned
+# by the server's user with mode 0600, named by withdrawal.secrets_file
+# and loaded by a reload.
+sub use_secrets
+{
+	my ($node, %secrets) = @_;
+	my $file = $node->data_dir . '/withdrawal_secrets';
+	PostgreSQL::Test::Utils::append_to_file($file, join('', map { "$_ = $secrets{$_}\n" } sort keys %secrets));
+	chmod 0600, $file;
+	$node->append_conf('postgresql.conf', "withdrawal.secrets_file = '$file'\n");
+	$node->reload;
+	return $file;
 }
 
 package WithdrawalDispatchTest::Mock;

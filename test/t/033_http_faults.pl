@@ -23,11 +23,7 @@ withdrawal.max_busy_answers = 5
 withdrawal.poll_after = '1s'
 withdrawal.sweep_interval = '1s'
 });
-my $secrets = $node->data_dir . '/withdrawal_secrets';
-PostgreSQL::Test::Utils::append_to_file($secrets, "mock_key = sk_test_0123456789abcdef\n");
-chmod 0600, $secrets;
-$node->append_conf('postgresql.conf', "withdrawal.secrets_file = '$secrets'\n");
-$node->reload;
+use_secrets($node, mock_key => 'sk_test_0123456789abcdef');
 $node->safe_psql('postgres', q{
 	UPDATE withdrawal.processor SET api_secret = 'mock_key', request_timeout_ms = 700;
 	CREATE TABLE w (label text PRIMARY KEY, id uuid);

@@ -77,16 +77,6 @@ is($s->{effective_payouts}, 2000, 'resuming paid nothing twice');
 
 # 2. A worker dies each time a payout is on the wire: hang it at the
 # processor, kill -9 the workers, three times.
-sub wait_for
-{
-	my ($what, $cond) = @_;
-	for (1 .. 600)
-	{
-		return 1 if $cond->();
-		select(undef, undef, undef, 0.1);
-	}
-	die "timed out waiting for $what";
-}
 mock_post($mock, '/_control/faults', { rules => [ { fault => 'hang', amount => 7777 } ] });
 $node->safe_psql('postgres', q{SELECT withdrawal.request('acct1', 'USD', 7777, 'bank', '{"iban": "x"}', 'killer')});
 for my $death (1 .. 3)

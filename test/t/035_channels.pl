@@ -31,17 +31,6 @@ $node->safe_psql('postgres', qq{
 	INSERT INTO withdrawal.channel (name, processor, rate_per_second, burst) VALUES ('polled', 'mockhttp', 5, 5);
 });
 
-sub wait_for
-{
-	my ($what, $cond) = @_;
-	for (1 .. 1800)
-	{
-		return 1 if $cond->();
-		select(undef, undef, undef, 0.1);
-	}
-	die "timed out waiting for $what";
-}
-
 sub requests_for
 {
 	my ($m, $amount, $method) = @_;

@@ -17,11 +17,7 @@ use WithdrawalDispatchTest;
 my $n = 2000;
 my $mock = start_mock('--status', 'pending');
 my $node = dispatch_node('race', $mock, workers => 2, conf => "max_connections = 60\n");
-my $secrets = $node->data_dir . '/withdrawal_secrets';
-PostgreSQL::Test::Utils::append_to_file($secrets, "race_hook = race-secret\n");
-chmod 0600, $secrets;
-$node->append_conf('postgresql.conf', "withdrawal.secrets_file = '$secrets'\n");
-$node->reload;
+use_secrets($node, race_hook => 'race-secret');
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pgcrypto;
 	-- the discrepancy WARNINGs of late events would fill pgbench's stderr
