@@ -76,6 +76,8 @@ INSERT INTO bad (call) VALUES
 	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k2', '{"device_id": ""}')$$),
 	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k2', jsonb_build_object('device_id', repeat('d', 129)))$$),
 	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k2', '{"device_id": {"nested": true}}')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k2', '{"device_id": "dev\nforged log line"}')$$),
+	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', '{}', 'k2', '{"device_id": "dev\u202e"}')$$),
 	($$SELECT withdrawal.request('mallory', 'USD', 100, 'sandbox', jsonb_build_object('iban', repeat('x', 17000)), 'k2')$$),
 	-- balance, set_account, cancel, reject, approve, get, transition
 	($$SELECT withdrawal.balance(NULL, 'USD')$$),

@@ -256,6 +256,17 @@ SELECT ip, rq('mina', 500, 'ipc-' || ip, jsonb_build_object('ip', ip)) AS outcom
 SELECT refused($$SELECT rq('mina', 500, 'ipc-net-1', '{"ip": "192.0.2.77/0"}')$$);
 SELECT refused($$SELECT rq('mina', 500, 'ipc-net-2', '{"ip": "192.0.2.0/24"}')$$);
 SELECT refused($$SELECT rq('mina', 500, 'ipc-net-3', '{"ip": "::ffff:192.0.2.77/96"}')$$);
+-- an entry written in IPv4-mapped IPv6 form is stored as the IPv4 one, so
+-- it blocks the IPv4 clients it names, and unblock() finds it by either
+-- spelling
+SELECT withdrawal.block('ip', '::ffff:198.18.0.0/111', 'mapped'),
+	   withdrawal.block('ip', '::ffff:198.19.0.5', 'mapped'),
+	   withdrawal.block('ip', '198.18.0.0/15', 'mapped');
+SELECT value, net::text FROM withdrawal.blocklist WHERE list_name = 'mapped' ORDER BY value;
+SELECT rq('mina', 500, 'ipm-1', '{"ip": "198.18.7.7"}'), rq('mina', 500, 'ipm-2', '{"ip": "::ffff:198.18.7.8"}');
+SELECT withdrawal.unblock('ip', '198.18.0.0/15', 'mapped'), withdrawal.unblock('ip', '::ffff:198.19.0.5', 'mapped');
+SELECT count(*) AS mapped_left FROM withdrawal.blocklist WHERE list_name = 'mapped';
+SELECT refused($$SELECT withdrawal.block('device', E'dev\nforged', 'l')$$);
 -- several hits: the account's list wins, then destination, device, IP
 SELECT rq('blk', 500, 'bl-8', '{"ip": "192.0.2.1", "device_id": "rooted-7"}');
 -- a listed request that would also break a hard limit is still recorded

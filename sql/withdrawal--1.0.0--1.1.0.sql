@@ -157,6 +157,33 @@ SELECT k.kind * 65536 + b, k.purpose
 	   pg_catalog.generate_series(0, 4095) b;
 REVOKE ALL ON withdrawal.lock_slot FROM PUBLIC;
 
+/*
+ * Blocklist IP entries take the one spelling block() now stores: the IPv4
+ * form of an IPv4-mapped IPv6 entry (which, as IPv6, could never contain
+ * the IPv4 address a request is compared as) and inet's own output for the
+ * rest, so that unblock() finds them.  An entry whose canonical spelling is
+ * already listed stays as it was.
+ */
+UPDATE withdrawal.blocklist b
+   SET value = c.canonical
+  FROM (SELECT e.value, e.list_name,
+			   pg_catalog.format('%s',
+				   CASE WHEN e.net OPERATOR(pg_catalog.<<=) inet '::ffff:0.0.0.0/96'
+						THEN pg_catalog.set_masklen(inet '0.0.0.0' OPERATOR(pg_catalog.+)
+													(e.net OPERATOR(pg_catalog.-) inet '::ffff:0.0.0.0'),
+													pg_catalog.masklen(e.net) OPERATOR(pg_catalog.-) 96)
+						ELSE e.net END) AS canonical
+		  FROM withdrawal.blocklist e
+		 WHERE e.kind OPERATOR(pg_catalog.=) 'ip') c
+ WHERE b.kind OPERATOR(pg_catalog.=) 'ip'
+   AND b.value OPERATOR(pg_catalog.=) c.value
+   AND b.list_name OPERATOR(pg_catalog.=) c.list_name
+   AND c.canonical OPERATOR(pg_catalog.<>) c.value
+   AND NOT EXISTS (SELECT FROM withdrawal.blocklist o
+					WHERE o.kind OPERATOR(pg_catalog.=) 'ip'
+					  AND o.list_name OPERATOR(pg_catalog.=) c.list_name
+					  AND o.value OPERATOR(pg_catalog.=) c.canonical);
+
 /* TRUNCATE is refused on every append-only table (00_core.sql, 40_webhook.sql) */
 CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();

@@ -1259,26 +1259,19 @@ list_name_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * An ip entry must parse as inet (an address or a network).
+ * The stored spelling of a blocklist value: the canonical address or
+ * network for kind ip, so that "::ffff:203.0.113.0/120" blocks the IPv4
+ * clients it names and unblock() finds an entry whichever spelling it is
+ * given; account and device values are identifiers.
  */
-static void
-check_ip_value(const char *value)
+static char *
+blocklist_value(const char *kind, char *value)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		(void) DirectFunctionCall1(inet_in, CStringGetDatum(value));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("blocklist value is not an IP address or network: \"%s\"", value)));
-	}
-	PG_END_TRY();
+	if (strcmp(kind, "ip") == 0)
+		return WithdrawalCanonicalIp(value, false, "blocklist value");
+	if (strcmp(kind, "account") == 0 || strcmp(kind, "device") == 0)
+		WithdrawalCheckIdentifier(value, "value");
+	return value;
 }
 
 /*
@@ -1331,10 +1324,7 @@ withdrawal_block(PG_FUNCTION_ARGS)
 	const char *keys[5] = {"kind", "value", "list_name", "note", "expires_at"};
 	const char *detail[5];
 
-	if (strcmp(kind, "ip") == 0)
-		check_ip_value(value);
-	else if (strcmp(kind, "account") == 0)
-		WithdrawalCheckIdentifier(value, "value");
+	value = blocklist_value(kind, value);
 	check_block_expiry(fcinfo, 4);
 	if (!PG_ARGISNULL(4))
 		expires = DatumGetCString(DirectFunctionCall1(timestamptz_out, PG_GETARG_DATUM(4)));
@@ -1388,6 +1378,7 @@ withdrawal_unblock(PG_FUNCTION_ARGS)
 	const char *detail[3];
 	bool		removed;
 
+	value = blocklist_value(kind, value);
 	SPI_connect();
 	WithdrawalPrepare(&plan,
 					  "DELETE FROM withdrawal.blocklist WHERE kind = $1 AND value = $2 AND list_name = $3",

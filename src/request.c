@@ -21,13 +21,10 @@
  */
 #include "postgres.h"
 
-#include <sys/socket.h>
-
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/inet.h"
 #include "utils/jsonb.h"
 
 #include "ledger.h"
@@ -88,50 +85,14 @@ context_string(Jsonb *context, const char *key, int maxbytes)
 }
 
 /*
- * Returns context.ip in canonical form, or NULL.  inet_in raises 22P02 on
- * garbage; the contract says 22023 for bad input, so the error is mapped.
- *
- * The blocklist and the per-IP velocity limit compare addresses, so each
- * client must have exactly one spelling: a network ("203.0.113.9/0" is
- * inet 203.0.113.9 with a zero-bit mask, which no /24 entry contains and
- * which counts apart from 203.0.113.9) is refused, and an IPv4-mapped IPv6
- * address (::ffff:203.0.113.9, how a dual-stack socket reports an IPv4
- * client) is the IPv4 address it maps.
+ * Returns context.ip in canonical form (see WithdrawalCanonicalIp), or NULL.
  */
 static char *
 context_ip(Jsonb *context)
 {
-	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	char	   *ip = context_string(context, "ip", 64);
-	MemoryContext cxt = CurrentMemoryContext;
-	inet	   *addr;
-	unsigned char *a;
 
-	if (ip == NULL)
-		return NULL;
-	PG_TRY();
-	{
-		addr = DatumGetInetPP(DirectFunctionCall1(inet_in, CStringGetDatum(ip)));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("context.ip is not an IP address: \"%s\"", ip)));
-	}
-	PG_END_TRY();
-
-	if (ip_bits(addr) != ip_maxbits(addr))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("context.ip must be a host address: \"%s\"", ip),
-				 errdetail("A network mask other than /%d is not allowed.", ip_maxbits(addr))));
-	a = ip_addr(addr);
-	if (ip_family(addr) == PGSQL_AF_INET6 && memcmp(a, v4mapped, sizeof(v4mapped)) == 0)
-		return psprintf("%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
-	return DatumGetCString(DirectFunctionCall1(inet_out, InetPGetDatum(addr)));
+	return ip ? WithdrawalCanonicalIp(ip, true, "context.ip") : NULL;
 }
 
 /* request()'s write statement (see withdrawal_request) */
@@ -287,6 +248,8 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	key = WithdrawalArgIdentifier(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	req.context = WithdrawalArgObject(fcinfo, 6, "context");
 	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
+	if (req.device_id)
+		WithdrawalCheckIdentifier(req.device_id, "context.device_id");
 	req.ip = context_ip(req.context);
 
 	SPI_connect();

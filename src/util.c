@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/nbtree.h"
@@ -28,6 +30,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inet.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -187,6 +190,55 @@ WithdrawalCheckIdentifier(const char *value, const char *argname)
 				 errmsg("%s must not contain control or bidirectional formatting characters",
 						argname),
 				 errdetail("The value contains U+%04X.", (unsigned int) bad)));
+}
+
+/*
+ * See util.h.  The blocklist, the per-IP velocity limit and unblock()
+ * compare addresses, so each must have exactly one spelling: a host with a
+ * mask ("203.0.113.9/0" is inet 203.0.113.9 with a zero-bit mask, which no
+ * /24 entry contains and which counts apart from 203.0.113.9) is refused
+ * where a host is wanted, and an IPv4-mapped IPv6 value (::ffff:203.0.113.9,
+ * how a dual-stack socket reports an IPv4 client) is the IPv4 one, since
+ * inet never contains a value of the other family.  inet_in raises 22P02 on
+ * garbage; the contract says 22023 for bad input, so the error is mapped.
+ */
+char *
+WithdrawalCanonicalIp(const char *value, bool host_only, const char *argname)
+{
+	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	MemoryContext cxt = CurrentMemoryContext;
+	inet	   *addr;
+	unsigned char *a;
+
+	PG_TRY();
+	{
+		addr = DatumGetInetPP(DirectFunctionCall1(inet_in, CStringGetDatum(value)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not an IP address%s: \"%s\"", argname,
+						host_only ? "" : " or network", value)));
+	}
+	PG_END_TRY();
+
+	if (host_only && ip_bits(addr) != ip_maxbits(addr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a host address: \"%s\"", argname, value),
+				 errdetail("A network mask other than /%d is not allowed.", ip_maxbits(addr))));
+	a = ip_addr(addr);
+	if (ip_family(addr) == PGSQL_AF_INET6 && ip_bits(addr) >= 96 &&
+		memcmp(a, v4mapped, sizeof(v4mapped)) == 0)
+	{
+		if (ip_bits(addr) == 128)
+			return psprintf("%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+		return psprintf("%u.%u.%u.%u/%d", a[12], a[13], a[14], a[15], ip_bits(addr) - 96);
+	}
+	return DatumGetCString(DirectFunctionCall1(inet_out, InetPGetDatum(addr)));
 }
 
 /*

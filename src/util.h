@@ -36,6 +36,15 @@ extern char *WithdrawalArgTextOrNull(FunctionCallInfo fcinfo, int argno,
 extern char *WithdrawalArgIdentifier(FunctionCallInfo fcinfo, int argno,
 									 const char *argname, int maxbytes);
 extern void WithdrawalCheckIdentifier(const char *value, const char *argname);
+
+/*
+ * The one spelling of an IP address (host_only) or of an address or network
+ * (a blocklist entry), as inet_out prints it; an IPv4-mapped IPv6 value is
+ * the IPv4 one it maps.  Garbage, and a network where host_only, are 22023
+ * errors naming argname.
+ */
+extern char *WithdrawalCanonicalIp(const char *value, bool host_only,
+								   const char *argname);
 extern int64 WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
 extern Jsonb *WithdrawalArgObject(FunctionCallInfo fcinfo, int argno,

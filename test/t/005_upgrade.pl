@@ -113,6 +113,10 @@ for my $version (@released)
 		INSERT INTO withdrawal.outbox (withdrawal_id, channel, lease_until)
 			SELECT withdrawal_id, channel, CASE WHEN status = 'dispatching' THEN now() + interval '1 minute' END
 			  FROM withdrawal.withdrawal WHERE status IN ('queued', 'dispatching');
+		INSERT INTO withdrawal.blocklist (kind, value, list_name, added_by)
+			VALUES ('ip', '::ffff:198.18.0.0/111', 'mapped', 'ops'), ('ip', '::ffff:198.19.0.5', 'mapped', 'ops'),
+				   ('ip', '192.0.2.7/32', 'mapped', 'ops'), ('ip', '2001:db8::/32', 'mapped', 'ops'),
+				   ('ip', '::ffff:203.0.113.9', 'dup', 'ops'), ('ip', '203.0.113.9', 'dup', 'ops');
 	});
 	my $before = $node->safe_psql($db,
 		q{SELECT string_agg(idempotency_key || '=' || status, ' ' ORDER BY idempotency_key) FROM withdrawal.withdrawal});
@@ -154,6 +158,15 @@ for my $version (@released)
 	like($err, qr/may have reached the processor and can no longer be canceled/, "$version: a payout the old version may have sent cannot be canceled");
 	is($node->safe_psql($db, q{SELECT withdrawal.cancel(withdrawal_id, 'x') FROM withdrawal.withdrawal WHERE idempotency_key = 'r-unsent'}),
 		'canceled', "$version: one it never sent can");
+
+	# Blocklist IP entries take the spelling block() stores now: the IPv4
+	# form of a mapped entry blocks the IPv4 clients it names.
+	is($node->safe_psql($db,
+		q{SELECT string_agg(list_name || ':' || value, ' ' ORDER BY list_name, value) FROM withdrawal.blocklist}),
+		'dup:203.0.113.9 dup:::ffff:203.0.113.9 mapped:192.0.2.7 mapped:198.18.0.0/15 mapped:198.19.0.5 mapped:2001:db8::/32',
+		"$version: blocklist IP entries are rewritten in their canonical spelling");
+	is($node->safe_psql($db, q{SELECT withdrawal.unblock('ip', '::ffff:198.19.0.5', 'mapped')}),
+		't', "$version: unblock() finds a rewritten entry");
 
 	# After it, keys are scoped per account.
 	is($node->safe_psql($db, q{SELECT replayed FROM withdrawal.credit('u2', 'USD', 1, 'c1')}),
