@@ -216,29 +216,32 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	/*
-	 * Settings of the workers themselves can only be set at server start,
-	 * and only exist when the library is preloaded.
+	 * Settings of the workers themselves can only be set at server start and
+	 * mean something only when the library is preloaded.  They are defined
+	 * in every process all the same: a session that loads the library for
+	 * the SQL API would otherwise find them as placeholders under the
+	 * reserved prefix and warn, in every session, about a setting left in
+	 * postgresql.conf after the library was taken out of
+	 * shared_preload_libraries.  A PGC_POSTMASTER setting cannot be defined
+	 * after startup, so there they are PGC_SIGHUP, which no session can SET.
 	 */
-	if (withdrawal_preloaded)
-	{
-		DefineCustomStringVariable("withdrawal.database",
-								   "Database in which the dispatcher workers run.",
-								   NULL,
-								   &withdrawal_database,
-								   "postgres",
-								   PGC_POSTMASTER,
-								   0,
-								   NULL, NULL, NULL);
+	DefineCustomStringVariable("withdrawal.database",
+							   "Database in which the dispatcher workers run.",
+							   NULL,
+							   &withdrawal_database,
+							   "postgres",
+							   withdrawal_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
-		DefineCustomIntVariable("withdrawal.workers",
-								"Number of dispatcher background workers.",
-								"Zero disables dispatching.",
-								&withdrawal_workers,
-								1, 0, 32,
-								PGC_POSTMASTER,
-								0,
-								NULL, NULL, NULL);
-	}
+	DefineCustomIntVariable("withdrawal.workers",
+							"Number of dispatcher background workers.",
+							"Zero disables dispatching.",
+							&withdrawal_workers,
+							1, 0, 32,
+							withdrawal_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("withdrawal");
 

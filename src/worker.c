@@ -57,6 +57,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
@@ -77,6 +78,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -441,33 +443,68 @@ recheck_extension(void)
 }
 
 /*
- * Can the worker connect as its role: does it exist, with LOGIN?  Needs a
- * transaction, not a database.  A role without LOGIN is said once.
+ * Can the worker connect: does its role exist, with LOGIN, and does
+ * withdrawal.database exist and accept connections?  Needs a transaction,
+ * not a database.  Each obstacle is said once: connecting regardless would
+ * end in a FATAL and a restart every bgw_restart_time, for as long as the
+ * obstacle lasts.
  */
 static bool
-worker_role_usable(void)
+worker_can_connect(void)
 {
-	static bool warned = false;
+	static bool warned_role = false;
+	static bool warned_database = false;
 	HeapTuple	tuple;
-	bool		usable = false;
+	bool		role_usable = false;
+	bool		database_exists;
+	bool		database_usable = false;
+	Relation	database_rel;
+	ScanKeyData key;
+	SysScanDesc scan;
 
 	StartTransactionCommand();
 	tuple = SearchSysCache1(AUTHNAME, CStringGetDatum(WITHDRAWAL_WORKER_ROLE));
 	if (HeapTupleIsValid(tuple))
 	{
-		usable = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		role_usable = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
 		ReleaseSysCache(tuple);
-		if (!usable && !warned)
+		if (!role_usable && !warned_role)
 		{
 			ereport(WARNING,
 					(errmsg("withdrawal worker %d cannot connect: role \"%s\" has NOLOGIN",
 							worker_index, WITHDRAWAL_WORKER_ROLE),
 					 errhint("ALTER ROLE %s LOGIN; it needs no password.", WITHDRAWAL_WORKER_ROLE)));
-			warned = true;
+			warned_role = true;
 		}
 	}
+
+	/*
+	 * get_database_oid() would insist on pg_database's name index, whose
+	 * relcache entry a process without a database may not be able to build;
+	 * scan as InitPostgres itself does.
+	 */
+	database_rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(withdrawal_database));
+	scan = systable_beginscan(database_rel, DatabaseNameIndexId, criticalSharedRelcachesBuilt,
+							  NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	database_exists = HeapTupleIsValid(tuple);
+	if (database_exists)
+		database_usable = ((Form_pg_database) GETSTRUCT(tuple))->datallowconn;
+	systable_endscan(scan);
+	table_close(database_rel, AccessShareLock);
+	if (!database_usable && !warned_database)
+	{
+		ereport(WARNING,
+				(errmsg("withdrawal worker %d waits for database \"%s\": it %s",
+						worker_index, withdrawal_database,
+						database_exists ? "does not allow connections" : "does not exist"),
+				 errhint("Create the database and CREATE EXTENSION withdrawal in it, or set withdrawal.database to the database that has the extension and restart the server.")));
+		warned_database = true;
+	}
 	CommitTransactionCommand();
-	return usable;
+	return role_usable && database_usable;
 }
 
 /*
@@ -475,8 +512,10 @@ worker_role_usable(void)
  * created by CREATE EXTENSION, which may come after the server starts,
  * and a background worker connects only once: until the role has been
  * seen, the worker attaches to no database (shared catalogs only, where
- * no user code can run), waits for the role, notes it in shared memory and
- * exits to be restarted, now to connect as the role.
+ * no user code can run), waits for the role and for the database, notes it
+ * in shared memory and exits to be restarted, now to connect as the role.
+ * Should the connection fail all the same (the database dropped meanwhile),
+ * the flag is clear again and the next start waits without a database.
  */
 static void
 connect_as_worker_role(void)
@@ -485,7 +524,7 @@ connect_as_worker_role(void)
 	{
 		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 		pgstat_report_appname("withdrawal");
-		while (!worker_role_usable())
+		while (!worker_can_connect())
 			wait_for_install();
 		WithdrawalShmemSetWorkerRoleSeen(worker_index, true);
 		ereport(LOG,
