@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of withdrawal: the version check, the pg_regress suite and
-# the TAP suite, each against throwaway clusters.  Installs what it needs
-# first (tools/setup.sh).
+# Runs every test of withdrawal: the version and documentation checks, the
+# pg_regress suite and the TAP suite, each against throwaway clusters.
+# Installs what it needs first (tools/setup.sh).
 #
 #   tools/test.sh                 everything
 #   tools/test.sh regress [NAME…] pg_regress only (optionally some tests)
@@ -26,6 +26,7 @@ all | regress | tap) ;;
 esac
 
 "$here/check-version.sh"
+"$here/check-docs.sh"
 
 work=$(make_workdir)
 trap 'echo "test: work directory kept at $work" >&2' ERR
