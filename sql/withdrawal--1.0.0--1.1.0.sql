@@ -52,7 +52,8 @@ CREATE FUNCTION withdrawal.resolve(withdrawal_id uuid, outcome text, evidence te
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_resolve'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.resolve(uuid, text, text) IS
 	'ops: records session_user''s vote that the processor confirmed outcome (paid or failed) of a payout that may have been sent; two distinct voters apply it; returns the resulting status';
 REVOKE ALL ON FUNCTION withdrawal.resolve(uuid, text, text) FROM PUBLIC;
@@ -183,6 +184,21 @@ UPDATE withdrawal.blocklist b
 					WHERE o.kind OPERATOR(pg_catalog.=) 'ip'
 					  AND o.list_name OPERATOR(pg_catalog.=) c.list_name
 					  AND o.value OPERATOR(pg_catalog.=) c.canonical);
+
+/*
+ * Key lookups are index lookups whatever the statistics say (20_api.sql):
+ * plans kept from a VACUUM ANALYZE of empty tables made bulk loads
+ * quadratic.
+ */
+ALTER FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.set_account(text, integer, boolean) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.request(text, text, bigint, text, jsonb, text, jsonb) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.cancel(uuid, text) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.approve(uuid, text) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.reject(uuid, text) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.transition(uuid, text, text) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.retry(uuid) SET enable_seqscan = off;
+ALTER FUNCTION withdrawal.receive_webhook(text, jsonb, text) SET enable_seqscan = off;
 
 /* TRUNCATE is refused on every append-only table (00_core.sql, 40_webhook.sql) */
 CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit

@@ -205,18 +205,66 @@ credit_result(FunctionCallInfo fcinfo, Datum transfer_id, Datum available,
 }
 
 /*
- * The replay of the credit that the key lookup just found: its first result,
- * or WD002 when the parameters differ.
+ * A credit's parameters, as given or as first recorded under its key.
  */
-static Datum
-credit_replay(FunctionCallInfo fcinfo, const char *key)
+typedef struct CreditParams
 {
-	bool		isnull;
+	const char *account_id;
+	const char *currency;
+	int64		amount;
+	const char *reference;		/* NULL: none */
+	Jsonb	   *metadata;
+} CreditParams;
 
-	if (!DatumGetBool(WithdrawalSpiGet(0, 3, &isnull)))
+/*
+ * Looks the account's key up through the credit table's unique index and,
+ * when found, sets *result to the replay of the first credit: its
+ * transfer id and the available balance its ledger entry left, or WD002
+ * when the parameters differ.  Direct index fetches, like request()'s:
+ * a kept plan made while the tables were empty (a VACUUM ANALYZE after the
+ * install) would scan them whole at every call of a bulk load.
+ */
+static bool
+credit_find(FunctionCallInfo fcinfo, const char *key, const CreditParams *given,
+			Datum *result)
+{
+	static const char *const credit_columns[] = {
+		"transfer_id", "currency", "amount", "reference", "metadata", "txn_id"
+	};
+	static const char *const entry_columns[] = {"balance_after"};
+	Datum		values[lengthof(credit_columns)];
+	bool		nulls[lengthof(credit_columns)];
+	Datum		available;
+	bool		available_null;
+	Datum		keys[2];
+	bool		same;
+
+	keys[0] = CStringGetTextDatum(given->account_id);
+	keys[1] = CStringGetTextDatum(key);
+	if (!WithdrawalIndexFetch("credit", "credit_account_id_idempotency_key_key", 2, keys,
+							  lengthof(credit_columns), credit_columns, values, nulls))
+		return false;
+
+	same = strcmp(TextDatumGetCString(values[1]), given->currency) == 0 &&
+		DatumGetInt64(values[2]) == given->amount &&
+		(nulls[3] ? given->reference == NULL :
+		 given->reference != NULL &&
+		 strcmp(TextDatumGetCString(values[3]), given->reference) == 0) &&
+		DatumGetBool(DirectFunctionCall2(jsonb_eq, values[4],
+										 JsonbPGetDatum(given->metadata)));
+	if (!same)
 		raise_credit_mismatch(key);
-	return credit_result(fcinfo, WithdrawalSpiGet(0, 1, &isnull),
-						 WithdrawalSpiGet(0, 2, &isnull), true);
+
+	/* leg 2 of the credit's ledger transaction is the wallet's own */
+	keys[0] = values[5];
+	keys[1] = Int16GetDatum(2);
+	if (!WithdrawalIndexFetch("ledger_entry", "ledger_entry_pkey", 2, keys,
+							  1, entry_columns, &available, &available_null) ||
+		available_null)
+		elog(ERROR, "credit %s has no ledger entry for its wallet",
+			 WithdrawalUuidText(DatumGetUUIDP(values[0])));
+	*result = credit_result(fcinfo, values[0], available, true);
+	return true;
 }
 
 /*
@@ -265,50 +313,27 @@ static const char *const credit_sql =
 Datum
 withdrawal_credit(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr find_plan = NULL;
 	static SPIPlanPtr post_plan = NULL;
-	Oid			find_types[6] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
 	Oid			post_types[7] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID};
-	char	   *account_id;
-	char	   *currency;
+	CreditParams given;
 	char	   *key;
-	char	   *reference;
-	int64		amount;
-	Jsonb	   *metadata;
 	pg_uuid_t  *transfer_id;
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result;
 	bool		isnull;
 
-	account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
-	amount = WithdrawalArgAmount(fcinfo, 2, "amount");
+	given.account_id = WithdrawalArgIdentifier(fcinfo, 0, "account_id", WITHDRAWAL_MAX_ACCOUNT_ID);
+	given.amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	key = WithdrawalArgIdentifier(fcinfo, 3, "idempotency_key", WITHDRAWAL_MAX_KEY);
-	reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
-	metadata = WithdrawalArgObject(fcinfo, 5, "metadata");
+	given.reference = WithdrawalArgTextOrNull(fcinfo, 4, "reference", WITHDRAWAL_MAX_REASON);
+	given.metadata = WithdrawalArgObject(fcinfo, 5, "metadata");
 
 	SPI_connect();
-	currency = WithdrawalArgCurrency(fcinfo, 1);
+	given.currency = WithdrawalArgCurrency(fcinfo, 1);
 
-	WithdrawalPrepare(&find_plan,
-					  "SELECT c.transfer_id, e.balance_after, c.currency = $3"
-					  " AND c.amount = $4 AND c.reference IS NOT DISTINCT FROM $5 AND c.metadata = $6"
-					  " FROM withdrawal.credit c"
-					  " JOIN withdrawal.ledger_entry e ON e.txn_id = c.txn_id AND e.leg = 2"
-					  " WHERE c.account_id = $2 AND c.idempotency_key = $1",
-					  6, find_types);
-	values[0] = CStringGetTextDatum(key);
-	values[1] = CStringGetTextDatum(account_id);
-	values[2] = CStringGetTextDatum(currency);
-	values[3] = Int64GetDatum(amount);
-	values[4] = reference ? CStringGetTextDatum(reference) : (Datum) 0;
-	nulls[4] = reference ? ' ' : 'n';
-	values[5] = JsonbPGetDatum(metadata);
-	WithdrawalExecute(find_plan, values, nulls, false, 1, SPI_OK_SELECT);
-
-	if (SPI_processed == 1)
+	if (credit_find(fcinfo, key, &given, &result))
 	{
-		result = credit_replay(fcinfo, key);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
@@ -324,24 +349,21 @@ withdrawal_credit(PG_FUNCTION_ARGS)
 	transfer_id = WithdrawalNewUuid();
 	values[0] = UUIDPGetDatum(transfer_id);
 	values[1] = CStringGetTextDatum(key);
-	values[2] = CStringGetTextDatum(account_id);
-	values[3] = CStringGetTextDatum(currency);
-	values[4] = Int64GetDatum(amount);
-	values[5] = reference ? CStringGetTextDatum(reference) : (Datum) 0;
-	nulls[4] = ' ';
-	nulls[5] = reference ? ' ' : 'n';
-	values[6] = JsonbPGetDatum(metadata);
+	values[2] = CStringGetTextDatum(given.account_id);
+	values[3] = CStringGetTextDatum(given.currency);
+	values[4] = Int64GetDatum(given.amount);
+	values[5] = given.reference ? CStringGetTextDatum(given.reference) : (Datum) 0;
+	nulls[5] = given.reference ? ' ' : 'n';
+	values[6] = JsonbPGetDatum(given.metadata);
 	if (WithdrawalExecuteMapped(post_plan, values, nulls, 0, SPI_OK_SELECT,
 								&mapped_errors[1], 1) != 0)
-		WithdrawalRaiseOverflow(account_id, currency);
+		WithdrawalRaiseOverflow(given.account_id, given.currency);
 
 	if (SPI_processed == 0)
 	{
 		/* the key was committed by a concurrent call; this statement sees it */
-		WithdrawalExecute(find_plan, values + 1, nulls + 1, false, 1, SPI_OK_SELECT);
-		if (SPI_processed != 1)
+		if (!credit_find(fcinfo, key, &given, &result))
 			elog(ERROR, "credit key conflict without a visible credit");
-		result = credit_replay(fcinfo, key);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}

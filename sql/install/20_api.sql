@@ -5,6 +5,14 @@
  * Every entry point is SECURITY DEFINER with a pinned search_path: callers
  * hold EXECUTE only, never rights on the tables.  None is STRICT, so that a
  * NULL argument is an error (22023) rather than a silent NULL result.
+ *
+ * The functions that find their rows by key (the money paths, the webhook
+ * receiver) run with enable_seqscan = off.  Their plans, and those of the
+ * foreign-key checks they fire, are kept per session; made while the
+ * statistics said a table was empty (a VACUUM ANALYZE right after the
+ * install), they would scan it whole at every call, and a bulk load of
+ * 100k credits in one statement would take hours instead of seconds.  A
+ * lookup by key must be an index lookup whatever the statistics say.
  */
 
 CREATE FUNCTION withdrawal.credit(account_id text, currency text, amount bigint,
@@ -14,7 +22,8 @@ CREATE FUNCTION withdrawal.credit(account_id text, currency text, amount bigint,
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'withdrawal_credit'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb) IS
 	'credits a reward into a wallet (created on first use); idempotent per key';
 
@@ -32,7 +41,8 @@ CREATE FUNCTION withdrawal.set_account(account_id text, kyc_level integer DEFAUL
 	RETURNS void
 	AS 'MODULE_PATHNAME', 'withdrawal_set_account'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.set_account(text, integer, boolean) IS
 	'ops: records an account''s KYC level and freezes or unfreezes it (NULL leaves a field as is)';
 
@@ -43,7 +53,8 @@ CREATE FUNCTION withdrawal.request(account_id text, currency text, amount bigint
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'withdrawal_request'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.request(text, text, bigint, text, jsonb, text, jsonb) IS
 	'requests a withdrawal: screens it, holds the funds and queues the payout, idempotently per key';
 
@@ -51,7 +62,8 @@ CREATE FUNCTION withdrawal.cancel(withdrawal_id uuid, reason text)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_cancel'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.cancel(uuid, text) IS
 	'cancels a withdrawal that cannot have reached a processor yet and refunds it (WD005 once it may have been sent)';
 
@@ -59,7 +71,8 @@ CREATE FUNCTION withdrawal.approve(withdrawal_id uuid, note text DEFAULT NULL)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_approve'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.approve(uuid, text) IS
 	'ops: approves a withdrawal held for review as session_user; returns the resulting status';
 
@@ -67,7 +80,8 @@ CREATE FUNCTION withdrawal.reject(withdrawal_id uuid, reason text)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_reject'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.reject(uuid, text) IS
 	'ops: rejects a withdrawal that cannot have reached a processor and refunds it (WD005 once it may have been sent: see resolve())';
 
@@ -75,7 +89,8 @@ CREATE FUNCTION withdrawal.resolve(withdrawal_id uuid, outcome text, evidence te
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_resolve'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.resolve(uuid, text, text) IS
 	'ops: records session_user''s vote that the processor confirmed outcome (paid or failed) of a payout that may have been sent; two distinct voters apply it; returns the resulting status';
 
@@ -97,7 +112,8 @@ CREATE FUNCTION withdrawal.transition(withdrawal_id uuid, to_status text, reason
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_transition'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.transition(uuid, text, text) IS
 	'owner only: applies a documented status transition with its money movement; returns the previous status';
 

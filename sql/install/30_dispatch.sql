@@ -72,7 +72,8 @@ CREATE FUNCTION withdrawal.retry(withdrawal_id uuid)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'withdrawal_retry'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.retry(uuid) IS
 	'ops: puts a dead-lettered or parked payout back on the queue (same idempotency key, fresh attempt budget); returns the new status';
 

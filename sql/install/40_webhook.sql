@@ -40,7 +40,8 @@ CREATE FUNCTION withdrawal.receive_webhook(processor text, headers jsonb, body t
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'withdrawal_receive_webhook'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
 COMMENT ON FUNCTION withdrawal.receive_webhook(text, jsonb, text) IS
 	'verifies a processor webhook by the processor''s scheme (WD008), deduplicates it on its event id and applies it: {"result": "applied"|"duplicate"|"ignored", "withdrawal_id", "status"}';
 
