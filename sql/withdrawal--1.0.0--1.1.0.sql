@@ -200,6 +200,20 @@ ALTER FUNCTION withdrawal.transition(uuid, text, text) SET enable_seqscan = off;
 ALTER FUNCTION withdrawal.retry(uuid) SET enable_seqscan = off;
 ALTER FUNCTION withdrawal.receive_webhook(text, jsonb, text) SET enable_seqscan = off;
 
+/* Bulk credits (20_api.sql) */
+CREATE FUNCTION withdrawal.credit_many(account_ids text[], currencies text[], amounts bigint[],
+									   idempotency_keys text[], "references" text[] DEFAULT NULL,
+									   metadata jsonb[] DEFAULT NULL)
+	RETURNS TABLE (item integer, transfer_id uuid, available bigint, result text)
+	AS 'MODULE_PATHNAME', 'withdrawal_credit_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
+COMMENT ON FUNCTION withdrawal.credit_many(text[], text[], bigint[], text[], text[], jsonb[]) IS
+	'credit() for up to 100,000 items in one call, set-based; per item: new, replayed or mismatched';
+REVOKE ALL ON FUNCTION withdrawal.credit_many(text[], text[], bigint[], text[], text[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.credit_many(text[], text[], bigint[], text[], text[], jsonb[]) TO withdrawal_app;
+
 /* TRUNCATE is refused on every append-only table (00_core.sql, 40_webhook.sql) */
 CREATE TRIGGER credit_no_truncate BEFORE TRUNCATE ON withdrawal.credit
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();

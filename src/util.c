@@ -89,13 +89,10 @@ require_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
 				 errmsg("%s must not be null", argname)));
 }
 
-/*
- * Returns a text argument as a C string after checking its length.
- */
-static char *
-text_arg(FunctionCallInfo fcinfo, int argno, const char *argname, int maxbytes)
+/* See util.h */
+char *
+WithdrawalCheckText(text *t, const char *argname, int maxbytes)
 {
-	text	   *t = PG_GETARG_TEXT_PP(argno);
 	int			len = VARSIZE_ANY_EXHDR(t);
 
 	if (len == 0)
@@ -109,6 +106,12 @@ text_arg(FunctionCallInfo fcinfo, int argno, const char *argname, int maxbytes)
 				 errdetail("The value has %d bytes; at most %d are allowed.",
 						   len, maxbytes)));
 	return text_to_cstring(t);
+}
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int argno, const char *argname, int maxbytes)
+{
+	return WithdrawalCheckText(PG_GETARG_TEXT_PP(argno), argname, maxbytes);
 }
 
 char *
@@ -254,29 +257,28 @@ WithdrawalArgIdentifier(FunctionCallInfo fcinfo, int argno,
 	return value;
 }
 
-int64
-WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno, const char *argname)
+void
+WithdrawalCheckAmount(int64 amount, const char *argname)
 {
-	int64		amount;
-
-	require_not_null(fcinfo, argno, argname);
-	amount = PG_GETARG_INT64(argno);
 	if (amount <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", argname),
 				 errdetail("Amounts are in minor units of the currency; got " INT64_FORMAT ".",
 						   amount)));
-	return amount;
 }
 
-Jsonb *
-WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname)
+int64
+WithdrawalArgAmount(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	Jsonb	   *jb;
-
 	require_not_null(fcinfo, argno, argname);
-	jb = PG_GETARG_JSONB_P(argno);
+	WithdrawalCheckAmount(PG_GETARG_INT64(argno), argname);
+	return PG_GETARG_INT64(argno);
+}
+
+void
+WithdrawalCheckObject(Jsonb *jb, const char *argname)
+{
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -286,6 +288,16 @@ WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is too large", argname),
 				 errdetail("At most %d bytes of JSON are allowed.", WITHDRAWAL_MAX_JSON)));
+}
+
+Jsonb *
+WithdrawalArgObject(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	Jsonb	   *jb;
+
+	require_not_null(fcinfo, argno, argname);
+	jb = PG_GETARG_JSONB_P(argno);
+	WithdrawalCheckObject(jb, argname);
 	return jb;
 }
 
@@ -338,14 +350,12 @@ WithdrawalCurrencyKnown(const char *code)
 }
 
 /*
- * Returns the currency argument, which must be a known upper-case ISO 4217
- * code.  Requires an SPI connection (the list is loaded on first use).
+ * Refuses a code that is not a known upper-case ISO 4217 code.  Requires an
+ * SPI connection (the list is loaded on first use).
  */
-char *
-WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno)
+void
+WithdrawalCheckCurrency(const char *code)
 {
-	char	   *code = WithdrawalArgText(fcinfo, argno, "currency", 3);
-
 	if (strlen(code) != 3 ||
 		code[0] < 'A' || code[0] > 'Z' ||
 		code[1] < 'A' || code[1] > 'Z' ||
@@ -359,6 +369,17 @@ WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown currency \"%s\"", code),
 				 errhint("Currencies are listed in withdrawal.currency.")));
+}
+
+/*
+ * Returns the currency argument (see WithdrawalCheckCurrency).
+ */
+char *
+WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *code = WithdrawalArgText(fcinfo, argno, "currency", 3);
+
+	WithdrawalCheckCurrency(code);
 	return code;
 }
 

@@ -53,6 +53,17 @@ extern pg_uuid_t *WithdrawalArgUuid(FunctionCallInfo fcinfo, int argno,
 									const char *argname);
 extern char *WithdrawalArgCurrency(FunctionCallInfo fcinfo, int argno);
 
+/*
+ * The checks of the Arg functions above on a value that is not an argument
+ * of its own (an element of an array argument): 22023 naming argname.
+ * WithdrawalCheckText returns the value as a C string; the currency check
+ * requires an SPI connection.
+ */
+extern char *WithdrawalCheckText(text *t, const char *argname, int maxbytes);
+extern void WithdrawalCheckAmount(int64 amount, const char *argname);
+extern void WithdrawalCheckObject(Jsonb *jb, const char *argname);
+extern void WithdrawalCheckCurrency(const char *code);
+
 /* true when code is a known ISO 4217 code (cached per backend) */
 extern bool WithdrawalCurrencyKnown(const char *code);
 

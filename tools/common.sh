@@ -54,8 +54,10 @@ build_private_install() {
 	as_run_user cp -a "$pg_bindir/." "$inst$pg_bindir/"
 	as_run_user cp -a "$pg_libdir/." "$inst$pg_libdir/"
 	as_run_user cp -a "$pg_sharedir/." "$inst$pg_sharedir/"
-	as_run_user make -s -C "$work" -j"$(nproc)" ${PG_CFLAGS:+PG_CFLAGS="$PG_CFLAGS"} >&2
-	as_run_user make -s -C "$work" install DESTDIR="$inst" >&2
+	# errexit does not reach into the command substitution that calls this:
+	# a failed build must fail the caller, not test the installed copy
+	as_run_user make -s -C "$work" -j"$(nproc)" ${PG_CFLAGS:+PG_CFLAGS="$PG_CFLAGS"} >&2 || return 1
+	as_run_user make -s -C "$work" install DESTDIR="$inst" >&2 || return 1
 	echo "$inst$pg_bindir"
 }
 

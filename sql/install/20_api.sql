@@ -36,6 +36,17 @@ CREATE FUNCTION withdrawal.balance(account_id text, currency text,
 COMMENT ON FUNCTION withdrawal.balance(text, text) IS
 	'available, held and paid-out balances of a wallet';
 
+CREATE FUNCTION withdrawal.credit_many(account_ids text[], currencies text[], amounts bigint[],
+									   idempotency_keys text[], "references" text[] DEFAULT NULL,
+									   metadata jsonb[] DEFAULT NULL)
+	RETURNS TABLE (item integer, transfer_id uuid, available bigint, result text)
+	AS 'MODULE_PATHNAME', 'withdrawal_credit_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
+COMMENT ON FUNCTION withdrawal.credit_many(text[], text[], bigint[], text[], text[], jsonb[]) IS
+	'credit() for up to 100,000 items in one call, set-based; per item: new, replayed or mismatched';
+
 CREATE FUNCTION withdrawal.set_account(account_id text, kyc_level integer DEFAULT NULL,
 									   frozen boolean DEFAULT NULL)
 	RETURNS void
@@ -161,6 +172,7 @@ COMMENT ON FUNCTION withdrawal.check_invariants() IS
 /* Privileges: EXECUTE only, per role (PUBLIC loses everything in 95_privileges). */
 
 GRANT EXECUTE ON FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb),
+	withdrawal.credit_many(text[], text[], bigint[], text[], text[], jsonb[]),
 	withdrawal.balance(text, text),
 	withdrawal.request(text, text, bigint, text, jsonb, text, jsonb),
 	withdrawal.cancel(uuid, text),
