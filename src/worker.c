@@ -1384,6 +1384,7 @@ typedef struct Failure
 	WithdrawalPayout *payout;
 	const char *error;
 	bool		with_last_error;	/* also note it on the withdrawal */
+	long		delay_ms;		/* until it is sent again */
 	bool		parked;			/* result */
 } Failure;
 
@@ -1413,7 +1414,7 @@ failure_body(void *arg)
 					  5, types);
 	values[0] = UUIDPGetDatum(&p->id);
 	values[1] = TimestampTzGetDatum(p->lease_until);
-	values[2] = Int64GetDatum(Max(backoff_ms(p->attempts), 1000L));
+	values[2] = Int64GetDatum(f->delay_ms);
 	values[3] = CStringGetTextDatum(f->error);
 	values[4] = Int32GetDatum(withdrawal_park_after);
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
@@ -1437,12 +1438,20 @@ record_failure(WithdrawalPayout *p, const char *error)
 	f.error = psprintf("could not record outcome %s: %s",
 					   WithdrawalOutcomeName(p->outcome), clip_error(error));
 	f.with_last_error = true;
+	f.delay_ms = Max(backoff_ms(p->attempts), 1000L);
 	if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
 	{
 		f.with_last_error = false;
 		if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
 			return;				/* the lease expires; sweep() counts it */
 	}
+
+	/*
+	 * Claim again when it falls due, as requeue() does: the next claim may
+	 * otherwise wait for a far one, such as another channel's Retry-After.
+	 */
+	if (!f.parked)
+		earliest(&next_claim_at, later_ms(f.delay_ms));
 	if (f.parked)
 		ereport(WARNING,
 				(errmsg("withdrawal worker %d parked payout %s", worker_index, p->id_text),
