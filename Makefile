@@ -23,7 +23,8 @@ OBJS = \
 	src/processor_http.o \
 	src/processor_stripe.o \
 	src/webhook.o \
-	src/reconcile.o
+	src/reconcile.o \
+	src/monitor.o
 
 PGFILEDESC = "withdrawal - user payouts inside PostgreSQL"
 
@@ -35,7 +36,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook reconcile policy review proof access bulk
+REGRESS = core bad_input roles audit dispatch webhook reconcile policy review proof access monitor bulk
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

@@ -87,6 +87,8 @@ typedef struct WithdrawalPayout
 	long		retry_after_ms; /* 429 or 503 Retry-After, capped, or 0 */
 	int			should_retry;	/* Stripe-Should-Retry: 1 true, 0 false, -1
 								 * absent */
+	const char *ended;			/* set by worker.c: "failed" or "dead" when
+								 * recording the outcome made it so */
 
 	/* transport state, owned by dispatch.c */
 	bool		on_wire;		/* a request was started */

@@ -11,7 +11,10 @@
  * rate limit and a warning is logged once per process.
  *
  * Everything is protected by one named LWLock; the critical sections are
- * a few arithmetic operations long.
+ * a few arithmetic operations long.  The exception is what each worker
+ * reports about itself for monitoring (monitor.c): one writer per slot,
+ * written at every pass of its loop, so each slot has a spinlock of its
+ * own and a reader never makes a worker wait behind the channels' lock.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -25,12 +28,14 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/timestamp.h"
 
 #include "shmem.h"
@@ -44,7 +49,19 @@ typedef struct WithdrawalChannelSlot
 	TimestampTz refilled_at;	/* when tokens was last brought up to date */
 	TimestampTz blocked_until;	/* 429 Retry-After: no sends before this */
 	int			in_flight[WITHDRAWAL_MAX_WORKERS];	/* per worker */
+	/* for monitoring only */
+	double		rate;			/* as last reserved with */
+	int			burst;
+	int64		throttled;		/* Retry-After pauses */
+	char		unsendable[WITHDRAWAL_STATUS_TEXT_LEN];
 } WithdrawalChannelSlot;
+
+/* A worker's own report; written by that worker only (see header) */
+typedef struct WithdrawalWorkerSlot
+{
+	slock_t		mutex;
+	WithdrawalWorkerStatus status;
+} WithdrawalWorkerSlot;
 
 typedef struct WithdrawalSharedState
 {
@@ -53,6 +70,7 @@ typedef struct WithdrawalSharedState
 	int			worker_pid[WITHDRAWAL_MAX_WORKERS];
 	bool		worker_role_seen[WITHDRAWAL_MAX_WORKERS];	/* see worker.c */
 	WithdrawalChannelSlot channels[WITHDRAWAL_MAX_CHANNELS];
+	WithdrawalWorkerSlot workers[WITHDRAWAL_MAX_WORKERS];
 } WithdrawalSharedState;
 
 static WithdrawalSharedState *shared = NULL;
@@ -100,7 +118,10 @@ withdrawal_shmem_startup(void)
 		memset(shared, 0, shared_size());
 		shared->lock = &(GetNamedLWLockTranche("withdrawal"))->lock;
 		for (i = 0; i < WITHDRAWAL_MAX_WORKERS; i++)
+		{
 			shared->worker_procno[i] = -1;
+			SpinLockInit(&shared->workers[i].mutex);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -244,6 +265,7 @@ channel_slot(const char *name, double burst)
 		strlcpy(free_slot->name, name, NAMEDATALEN);
 		free_slot->tokens = burst;
 		free_slot->refilled_at = GetCurrentTimestamp();
+		free_slot->burst = (int) burst;
 	}
 	return free_slot;
 }
@@ -270,6 +292,8 @@ WithdrawalChannelReserve(const char *channel, double rate, int burst,
 		return want;
 	}
 
+	slot->rate = rate;
+	slot->burst = burst;
 	if (slot->blocked_until > now)
 	{
 		*wait_ms = (long) ((slot->blocked_until - now) / 1000) + 1;
@@ -340,6 +364,8 @@ WithdrawalChannelBlock(const char *channel, long ms, int burst)
 	slot = channel_slot(channel, burst);
 	if (slot && slot->blocked_until < until)
 		slot->blocked_until = until;
+	if (slot)
+		slot->throttled++;
 	LWLockRelease(shared->lock);
 }
 
@@ -366,4 +392,181 @@ WithdrawalShmemSetWorkerRoleSeen(int worker, bool seen)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->worker_role_seen[worker] = seen;
 	LWLockRelease(shared->lock);
+}
+
+void
+WithdrawalChannelNoteUnsendable(const char *channel, const char *why, int burst)
+{
+	WithdrawalChannelSlot *slot;
+
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot = channel_slot(channel, burst);
+	if (slot)
+		strlcpy(slot->unsendable, why ? why : "", sizeof(slot->unsendable));
+	LWLockRelease(shared->lock);
+}
+
+/* ---------- monitoring ---------- */
+
+int
+WithdrawalShmemChannels(WithdrawalChannelStatus *out, int max)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			n = 0;
+	int			i;
+
+	if (shared == NULL)
+		return -1;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (i = 0; i < WITHDRAWAL_MAX_CHANNELS && n < max; i++)
+	{
+		WithdrawalChannelSlot *slot = &shared->channels[i];
+		WithdrawalChannelStatus *st = &out[n];
+		int			w;
+
+		if (!slot->used)
+			continue;
+		memset(st, 0, sizeof(*st));
+		strlcpy(st->name, slot->name, sizeof(st->name));
+		st->rate = slot->rate;
+		st->burst = slot->burst;
+		st->tokens = slot->tokens;
+		/* the bucket as the next reservation would find it */
+		if (slot->rate > 0)
+		{
+			double		elapsed = (double) (now - slot->refilled_at) / 1000000.0;
+
+			st->tokens = Min((double) slot->burst,
+							 slot->tokens + Max(elapsed, 0) * slot->rate);
+		}
+		st->blocked_until = slot->blocked_until;
+		st->throttled = slot->throttled;
+		for (w = 0; w < WITHDRAWAL_MAX_WORKERS; w++)
+			st->in_flight += slot->in_flight[w];
+		strlcpy(st->unsendable, slot->unsendable, sizeof(st->unsendable));
+		n++;
+	}
+	LWLockRelease(shared->lock);
+	return n;
+}
+
+int
+WithdrawalShmemWorkers(WithdrawalWorkerStatus *out, int max)
+{
+	int			i;
+
+	if (shared == NULL)
+		return -1;
+	for (i = 0; i < max && i < WITHDRAWAL_MAX_WORKERS; i++)
+	{
+		WithdrawalWorkerSlot *slot = &shared->workers[i];
+
+		SpinLockAcquire(&slot->mutex);
+		memcpy(&out[i], &slot->status, sizeof(WithdrawalWorkerStatus));
+		SpinLockRelease(&slot->mutex);
+	}
+	return i;
+}
+
+/* on_shmem_exit callback of a worker: its slot is no longer run */
+static void
+worker_status_exit(int code, Datum arg)
+{
+	WithdrawalWorkerSlot *slot = &shared->workers[DatumGetInt32(arg)];
+
+	SpinLockAcquire(&slot->mutex);
+	slot->status.pid = 0;
+	slot->status.in_flight = 0;
+	strlcpy(slot->status.state, "stopped", sizeof(slot->status.state));
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+WithdrawalShmemWorkerBegin(int worker)
+{
+	WithdrawalWorkerSlot *slot;
+	TimestampTz now = GetCurrentTimestamp();
+
+	Assert(worker >= 0 && worker < WITHDRAWAL_MAX_WORKERS);
+	if (shared == NULL)
+		return;
+	slot = &shared->workers[worker];
+	SpinLockAcquire(&slot->mutex);
+	slot->status.pid = MyProcPid;
+	strlcpy(slot->status.state, "starting", sizeof(slot->status.state));
+	slot->status.started_at = now;
+	slot->status.last_loop_at = now;
+	slot->status.in_flight = 0;
+	slot->status.sent = 0;
+	slot->status.recorded = 0;
+	slot->status.failed = 0;
+	slot->status.dead = 0;
+	slot->status.send_errors = 0;
+	SpinLockRelease(&slot->mutex);
+	on_shmem_exit(worker_status_exit, Int32GetDatum(worker));
+}
+
+void
+WithdrawalShmemWorkerState(int worker, const char *state)
+{
+	WithdrawalWorkerSlot *slot;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (shared == NULL)
+		return;
+	slot = &shared->workers[worker];
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->status.state, state, sizeof(slot->status.state));
+	slot->status.last_loop_at = now;
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+WithdrawalShmemWorkerProgress(int worker, int in_flight, int64 sent,
+							  int64 recorded, int64 failed, int64 dead,
+							  int64 send_errors)
+{
+	WithdrawalWorkerSlot *slot;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (shared == NULL)
+		return;
+	slot = &shared->workers[worker];
+	SpinLockAcquire(&slot->mutex);
+	slot->status.last_loop_at = now;
+	slot->status.in_flight = in_flight;
+	slot->status.sent = sent;
+	slot->status.recorded = recorded;
+	slot->status.failed = failed;
+	slot->status.dead = dead;
+	slot->status.send_errors = send_errors;
+	SpinLockRelease(&slot->mutex);
+}
+
+void
+WithdrawalShmemWorkerError(int worker, bool send, const char *message)
+{
+	WithdrawalWorkerSlot *slot;
+	TimestampTz now = GetCurrentTimestamp();
+	char		copy[WITHDRAWAL_STATUS_TEXT_LEN];
+
+	if (shared == NULL || message == NULL)
+		return;
+	/* clipped outside the spinlock, on a character boundary */
+	strlcpy(copy, message, pg_mbcliplen(message, strlen(message), sizeof(copy) - 1) + 1);
+	slot = &shared->workers[worker];
+	SpinLockAcquire(&slot->mutex);
+	if (send)
+	{
+		strlcpy(slot->status.last_send_error, copy, sizeof(slot->status.last_send_error));
+		slot->status.last_send_error_at = now;
+	}
+	else
+	{
+		strlcpy(slot->status.last_error, copy, sizeof(slot->status.last_error));
+		slot->status.last_error_at = now;
+	}
+	SpinLockRelease(&slot->mutex);
 }

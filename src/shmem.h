@@ -14,9 +14,12 @@
 #ifndef WITHDRAWAL_SHMEM_H
 #define WITHDRAWAL_SHMEM_H
 
+#include "datatype/timestamp.h"
+
 /* Fixed sizes of the shared state */
 #define WITHDRAWAL_MAX_WORKERS		32	/* the maximum of withdrawal.workers */
 #define WITHDRAWAL_MAX_CHANNELS		64	/* channels with a shared bucket */
+#define WITHDRAWAL_STATUS_TEXT_LEN	256 /* messages kept for monitoring */
 
 /* Called from _PG_init when preloaded: chains the shmem hooks */
 extern void WithdrawalShmemInit(void);
@@ -63,5 +66,73 @@ extern void WithdrawalChannelBlock(const char *channel, long ms, int burst);
  */
 extern bool WithdrawalShmemWorkerRoleSeen(int worker);
 extern void WithdrawalShmemSetWorkerRoleSeen(int worker, bool seen);
+
+/*
+ * Why a channel cannot dispatch (NULL: it can), as the last worker to
+ * load the channels found it; for monitoring.
+ */
+extern void WithdrawalChannelNoteUnsendable(const char *channel, const char *why,
+											int burst);
+
+/* ---------- monitoring (monitor.c reads, worker.c writes) ---------- */
+
+/* A copy of one channel's shared flow-control state */
+typedef struct WithdrawalChannelStatus
+{
+	char		name[NAMEDATALEN];
+	double		rate;			/* as last reserved with; <= 0: no limit */
+	int			burst;
+	double		tokens;			/* brought up to date at the copy */
+	TimestampTz blocked_until;	/* 0: never blocked */
+	int64		throttled;		/* Retry-After pauses since server start */
+	int			in_flight;		/* summed over the workers */
+	char		unsendable[WITHDRAWAL_STATUS_TEXT_LEN];	/* "": can send */
+} WithdrawalChannelStatus;
+
+/* What one dispatcher worker slot reports about itself */
+typedef struct WithdrawalWorkerStatus
+{
+	int			pid;			/* 0: not running */
+	char		state[64];
+	TimestampTz started_at;
+	TimestampTz last_loop_at;
+	int			in_flight;
+	int64		sent;
+	int64		recorded;
+	int64		failed;
+	int64		dead;
+	int64		send_errors;
+	TimestampTz last_error_at;	/* 0: none */
+	char		last_error[WITHDRAWAL_STATUS_TEXT_LEN];
+	TimestampTz last_send_error_at;	/* 0: none */
+	char		last_send_error[WITHDRAWAL_STATUS_TEXT_LEN];
+} WithdrawalWorkerStatus;
+
+/*
+ * Copies the state of every channel that has a shared slot (at most max)
+ * into out; returns how many, or -1 when the library is not preloaded.
+ */
+extern int	WithdrawalShmemChannels(WithdrawalChannelStatus *out, int max);
+
+/*
+ * Copies the reports of worker slots 0 .. max - 1 into out; returns -1
+ * when the library is not preloaded.
+ */
+extern int	WithdrawalShmemWorkers(WithdrawalWorkerStatus *out, int max);
+
+/*
+ * Reports of worker slot "worker", written only by the process that runs
+ * it.  Begin marks the slot as run by the calling process (cleared at its
+ * exit) and zeroes its counters; the last errors are kept across restarts,
+ * with their times, so that the error a worker died of stays visible.
+ */
+extern void WithdrawalShmemWorkerBegin(int worker);
+extern void WithdrawalShmemWorkerState(int worker, const char *state);
+extern void WithdrawalShmemWorkerProgress(int worker, int in_flight,
+										  int64 sent, int64 recorded,
+										  int64 failed, int64 dead,
+										  int64 send_errors);
+extern void WithdrawalShmemWorkerError(int worker, bool send,
+									   const char *message);
 
 #endif							/* WITHDRAWAL_SHMEM_H */

@@ -176,6 +176,7 @@ typedef struct ChannelState
 	char		name[NAMEDATALEN];	/* hash key */
 	int			in_flight;
 	char		unsendable[256];
+	bool		shared_noted;	/* unsendable copied to shared memory */
 } ChannelState;
 
 static int	worker_index = 0;
@@ -196,8 +197,12 @@ static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
 static bool extension_lost = false; /* a transaction failed: is it gone? */
 
+/* What the worker reports for monitoring (shmem.c, monitor.c) */
 static int64 stat_sent = 0;
 static int64 stat_recorded = 0;
+static int64 stat_failed = 0;
+static int64 stat_dead = 0;
+static int64 stat_send_errors = 0;
 
 static void record_outcomes(WithdrawalPayout *list);
 static int	sweep_internal(Interval *older_than);
@@ -268,14 +273,16 @@ run_transaction(const char *label, bool durable, TransactionBody body,
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(caller);
-		if (error)
-		{
-			ErrorData  *edata = CopyErrorData();
+		ErrorData  *edata;
 
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		/* what failed, for monitor_workers: the log alone needs rights */
+		WithdrawalShmemWorkerError(worker_index, false,
+								   psprintf("%s: %s", label, edata->message));
+		if (error)
 			*error = pnstrdup(edata->message, MAX_ERROR_LEN);
-			FreeErrorData(edata);
-		}
+		FreeErrorData(edata);
 		EmitErrorReport();
 		AbortOutOfAnyTransaction();
 		FlushErrorState();
@@ -402,6 +409,10 @@ wait_for_extension(void)
 							extension_check_body, &check, NULL) &&
 			check.state == EXTENSION_READY)
 			break;
+		WithdrawalShmemWorkerState(worker_index,
+								   check.state == EXTENSION_OTHER_VERSION ?
+								   "waiting for ALTER EXTENSION UPDATE" :
+								   "waiting for CREATE EXTENSION");
 		if (check.state == EXTENSION_OTHER_VERSION && !logged_version)
 		{
 			ereport(LOG,
@@ -415,6 +426,7 @@ wait_for_extension(void)
 		MemoryContextReset(iter_cxt);
 	}
 	extension_lost = false;
+	WithdrawalShmemWorkerState(worker_index, "dispatching");
 }
 
 /*
@@ -524,8 +536,12 @@ connect_as_worker_role(void)
 	{
 		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 		pgstat_report_appname("withdrawal");
+		WithdrawalShmemWorkerState(worker_index, "waiting for its role and database");
 		while (!worker_can_connect())
+		{
 			wait_for_install();
+			WithdrawalShmemWorkerState(worker_index, "waiting for its role and database");
+		}
 		WithdrawalShmemSetWorkerRoleSeen(worker_index, true);
 		ereport(LOG,
 				(errmsg("withdrawal worker %d restarts to connect as role \"%s\"",
@@ -582,6 +598,7 @@ channel_state(const char *name)
 	{
 		state->in_flight = 0;
 		state->unsendable[0] = '\0';
+		state->shared_noted = false;
 	}
 	return state;
 }
@@ -611,14 +628,24 @@ channel_unsendable(const ChannelConfig *c)
 	return NULL;
 }
 
-/* Logs a channel's ability to send when it changes */
+/*
+ * Logs a channel's ability to send when it changes, and shows it in
+ * shared memory for monitor_channels (also at the first look after a
+ * start: the shared copy may date from a previous worker).
+ */
 static void
 note_sendable(const ChannelConfig *c)
 {
 	ChannelState *state = channel_state(c->name);
 	const char *why = c->unsendable ? c->unsendable : "";
+	bool		changed = strncmp(state->unsendable, why, sizeof(state->unsendable) - 1) != 0;
 
-	if (strncmp(state->unsendable, why, sizeof(state->unsendable) - 1) == 0)
+	if (changed || !state->shared_noted)
+	{
+		WithdrawalChannelNoteUnsendable(c->name, c->unsendable, c->burst);
+		state->shared_noted = true;
+	}
+	if (!changed)
 		return;
 	if (c->unsendable)
 		ereport(WARNING,
@@ -1168,7 +1195,8 @@ apply_query_outcome(WithdrawalPayout *p)
 			transition(p, WITHDRAWAL_PAID, "dispatch_query_paid");
 			break;
 		case WITHDRAWAL_OUTCOME_FAILED:
-			transition_failed(p, "processor_status", "dispatch_query_failed");
+			if (transition_failed(p, "processor_status", "dispatch_query_failed"))
+				p->ended = "failed";
 			break;
 		case WITHDRAWAL_OUTCOME_UNKNOWN:
 
@@ -1246,10 +1274,12 @@ apply_outcome(WithdrawalPayout *p)
 			transition(p, WITHDRAWAL_PAID, "dispatch_paid");
 			break;
 		case WITHDRAWAL_OUTCOME_FAILED:
-			transition_failed(p, "declined", "dispatch_failed");
+			if (transition_failed(p, "declined", "dispatch_failed"))
+				p->ended = "failed";
 			break;
 		case WITHDRAWAL_OUTCOME_DEAD:
-			transition(p, WITHDRAWAL_DEAD, "dispatch_dead");
+			if (transition(p, WITHDRAWAL_DEAD, "dispatch_dead"))
+				p->ended = "dead";
 			break;
 		case WITHDRAWAL_OUTCOME_IN_PROGRESS:
 			if (p->busy_answers + 1 >= withdrawal_max_busy_answers)
@@ -1260,14 +1290,18 @@ apply_outcome(WithdrawalPayout *p)
 				data.uncount_attempt = true;
 				data.last_error = psprintf("%s (%d times; held for an operator)",
 										   clip_error(p->error), p->busy_answers + 1);
-				WithdrawalTransition(&p->id, WITHDRAWAL_DEAD, &data, NULL);
+				if (WithdrawalTransition(&p->id, WITHDRAWAL_DEAD, &data, NULL))
+					p->ended = "dead";
 			}
 			else
 				requeue(p, Max(backoff_ms(Min(p->busy_answers, 4)), p->retry_after_ms), true);
 			break;
 		default:
 			if (p->attempts >= withdrawal_max_attempts)
-				transition(p, WITHDRAWAL_DEAD, "dispatch_dead");
+			{
+				if (transition(p, WITHDRAWAL_DEAD, "dispatch_dead"))
+					p->ended = "dead";
+			}
 			else
 				requeue(p, Max(backoff_ms(p->attempts), p->retry_after_ms), false);
 			break;
@@ -1389,6 +1423,7 @@ typedef struct Failure
 	WithdrawalPayout *payout;
 	const char *error;
 	bool		with_last_error;	/* also note it on the withdrawal */
+	long		delay_ms;		/* until it is sent again */
 	bool		parked;			/* result */
 } Failure;
 
@@ -1418,7 +1453,7 @@ failure_body(void *arg)
 					  5, types);
 	values[0] = UUIDPGetDatum(&p->id);
 	values[1] = TimestampTzGetDatum(p->lease_until);
-	values[2] = Int64GetDatum(Max(backoff_ms(p->attempts), 1000L));
+	values[2] = Int64GetDatum(f->delay_ms);
 	values[3] = CStringGetTextDatum(f->error);
 	values[4] = Int32GetDatum(withdrawal_park_after);
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
@@ -1442,12 +1477,20 @@ record_failure(WithdrawalPayout *p, const char *error)
 	f.error = psprintf("could not record outcome %s: %s",
 					   WithdrawalOutcomeName(p->outcome), clip_error(error));
 	f.with_last_error = true;
+	f.delay_ms = Max(backoff_ms(p->attempts), 1000L);
 	if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
 	{
 		f.with_last_error = false;
 		if (!run_transaction("withdrawal: noting a failed outcome", false, failure_body, &f, NULL))
 			return;				/* the lease expires; sweep() counts it */
 	}
+
+	/*
+	 * Claim again when it falls due, as requeue() does: the next claim may
+	 * otherwise wait for a far one, such as another channel's Retry-After.
+	 */
+	if (!f.parked)
+		earliest(&next_claim_at, later_ms(f.delay_ms));
 	if (f.parked)
 		ereport(WARNING,
 				(errmsg("withdrawal worker %d parked payout %s", worker_index, p->id_text),
@@ -1505,6 +1548,46 @@ sort_payouts(WithdrawalPayout *list)
 }
 
 /*
+ * Says, once its transaction has committed, that a payout failed (and was
+ * refunded) or went dead: one LOG line each, with the id, the channel and
+ * the reason, for whoever watches the server log.
+ */
+static void
+report_ended(const WithdrawalPayout *p)
+{
+	const char *reason = p->error ? p->error : "no reason given";
+
+	if (p->ended == NULL)
+		return;
+	if (strcmp(p->ended, "failed") == 0)
+	{
+		stat_failed++;
+		ereport(LOG,
+				(errmsg("withdrawal %s on channel \"%s\" failed and was refunded: %s",
+						p->id_text, p->channel, reason)));
+	}
+	else
+	{
+		stat_dead++;
+		ereport(LOG,
+				(errmsg("withdrawal %s on channel \"%s\" is dead, its funds held for an operator: %s",
+						p->id_text, p->channel, reason)));
+	}
+}
+
+/* An attempt that did not get through: the processor or the network failed */
+static void
+note_send_error(const WithdrawalPayout *p)
+{
+	if (p->outcome != WITHDRAWAL_OUTCOME_RETRY && p->outcome != WITHDRAWAL_OUTCOME_DEAD)
+		return;
+	stat_send_errors++;
+	WithdrawalShmemWorkerError(worker_index, true,
+							   psprintf("channel \"%s\": %s", p->channel,
+										p->error ? p->error : WithdrawalOutcomeName(p->outcome)));
+}
+
+/*
  * Records a list of decided payouts: all in one transaction, or, when that
  * fails, each in its own, counting a failure against the ones that fail
  * again.
@@ -1522,6 +1605,7 @@ record_outcomes(WithdrawalPayout *list)
 	/* their sends are over: leave the channels' in-flight counts */
 	for (p = list; p; p = p->next)
 	{
+		note_send_error(p);
 		if (!p->reserved)
 			continue;
 		WithdrawalChannelRelease(p->channel, worker_index, 0, 1, p->burst);
@@ -1534,6 +1618,9 @@ record_outcomes(WithdrawalPayout *list)
 
 	if (!run_transaction("withdrawal: recording outcomes", false, record_body, list, NULL))
 	{
+		/* what the rolled-back transaction did is undone */
+		for (p = list; p; p = p->next)
+			p->ended = NULL;
 		for (p = list; p; p = next)
 		{
 			char	   *error = NULL;
@@ -1542,12 +1629,18 @@ record_outcomes(WithdrawalPayout *list)
 			p->next = NULL;
 			if (!run_transaction("withdrawal: recording an outcome", false,
 								 record_body, p, &error))
+			{
+				p->ended = NULL;
 				record_failure(p, error);
+			}
 			p->next = next;
 		}
 	}
 	for (p = list; p; p = p->next)
+	{
 		stat_recorded++;
+		report_ended(p);
+	}
 	free_payouts(list);
 }
 
@@ -1767,6 +1860,7 @@ withdrawal_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
+	WithdrawalShmemWorkerBegin(worker_index);
 	connect_as_worker_role();
 	pgstat_report_appname("withdrawal");
 	pin_settings();
@@ -1873,6 +1967,9 @@ withdrawal_worker_main(Datum main_arg)
 
 		if (WithdrawalDispatchInFlight() == 0 && !claim_backlog)
 			pgstat_report_activity(STATE_IDLE, NULL);
+		WithdrawalShmemWorkerProgress(worker_index, WithdrawalDispatchInFlight(),
+									  stat_sent, stat_recorded, stat_failed,
+									  stat_dead, stat_send_errors);
 		elog(DEBUG2, "withdrawal worker %d: " INT64_FORMAT " sent, " INT64_FORMAT " recorded, %d in flight",
 			 worker_index, stat_sent, stat_recorded, WithdrawalDispatchInFlight());
 	}
