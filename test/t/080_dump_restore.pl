@@ -210,7 +210,7 @@ sub restore_and_resume
 	ok(until_true(30, sub { qry($node, $db, q{SELECT count(*) FROM pg_stat_activity
 		WHERE backend_type = 'withdrawal worker' AND query LIKE '%dispatch held%'}) eq '1' }),
 		"$what: the worker shows that dispatch is held");
-	$node->safe_psql($db, q{UPDATE withdrawal.channel SET burst = 2 WHERE name = 'bank'});
+	qry($node, $db, q{UPDATE withdrawal.channel SET burst = 2 WHERE name = 'bank'});
 	sleep 3;
 	is(mock_requests_for(@queued, @new) - $sent_before, 0,
 		"$what: by the mock's log, nothing of the copy reached the processor");
@@ -237,7 +237,7 @@ sub restore_and_resume
 	is(qry($node, $db, q{SELECT held FROM withdrawal.dispatch_binding()}), 'f', "$what: no longer held");
 	is(qry($node, $db, q{SELECT count(*) FROM withdrawal.check_invariants() WHERE violations <> 0}),
 		'0', "$what: check_invariants() is clean after dispatch");
-	$node->safe_psql($db, q{SELECT withdrawal.seal_audit()});
+	qry($node, $db, q{SELECT withdrawal.seal_audit()});
 	is(qry($node, $db, q{SELECT ok FROM withdrawal.verify_audit()}), 't', "$what: verify_audit() is ok after dispatch");
 }
 
