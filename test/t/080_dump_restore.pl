@@ -295,6 +295,7 @@ $standby->stop;
 cmp_ok(mock_get($mock, '/_control/stats?keys=0')->{max_effective_per_key}, '<=', 1,
 	'the processor paid no key twice');
 
+$mock->stop;
 $other->stop;
 $origin->stop;
 ok(!$origin->log_contains('TRAP|server process .* was terminated by signal'), 'no assertion failure or crash');
