@@ -9,6 +9,7 @@ OBJS = \
 	src/util.o \
 	src/config.o \
 	src/audit.o \
+	src/binding.o \
 	src/ledger.o \
 	src/lock.o \
 	src/lifecycle.o \
@@ -36,7 +37,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook reconcile policy review proof access monitor bulk
+REGRESS = core bad_input roles audit dispatch webhook reconcile policy review proof access monitor bulk restore
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

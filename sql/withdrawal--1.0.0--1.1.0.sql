@@ -444,3 +444,209 @@ GRANT EXECUTE ON FUNCTION withdrawal.monitor_queue(), withdrawal.monitor_channel
 GRANT SELECT ON withdrawal.monitor_queue, withdrawal.monitor_channels, withdrawal.monitor_workers,
 	withdrawal.monitor_summary, withdrawal.monitor_reconcile
 	TO pg_monitor, withdrawal_ops, withdrawal_auditor;
+
+-- backup and restore (issue 11)
+
+/*
+ * Seeded rows: the rows CREATE EXTENSION writes carry a seed state, so
+ * that the configuration tables can be dumped whole and a restore keeps
+ * the changes made to them (60_restore.sql of the install).  Rows of
+ * 1.0.0 with a seeded key are 'default' when they still have the install
+ * values and 'changed' otherwise; rows operators added have none.
+ */
+CREATE DOMAIN withdrawal.seed_state AS text CHECK (VALUE IN ('default', 'changed'));
+COMMENT ON DOMAIN withdrawal.seed_state IS
+	'state of a row CREATE EXTENSION wrote: default (as installed) or changed; NULL for rows operators added';
+
+ALTER TABLE withdrawal.currency ADD COLUMN seed withdrawal.seed_state;
+COMMENT ON COLUMN withdrawal.currency.seed IS
+	'default or changed for the codes CREATE EXTENSION installs (they cannot be deleted), NULL for codes operators added; maintained by the extension';
+ALTER TABLE withdrawal.processor ADD COLUMN seed withdrawal.seed_state;
+COMMENT ON COLUMN withdrawal.processor.seed IS
+	'default or changed for the sandbox processor CREATE EXTENSION installs (it cannot be deleted), NULL for processors operators added; maintained by the extension';
+ALTER TABLE withdrawal.channel ADD COLUMN seed withdrawal.seed_state;
+COMMENT ON COLUMN withdrawal.channel.seed IS
+	'default or changed for the sandbox channel CREATE EXTENSION installs (it cannot be deleted: disable it), NULL for channels operators added; maintained by the extension';
+ALTER TABLE withdrawal.policy ADD COLUMN seed withdrawal.seed_state;
+COMMENT ON COLUMN withdrawal.policy.seed IS
+	'default or changed for the ''*'' policy CREATE EXTENSION installs (it cannot be deleted: tighten it), NULL for policies operators added; maintained by the extension';
+
+UPDATE withdrawal.currency c
+   SET seed = CASE WHEN c.minor_unit = s.minor_unit THEN 'default' ELSE 'changed' END
+  FROM (VALUES
+		('AED', 2), ('AFN', 2), ('ALL', 2), ('AMD', 2), ('ANG', 2), ('AOA', 2), ('ARS', 2), ('AUD', 2),
+		('AWG', 2), ('AZN', 2), ('BAM', 2), ('BBD', 2), ('BDT', 2), ('BGN', 2), ('BHD', 3), ('BIF', 0),
+		('BMD', 2), ('BND', 2), ('BOB', 2), ('BRL', 2), ('BSD', 2), ('BTN', 2), ('BWP', 2), ('BYN', 2),
+		('BZD', 2), ('CAD', 2), ('CDF', 2), ('CHF', 2), ('CLP', 0), ('CNY', 2), ('COP', 2), ('CRC', 2),
+		('CUP', 2), ('CVE', 2), ('CZK', 2), ('DJF', 0), ('DKK', 2), ('DOP', 2), ('DZD', 2), ('EGP', 2),
+		('ERN', 2), ('ETB', 2), ('EUR', 2), ('FJD', 2), ('FKP', 2), ('GBP', 2), ('GEL', 2), ('GHS', 2),
+		('GIP', 2), ('GMD', 2), ('GNF', 0), ('GTQ', 2), ('GYD', 2), ('HKD', 2), ('HNL', 2), ('HTG', 2),
+		('HUF', 2), ('IDR', 2), ('ILS', 2), ('INR', 2), ('IQD', 3), ('IRR', 2), ('ISK', 0), ('JMD', 2),
+		('JOD', 3), ('JPY', 0), ('KES', 2), ('KGS', 2), ('KHR', 2), ('KMF', 0), ('KPW', 2), ('KRW', 0),
+		('KWD', 3), ('KYD', 2), ('KZT', 2), ('LAK', 2), ('LBP', 2), ('LKR', 2), ('LRD', 2), ('LSL', 2),
+		('LYD', 3), ('MAD', 2), ('MDL', 2), ('MGA', 2), ('MKD', 2), ('MMK', 2), ('MNT', 2), ('MOP', 2),
+		('MRU', 2), ('MUR', 2), ('MVR', 2), ('MWK', 2), ('MXN', 2), ('MYR', 2), ('MZN', 2), ('NAD', 2),
+		('NGN', 2), ('NIO', 2), ('NOK', 2), ('NPR', 2), ('NZD', 2), ('OMR', 3), ('PAB', 2), ('PEN', 2),
+		('PGK', 2), ('PHP', 2), ('PKR', 2), ('PLN', 2), ('PYG', 0), ('QAR', 2), ('RON', 2), ('RSD', 2),
+		('RUB', 2), ('RWF', 0), ('SAR', 2), ('SBD', 2), ('SCR', 2), ('SDG', 2), ('SEK', 2), ('SGD', 2),
+		('SHP', 2), ('SLE', 2), ('SOS', 2), ('SRD', 2), ('SSP', 2), ('STN', 2), ('SVC', 2), ('SYP', 2),
+		('SZL', 2), ('THB', 2), ('TJS', 2), ('TMT', 2), ('TND', 3), ('TOP', 2), ('TRY', 2), ('TTD', 2),
+		('TWD', 2), ('TZS', 2), ('UAH', 2), ('UGX', 0), ('USD', 2), ('UYU', 2), ('UZS', 2), ('VES', 2),
+		('VND', 0), ('VUV', 0), ('WST', 2), ('XAF', 0), ('XCD', 2), ('XOF', 0), ('XPF', 0), ('YER', 2),
+		('ZAR', 2), ('ZMW', 2), ('ZWL', 2)
+	   ) s(code, minor_unit)
+ WHERE c.code = s.code;
+UPDATE withdrawal.processor
+   SET seed = CASE WHEN (driver, base_url, api_secret, webhook_secret, webhook_scheme, webhook_tolerance,
+						 connect_timeout_ms, request_timeout_ms, settings)
+						IS NOT DISTINCT FROM
+						('sandbox'::text, NULL::text, NULL::text, NULL::text, 'hmac-sha256'::text,
+						 '300 seconds'::interval, 2000, 10000, '{}'::jsonb)
+				   THEN 'default' ELSE 'changed' END
+ WHERE name = 'sandbox';
+UPDATE withdrawal.channel
+   SET seed = CASE WHEN (processor, enabled, rate_per_second, burst, max_in_flight, open_from, open_until,
+						 timezone, release_percent)
+						IS NOT DISTINCT FROM
+						('sandbox'::text, true, NULL::float8, 1, NULL::integer, NULL::time, NULL::time,
+						 'UTC'::text, 100)
+				   THEN 'default' ELSE 'changed' END
+ WHERE name = 'sandbox';
+UPDATE withdrawal.policy
+   SET seed = CASE WHEN (min_amount, max_amount, daily_amount_limit, daily_count_limit, velocity_window,
+						 velocity_account_limit, velocity_device_limit, velocity_ip_limit,
+						 review_threshold, kyc_threshold, kyc_level_required, four_eyes_threshold, timezone)
+						IS NOT DISTINCT FROM
+						(1::bigint, NULL::bigint, NULL::bigint, NULL::integer, '1 hour'::interval,
+						 NULL::integer, NULL::integer, NULL::integer,
+						 NULL::bigint, NULL::bigint, 1, NULL::bigint, 'UTC'::text)
+				   THEN 'default' ELSE 'changed' END
+ WHERE currency = '*';
+
+/*
+ * A restore (pg_restore, or psql of a plain dump) runs CREATE EXTENSION,
+ * which writes the seeded rows again with their install values, and then
+ * loads the dumped rows of every table registered in 90_dump.sql, the
+ * configuration tables included.  The dumped row of a seeded key must win
+ * over the re-seeded default, or a restore would undo every change made to
+ * the defaults (a tightened '*' policy, a disabled sandbox channel).
+ *
+ * The trigger config_seed() does it: an INSERT of a key whose row is still
+ * as installed (seed 'default') updates that row in place with the
+ * inserted values and inserts nothing.  pg_restore's COPY fires row
+ * triggers, so the dumped row replaces the default whatever order the
+ * tables are loaded in; it is an UPDATE and not a DELETE and INSERT
+ * because other rows reference the seeded ones (the sandbox channel its
+ * processor, wallets their currency).  The dumped row carries its own seed
+ * state, so a row that was changed stays 'changed' after the restore.
+ *
+ * An UPDATE that changes a seeded row marks it 'changed'; from then on an
+ * INSERT of its key is a unique violation, as for any other row, and not a
+ * silent reset.  Deleting a seeded row (or changing its key, or TRUNCATE)
+ * is refused with 55000: nothing in a dump can say that a row is gone, so
+ * the next restore would bring the default back, enabled and permissive.
+ * Operators disable the sandbox channel and tighten the '*' policy instead.
+ */
+CREATE FUNCTION withdrawal.config_seed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_config_seed'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.config_seed() IS
+	'trigger: an INSERT of a key whose row is as CREATE EXTENSION wrote it replaces that row (restores); an UPDATE marks a seeded row changed; seeded rows cannot be deleted (55000)';
+
+CREATE TRIGGER currency_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.currency
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER currency_seed_truncate BEFORE TRUNCATE ON withdrawal.currency
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER processor_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.processor
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER processor_seed_truncate BEFORE TRUNCATE ON withdrawal.processor
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER channel_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.channel
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER channel_seed_truncate BEFORE TRUNCATE ON withdrawal.channel
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER policy_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.policy
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER policy_seed_truncate BEFORE TRUNCATE ON withdrawal.policy
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_seed();
+
+/*
+ * The installation whose workers may dispatch this database's payouts:
+ * the database system (pg_control_system().system_identifier) and the
+ * database (its OID; the name is for people), written by CREATE EXTENSION
+ * and dumped with the data.  A copy restored elsewhere (another database,
+ * another cluster) loads the binding of the original over its own, and its
+ * workers hold dispatch, sending nothing, until an operator calls
+ * resume_dispatch() there.  A physical standby, once promoted, keeps both
+ * identifiers and dispatches on; pg_upgrade creates a new system
+ * identifier, so dispatch is held after it until resumed
+ * (docs/backup-restore.md).
+ */
+CREATE TABLE withdrawal.installation (
+	singleton	boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	system_identifier bigint NOT NULL,
+	database_oid oid NOT NULL,
+	database_name name NOT NULL,
+	bound_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	bound_by	name NOT NULL DEFAULT SESSION_USER,
+	seed		withdrawal.seed_state
+);
+COMMENT ON TABLE withdrawal.installation IS
+	'the database system and database whose workers may dispatch these payouts; one row, dumped, rebound by resume_dispatch()';
+COMMENT ON COLUMN withdrawal.installation.seed IS
+	'default while the row is the one CREATE EXTENSION wrote, changed after resume_dispatch(); maintained by the extension';
+INSERT INTO withdrawal.installation (system_identifier, database_oid, database_name, seed)
+SELECT s.system_identifier, d.oid, d.datname, 'default'
+  FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d
+ WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
+CREATE TRIGGER installation_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.installation
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_seed();
+CREATE TRIGGER installation_seed_truncate BEFORE TRUNCATE ON withdrawal.installation
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_seed();
+/* the workers re-read the binding when it changes, and wake */
+CREATE TRIGGER installation_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.installation
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
+
+CREATE FUNCTION withdrawal.dispatch_binding(OUT held boolean,
+											OUT bound_system_identifier bigint,
+											OUT bound_database_oid oid,
+											OUT bound_database_name name,
+											OUT bound_at timestamptz,
+											OUT bound_by name,
+											OUT system_identifier bigint,
+											OUT database_oid oid,
+											OUT database_name name)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'withdrawal_dispatch_binding'
+	LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.dispatch_binding() IS
+	'the installation the payouts are bound to and the current one; held is true when they differ and the workers send nothing';
+
+CREATE FUNCTION withdrawal.resume_dispatch(reason text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'withdrawal_resume_dispatch'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.resume_dispatch(text) IS
+	'ops: binds the payouts to this installation so that its workers dispatch them (after a restore or pg_upgrade); audited with the reason; false when dispatch was not held';
+
+GRANT EXECUTE ON FUNCTION withdrawal.dispatch_binding() TO withdrawal_ops, withdrawal_auditor;
+GRANT EXECUTE ON FUNCTION withdrawal.resume_dispatch(text) TO withdrawal_ops;
+
+REVOKE ALL ON FUNCTION withdrawal.config_seed(), withdrawal.dispatch_binding(),
+	withdrawal.resume_dispatch(text) FROM PUBLIC;
+REVOKE ALL ON withdrawal.installation FROM PUBLIC;
+GRANT SELECT ON withdrawal.installation TO withdrawal_worker;
+
+/*
+ * Everything is dumped now, the sequences behind identity columns and the
+ * configuration tables whole included (90_dump.sql of the install).
+ */
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.currency', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.wallet_wallet_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.audit_log_audit_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.processor', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.channel', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.installation', '');

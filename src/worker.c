@@ -19,6 +19,13 @@
  *	4. now and then applies due sandbox events, seals the audit chain and
  *	   runs sweep().
  *
+ * Dispatch is bound to the installation (binding.c): in a database whose
+ * withdrawal.installation names another database system or database, a
+ * restored copy, the worker claims nothing, applies no sandbox event and
+ * runs no sweep, so that nothing reaches a processor, and says so once,
+ * until resume_dispatch() binds the payouts to it.  Payouts already on
+ * the wire when that changes are finished and recorded.
+ *
  * Sent means maybe paid.  The claim that sets sent_at is committed with a
  * WAL flush before any request leaves, so no crash can make a payout that
  * may have reached the processor look unsent; every other commit of the
@@ -84,6 +91,7 @@
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "binding.h"
 #include "dispatch.h"
 #include "lifecycle.h"
 #include "processor.h"
@@ -196,6 +204,8 @@ static TimestampTz next_seal_at = 0;
 static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
 static bool extension_lost = false; /* a transaction failed: is it gone? */
+static bool dispatch_state_known = false;	/* dispatch_held is up to date */
+static bool dispatch_held = false;	/* bound to another installation */
 
 /* What the worker reports for monitoring (shmem.c, monitor.c) */
 static int64 stat_sent = 0;
@@ -451,6 +461,7 @@ recheck_extension(void)
 	WithdrawalDispatchAbandonAll();
 	hash_destroy(channel_states);
 	channel_states = NULL;
+	dispatch_state_known = false;
 	wait_for_extension();
 }
 
@@ -972,6 +983,48 @@ plan_next_sandbox(void)
 }
 
 /*
+ * Whether dispatch is held because the payouts are bound to another
+ * installation (binding.c), from the copy of the binding that this
+ * backend keeps until withdrawal.installation changes.  Worker 0 logs the
+ * state when it starts held and whenever it changes, once.
+ */
+static bool
+binding_holds_dispatch(void)
+{
+	WithdrawalBinding b;
+	int			level = worker_index == 0 ? WARNING : DEBUG1;
+
+	if (!WithdrawalBindingCheck(&b) && dispatch_state_known)
+		return dispatch_held;
+	if (dispatch_state_known && b.held == dispatch_held)
+		return dispatch_held;
+
+	if (b.held && !b.found)
+		ereport(level,
+				(errmsg("withdrawal workers hold dispatch in database \"%s\": the payouts are bound to no installation",
+						withdrawal_database),
+				 errdetail("withdrawal.installation has no row.  Nothing is sent to any processor until dispatch is resumed."),
+				 errhint("If this database is the one that should pay, run SELECT withdrawal.resume_dispatch('reason') in it.")));
+	else if (b.held)
+		ereport(level,
+				(errmsg("withdrawal workers hold dispatch in database \"%s\": its payouts are bound to another installation",
+						withdrawal_database),
+				 errdetail("The payouts are bound to database \"%s\" (OID %u) of database system " INT64_FORMAT
+						   "; this is database OID %u of database system " INT64_FORMAT
+						   ", a restored or copied database.  Nothing is sent to any processor until dispatch is resumed.",
+						   b.bound_database_name, b.bound_database_oid, b.bound_system_identifier,
+						   b.database_oid, b.system_identifier),
+				 errhint("If this copy is the one that should pay, run SELECT withdrawal.resume_dispatch('reason') in it.")));
+	else if (dispatch_state_known)
+		ereport(worker_index == 0 ? LOG : DEBUG1,
+				(errmsg("withdrawal workers resume dispatch in database \"%s\": its payouts are bound to this installation",
+						withdrawal_database)));
+	dispatch_held = b.held;
+	dispatch_state_known = true;
+	return dispatch_held;
+}
+
+/*
  * The claim transaction: loads the channels, asks each sendable channel's
  * shared state how many requests it may start (its share of this worker,
  * its cluster-wide cap, its token bucket, a Retry-After pause), and claims.
@@ -986,6 +1039,9 @@ claim_body(void *arg)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			i;
 
+	/* a restored copy claims nothing until resumed */
+	if (binding_holds_dispatch())
+		return;
 	load_channels();
 	w->claims = MemoryContextAllocZero(iter_cxt, sizeof(ChannelClaim) * Max(nchannels, 1));
 	claim_rotation = nchannels > 0 ? (claim_rotation + 1) % nchannels : 0;
@@ -1766,12 +1822,23 @@ sweep_body(void *arg)
 	*(int *) arg = sweep_internal(NULL);
 }
 
+/*
+ * Whether the worker may act on payouts: not while dispatch is held, nor
+ * before the first claim has found out (binding_holds_dispatch).
+ */
+static bool
+payouts_allowed(void)
+{
+	return dispatch_state_known && !dispatch_held;
+}
+
 static void
 housekeeping(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	bool		payouts = payouts_allowed();
 
-	if (next_sandbox_at != 0 && next_sandbox_at <= now)
+	if (payouts && next_sandbox_at != 0 && next_sandbox_at <= now)
 		apply_sandbox_events();
 
 	/* the chain and the sweep are one worker's job */
@@ -1789,7 +1856,7 @@ housekeeping(void)
 							   seal_body, &stragglers, NULL);
 	}
 
-	if (now >= next_sweep_at)
+	if (payouts && now >= next_sweep_at)
 	{
 		int			n = 0;
 
@@ -1903,12 +1970,14 @@ withdrawal_worker_main(Datum main_arg)
 		if (extension_lost)
 			recheck_extension();
 
-		if (next_sandbox_at != 0)
+		/* while dispatch is held, only claims (which check it) and seals */
+		if (next_sandbox_at != 0 && payouts_allowed())
 			earliest(&wake_at, next_sandbox_at);
 		if (worker_index == 0)
 		{
 			earliest(&wake_at, next_seal_at);
-			earliest(&wake_at, next_sweep_at);
+			if (payouts_allowed())
+				earliest(&wake_at, next_sweep_at);
 		}
 		if (WithdrawalDispatchDoneCount(&since) > 0)
 			earliest(&wake_at, TimestampTzPlusMilliseconds(since, RECORD_DELAY_MS));
@@ -1966,7 +2035,8 @@ withdrawal_worker_main(Datum main_arg)
 		housekeeping();
 
 		if (WithdrawalDispatchInFlight() == 0 && !claim_backlog)
-			pgstat_report_activity(STATE_IDLE, NULL);
+			pgstat_report_activity(STATE_IDLE, dispatch_held ?
+								   "withdrawal: dispatch held: the payouts are bound to another installation" : NULL);
 		WithdrawalShmemWorkerProgress(worker_index, WithdrawalDispatchInFlight(),
 									  stat_sent, stat_recorded, stat_failed,
 									  stat_dead, stat_send_errors);

@@ -78,12 +78,28 @@ CREATE DOMAIN withdrawal.refund_proof AS text
 COMMENT ON DOMAIN withdrawal.refund_proof IS
 	'why a payout that may have reached a processor could be refunded: its create request was declined, a status query or a signed webhook said it failed, or two operators resolved it';
 
+/*
+ * Rows of the configuration tables that CREATE EXTENSION writes (the ISO
+ * currencies, the '*' policy, the sandbox processor and channel, the
+ * dispatch binding) carry a seed state: 'default' while they are as
+ * installed, 'changed' once an UPDATE changed them; rows operators add
+ * have none.  A restore runs CREATE EXTENSION, which writes these rows
+ * again, before it loads the dumped rows: the dumped row of a key whose
+ * row is still 'default' replaces it (see 60_restore.sql).
+ */
+CREATE DOMAIN withdrawal.seed_state AS text CHECK (VALUE IN ('default', 'changed'));
+COMMENT ON DOMAIN withdrawal.seed_state IS
+	'state of a row CREATE EXTENSION wrote: default (as installed) or changed; NULL for rows operators added';
+
 /* ISO 4217 currencies with their number of minor-unit digits. */
 CREATE TABLE withdrawal.currency (
 	code		text PRIMARY KEY CHECK (code OPERATOR(pg_catalog.~) '^[A-Z]{3}$'),
-	minor_unit	smallint NOT NULL CHECK (minor_unit BETWEEN 0 AND 4)
+	minor_unit	smallint NOT NULL CHECK (minor_unit BETWEEN 0 AND 4),
+	seed		withdrawal.seed_state
 );
 COMMENT ON TABLE withdrawal.currency IS 'ISO 4217 alphabetic codes accepted by the ledger';
+COMMENT ON COLUMN withdrawal.currency.seed IS
+	'default or changed for the codes CREATE EXTENSION installs (they cannot be deleted), NULL for codes operators added; maintained by the extension';
 INSERT INTO withdrawal.currency (code, minor_unit) VALUES
 	('AED', 2),
 	('AFN', 2),
@@ -240,6 +256,7 @@ INSERT INTO withdrawal.currency (code, minor_unit) VALUES
 	('ZAR', 2),
 	('ZMW', 2),
 	('ZWL', 2);
+UPDATE withdrawal.currency SET seed = 'default';
 
 /* Accounts: the application's users. */
 CREATE TABLE withdrawal.account (

@@ -29,9 +29,12 @@ CREATE TABLE withdrawal.processor (
 	connect_timeout_ms integer NOT NULL DEFAULT 2000 CHECK (connect_timeout_ms > 0),
 	request_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (request_timeout_ms > 0),
 	settings	jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
+	seed		withdrawal.seed_state,
 	CHECK (driver = 'sandbox' OR base_url IS NOT NULL)
 );
 COMMENT ON TABLE withdrawal.processor IS 'payment processors: driver, endpoint, secret names, webhook scheme, timeouts';
+COMMENT ON COLUMN withdrawal.processor.seed IS
+	'default or changed for the sandbox processor CREATE EXTENSION installs (it cannot be deleted), NULL for processors operators added; maintained by the extension';
 
 /*
  * Channels: how a user is paid (bank, alipay, paypal, stripe...), each
@@ -51,9 +54,12 @@ CREATE TABLE withdrawal.channel (
 	open_until	time,
 	timezone	text NOT NULL DEFAULT 'UTC',
 	release_percent integer NOT NULL DEFAULT 100 CHECK (release_percent BETWEEN 0 AND 100),
+	seed		withdrawal.seed_state,
 	CHECK ((open_from IS NULL) = (open_until IS NULL))
 );
 COMMENT ON TABLE withdrawal.channel IS 'payout channels: processor, rate limit, in-flight cap, opening window, staged release';
+COMMENT ON COLUMN withdrawal.channel.seed IS
+	'default or changed for the sandbox channel CREATE EXTENSION installs (it cannot be deleted: disable it), NULL for channels operators added; maintained by the extension';
 
 /*
  * Risk policy per currency; the row with currency '*' applies to currencies
@@ -74,18 +80,21 @@ CREATE TABLE withdrawal.policy (
 	kyc_level_required integer NOT NULL DEFAULT 1 CHECK (kyc_level_required >= 0),
 	four_eyes_threshold bigint CHECK (four_eyes_threshold >= 1),
 	timezone	text NOT NULL DEFAULT 'UTC',
+	seed		withdrawal.seed_state,
 	CHECK (max_amount IS NULL OR max_amount >= min_amount)
 );
 COMMENT ON TABLE withdrawal.policy IS 'risk policy per currency (''*'' is the default); NULL limits are off';
+COMMENT ON COLUMN withdrawal.policy.seed IS
+	'default or changed for the ''*'' policy CREATE EXTENSION installs (it cannot be deleted: tighten it), NULL for policies operators added; maintained by the extension';
 
 /*
  * A fresh install works out of the box through the sandbox processor, with
  * a permissive policy.  Operators must set their own policy before going
  * live.
  */
-INSERT INTO withdrawal.processor (name, driver, webhook_scheme) VALUES ('sandbox', 'sandbox', 'hmac-sha256');
-INSERT INTO withdrawal.channel (name, processor) VALUES ('sandbox', 'sandbox');
-INSERT INTO withdrawal.policy (currency) VALUES ('*');
+INSERT INTO withdrawal.processor (name, driver, webhook_scheme, seed) VALUES ('sandbox', 'sandbox', 'hmac-sha256', 'default');
+INSERT INTO withdrawal.channel (name, processor, seed) VALUES ('sandbox', 'sandbox', 'default');
+INSERT INTO withdrawal.policy (currency, seed) VALUES ('*', 'default');
 
 CREATE TRIGGER processor_check BEFORE INSERT OR UPDATE ON withdrawal.processor
 	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_check();

@@ -30,3 +30,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON withdrawal.outbox, withdrawal.sandbox_ev
 GRANT SELECT, UPDATE ON withdrawal.withdrawal, withdrawal.wallet TO withdrawal_worker;
 GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawal.audit_seal TO withdrawal_worker;
 GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
+-- the binding of dispatch to this installation, checked before claims
+GRANT SELECT ON withdrawal.installation TO withdrawal_worker;

@@ -1,0 +1,274 @@
+/*-------------------------------------------------------------------------
+ *
+ * binding.c
+ *	  The binding of dispatch to an installation: dispatch_binding(),
+ *	  resume_dispatch() and the workers' check.
+ *
+ * pg_dump saves the payouts waiting in the outbox together with the
+ * processors' URLs and secret names, so a copy restored elsewhere (a
+ * staging cluster, another database of the same cluster) whose workers
+ * serve it would send them again to the production processor.  CREATE
+ * EXTENSION therefore records in withdrawal.installation which
+ * installation may dispatch: the database system identifier
+ * (pg_control_system()) and the database OID.  The row is dumped, and a
+ * restore loads it over the one its own CREATE EXTENSION wrote
+ * (config_seed(), config.c), so a copy finds the original's binding.  Its
+ * workers then hold dispatch: they claim nothing, so no create request and
+ * no status query leaves, until an operator who means the copy to pay
+ * calls resume_dispatch() there, which binds the payouts to the copy and
+ * appends an audit row.  request() and the rest of the API keep working:
+ * payouts queue up.
+ *
+ * A physical standby has the primary's system identifier and database
+ * OIDs, so failover holds nothing.  The database name is recorded for
+ * people and not compared: renaming a database does not copy it.
+ *
+ * Copyright (c) 2026, withdrawal developers
+ *
+ * IDENTIFICATION
+ *	  src/binding.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/timestamp.h"
+
+#include "audit.h"
+#include "binding.h"
+#include "review.h"
+#include "shmem.h"
+#include "util.h"
+#include "withdrawal.h"
+
+PG_FUNCTION_INFO_V1(withdrawal_dispatch_binding);
+PG_FUNCTION_INFO_V1(withdrawal_resume_dispatch);
+
+/* This backend's copy of the binding, valid until the table changes */
+static WithdrawalBinding cached_binding;
+static bool cached_binding_valid = false;
+static Oid	installation_relid = InvalidOid;
+static bool binding_callback_registered = false;
+
+/* A change of withdrawal.installation (or a full reset) forgets the copy */
+static void
+binding_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == installation_relid)
+		cached_binding_valid = false;
+}
+
+/*
+ * Reads withdrawal.installation, locking its row when for_update, and
+ * fills binding with it and with the installation we run in.  Also
+ * returns the row's bound_at and bound_by when asked.
+ */
+static void
+binding_read(WithdrawalBinding *binding, bool for_update,
+			 TimestampTz *bound_at, char **bound_by)
+{
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
+	bool		isnull;
+
+	memset(binding, 0, sizeof(*binding));
+	binding->system_identifier = (int64) GetSystemIdentifier();
+	binding->database_oid = MyDatabaseId;
+
+	if (for_update)
+	{
+		WithdrawalPrepare(&lock_plan,
+						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by"
+						  "  FROM withdrawal.installation FOR UPDATE",
+						  0, NULL);
+		WithdrawalExecute(lock_plan, NULL, NULL, false, 0, SPI_OK_SELECT);
+	}
+	else
+	{
+		WithdrawalPrepare(&plan,
+						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by"
+						  "  FROM withdrawal.installation",
+						  0, NULL);
+		WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
+	}
+	if (SPI_processed == 1)
+	{
+		binding->found = true;
+		binding->bound_system_identifier = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+		binding->bound_database_oid = DatumGetObjectId(WithdrawalSpiGet(0, 2, &isnull));
+		strlcpy(binding->bound_database_name,
+				NameStr(*DatumGetName(WithdrawalSpiGet(0, 3, &isnull))), NAMEDATALEN);
+		if (bound_at)
+			*bound_at = DatumGetTimestampTz(WithdrawalSpiGet(0, 4, &isnull));
+		if (bound_by)
+			*bound_by = pstrdup(NameStr(*DatumGetName(WithdrawalSpiGet(0, 5, &isnull))));
+	}
+	binding->held = !binding->found ||
+		binding->bound_system_identifier != binding->system_identifier ||
+		binding->bound_database_oid != binding->database_oid;
+}
+
+bool
+WithdrawalBindingCheck(WithdrawalBinding *binding)
+{
+	if (!binding_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(binding_relcache_callback, (Datum) 0);
+		binding_callback_registered = true;
+	}
+	if (cached_binding_valid && installation_relid == WithdrawalRelationOid("installation"))
+	{
+		*binding = cached_binding;
+		return false;
+	}
+	/*
+	 * Valid from before the read, so that an invalidation that arrives
+	 * during it makes the next check read again; invalid if it fails.
+	 */
+	installation_relid = WithdrawalRelationOid("installation");
+	cached_binding_valid = true;
+	PG_TRY();
+	{
+		binding_read(&cached_binding, false, NULL, NULL);
+	}
+	PG_CATCH();
+	{
+		cached_binding_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	*binding = cached_binding;
+	return true;
+}
+
+/*
+ * dispatch_binding(): the installation the payouts are bound to, the
+ * current one, and whether the workers hold dispatch because they differ.
+ */
+Datum
+withdrawal_dispatch_binding(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	WithdrawalBinding binding;
+	TimestampTz bound_at = 0;
+	char	   *bound_by = NULL;
+	char	   *database_name;
+	Datum		values[9];
+	bool		nulls[9];
+	NameData	bound_name;
+	NameData	bound_by_name;
+	NameData	current_name;
+	HeapTuple	tuple;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	binding_read(&binding, false, &bound_at, &bound_by);
+	SPI_finish();
+
+	memset(nulls, !binding.found, sizeof(nulls));
+	values[0] = BoolGetDatum(binding.held);
+	nulls[0] = false;
+	values[1] = Int64GetDatum(binding.bound_system_identifier);
+	values[2] = ObjectIdGetDatum(binding.bound_database_oid);
+	namestrcpy(&bound_name, binding.bound_database_name);
+	values[3] = NameGetDatum(&bound_name);
+	values[4] = TimestampTzGetDatum(bound_at);
+	namestrcpy(&bound_by_name, bound_by ? bound_by : "");
+	values[5] = NameGetDatum(&bound_by_name);
+	values[6] = Int64GetDatum(binding.system_identifier);
+	values[7] = ObjectIdGetDatum(binding.database_oid);
+	database_name = get_database_name(MyDatabaseId);
+	namestrcpy(&current_name, database_name ? database_name : "");
+	values[8] = NameGetDatum(&current_name);
+	nulls[6] = nulls[7] = nulls[8] = false;
+
+	tuple = heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * resume_dispatch(reason): binds the payouts to this installation, so
+ * that its workers dispatch them, after an operator has made sure that
+ * this copy is the one that should pay (the original no longer runs, or
+ * was itself the one restored).  Returns false, and changes nothing, when
+ * dispatch was not held.  Appends an audit row with the reason and both
+ * identities, and wakes the workers.  EXECUTE is granted to
+ * withdrawal_ops only.
+ */
+Datum
+withdrawal_resume_dispatch(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr update_plan = NULL;
+	static SPIPlanPtr insert_plan = NULL;
+	char	   *reason = WithdrawalArgText(fcinfo, 0, "reason", WITHDRAWAL_MAX_REASON);
+	char	   *actor = WithdrawalActor();
+	char	   *database_name = get_database_name(MyDatabaseId);
+	Oid			types[4] = {INT8OID, OIDOID, NAMEOID, NAMEOID};
+	Datum		values[4];
+	NameData	dbname;
+	NameData	actor_name;
+	WithdrawalBinding binding;
+	const char *keys[7] = {"reason", "bound_system_identifier", "bound_database_oid",
+		"bound_database_name", "system_identifier", "database_oid", "database_name"};
+	const char *detail[7];
+
+	if (database_name == NULL)
+		elog(ERROR, "cache lookup failed for database %u", MyDatabaseId);
+
+	SPI_connect();
+	binding_read(&binding, true, NULL, NULL);
+	if (!binding.held)
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+
+	values[0] = Int64GetDatum(binding.system_identifier);
+	values[1] = ObjectIdGetDatum(binding.database_oid);
+	namestrcpy(&dbname, database_name);
+	values[2] = NameGetDatum(&dbname);
+	namestrcpy(&actor_name, actor);
+	values[3] = NameGetDatum(&actor_name);
+	if (binding.found)
+	{
+		WithdrawalPrepare(&update_plan,
+						  "UPDATE withdrawal.installation SET system_identifier = $1, database_oid = $2,"
+						  " database_name = $3, bound_at = pg_catalog.now(), bound_by = $4",
+						  4, types);
+		WithdrawalExecute(update_plan, values, NULL, false, 0, SPI_OK_UPDATE);
+	}
+	else
+	{
+		WithdrawalPrepare(&insert_plan,
+						  "INSERT INTO withdrawal.installation"
+						  " (system_identifier, database_oid, database_name, bound_by, seed)"
+						  " VALUES ($1, $2, $3, $4, 'changed')",
+						  4, types);
+		WithdrawalExecute(insert_plan, values, NULL, false, 0, SPI_OK_INSERT);
+	}
+
+	detail[0] = reason;
+	detail[1] = binding.found ? psprintf(INT64_FORMAT, binding.bound_system_identifier) : NULL;
+	detail[2] = binding.found ? psprintf("%u", binding.bound_database_oid) : NULL;
+	detail[3] = binding.found ? binding.bound_database_name : NULL;
+	detail[4] = psprintf(INT64_FORMAT, binding.system_identifier);
+	detail[5] = psprintf("%u", binding.database_oid);
+	detail[6] = database_name;
+	WithdrawalAudit("resume_dispatch", actor, NULL, NULL, NULL, NULL,
+					WithdrawalDetail(7, keys, detail, 0));
+	SPI_finish();
+
+	WithdrawalWakeWorkersAtCommit();
+	PG_RETURN_BOOL(true);
+}
