@@ -595,8 +595,13 @@ COMMENT ON TABLE withdrawal.installation IS
 	'the database system and database whose workers may dispatch these payouts; one row, dumped, rebound by resume_dispatch()';
 COMMENT ON COLUMN withdrawal.installation.seed IS
 	'default while the row is the one CREATE EXTENSION wrote, changed after resume_dispatch(); maintained by the extension';
-INSERT INTO withdrawal.installation (system_identifier, database_oid, database_name, seed)
-SELECT s.system_identifier, d.oid, d.datname, 'default'
+-- bound since before the payouts 1.0.0 queued here: the workers do not
+-- send a payout queued before a binding that is still as created (a
+-- restore in progress), and these were queued by this very database
+INSERT INTO withdrawal.installation (system_identifier, database_oid, database_name, bound_at, seed)
+SELECT s.system_identifier, d.oid, d.datname,
+	   LEAST(pg_catalog.now(), (SELECT pg_catalog.min(enqueued_at) FROM withdrawal.outbox)),
+	   'default'
   FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d
  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
 CREATE TRIGGER installation_seed BEFORE INSERT OR UPDATE OR DELETE ON withdrawal.installation

@@ -87,7 +87,8 @@ binding_read(WithdrawalBinding *binding, bool for_update,
 	if (for_update)
 	{
 		WithdrawalPrepare(&lock_plan,
-						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by"
+						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by,"
+						  " seed IS NOT DISTINCT FROM 'default'"
 						  "  FROM withdrawal.installation FOR UPDATE",
 						  0, NULL);
 		WithdrawalExecute(lock_plan, NULL, NULL, false, 0, SPI_OK_SELECT);
@@ -95,7 +96,8 @@ binding_read(WithdrawalBinding *binding, bool for_update,
 	else
 	{
 		WithdrawalPrepare(&plan,
-						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by"
+						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by,"
+						  " seed IS NOT DISTINCT FROM 'default'"
 						  "  FROM withdrawal.installation",
 						  0, NULL);
 		WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
@@ -111,6 +113,8 @@ binding_read(WithdrawalBinding *binding, bool for_update,
 			*bound_at = DatumGetTimestampTz(WithdrawalSpiGet(0, 4, &isnull));
 		if (bound_by)
 			*bound_by = pstrdup(NameStr(*DatumGetName(WithdrawalSpiGet(0, 5, &isnull))));
+		if (DatumGetBool(WithdrawalSpiGet(0, 6, &isnull)))
+			binding->fresh_since = DatumGetTimestampTz(WithdrawalSpiGet(0, 4, &isnull));
 	}
 	binding->held = !binding->found ||
 		binding->bound_system_identifier != binding->system_identifier ||
@@ -151,6 +155,26 @@ WithdrawalBindingCheck(WithdrawalBinding *binding)
 }
 
 /*
+ * Whether payouts were queued before "since", the creation of a binding
+ * never restored over nor resumed: the workers do not send those (see
+ * WithdrawalBinding.fresh_since), so resume_dispatch() has something to
+ * resume.  A rare operator's call: the outbox is scanned.
+ */
+static bool
+queued_before(TimestampTz since)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+
+	if (since == 0)
+		return false;
+	values[0] = TimestampTzGetDatum(since);
+	WithdrawalExecuteOnce("SELECT FROM withdrawal.outbox WHERE enqueued_at < $1 LIMIT 1",
+						  1, types, values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
  * dispatch_binding(): the installation the payouts are bound to, the
  * current one, and whether the workers hold dispatch because they differ.
  */
@@ -158,6 +182,7 @@ Datum
 withdrawal_dispatch_binding(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
+	bool		held;
 	WithdrawalBinding binding;
 	TimestampTz bound_at = 0;
 	char	   *bound_by = NULL;
@@ -174,10 +199,11 @@ withdrawal_dispatch_binding(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	binding_read(&binding, false, &bound_at, &bound_by);
+	held = binding.held || queued_before(binding.fresh_since);
 	SPI_finish();
 
 	memset(nulls, !binding.found, sizeof(nulls));
-	values[0] = BoolGetDatum(binding.held);
+	values[0] = BoolGetDatum(held);
 	nulls[0] = false;
 	values[1] = Int64GetDatum(binding.bound_system_identifier);
 	values[2] = ObjectIdGetDatum(binding.bound_database_oid);
@@ -228,7 +254,7 @@ withdrawal_resume_dispatch(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	binding_read(&binding, true, NULL, NULL);
-	if (!binding.held)
+	if (!binding.held && !queued_before(binding.fresh_since))
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);

@@ -14,6 +14,8 @@
 #ifndef WITHDRAWAL_BINDING_H
 #define WITHDRAWAL_BINDING_H
 
+#include "datatype/timestamp.h"
+
 /* The row of withdrawal.installation and the installation we run in */
 typedef struct WithdrawalBinding
 {
@@ -24,6 +26,15 @@ typedef struct WithdrawalBinding
 	int64		system_identifier;
 	Oid			database_oid;
 	bool		held;			/* the two differ: send nothing */
+
+	/*
+	 * While the row is the one this database's CREATE EXTENSION wrote (never
+	 * restored over, never resumed): when it was written.  A payout queued
+	 * before it can only come from a restore that has not loaded the
+	 * original's binding yet, and is not sent (see scan_due in worker.c).
+	 * 0 otherwise.
+	 */
+	TimestampTz fresh_since;
 } WithdrawalBinding;
 
 /*

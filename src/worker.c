@@ -207,6 +207,17 @@ static bool extension_lost = false; /* a transaction failed: is it gone? */
 static bool dispatch_state_known = false;	/* dispatch_held is up to date */
 static bool dispatch_held = false;	/* bound to another installation */
 
+/*
+ * The binding is still the one this database's CREATE EXTENSION wrote, at
+ * this time (WithdrawalBinding.fresh_since; 0 otherwise).  A restore that
+ * is not one transaction loads rows for a while before the original's
+ * binding: an outbox row queued before the installation existed is from
+ * such a restore, and is not sent (scan_due).  restore_suspected: one was
+ * seen; the sweep waits too.
+ */
+static TimestampTz binding_fresh_since = 0;
+static bool restore_suspected = false;
+
 /* What the worker reports for monitoring (shmem.c, monitor.c) */
 static int64 stat_sent = 0;
 static int64 stat_recorded = 0;
@@ -755,12 +766,34 @@ typedef struct ClaimWork
 } ClaimWork;
 
 /* Columns of withdrawal.outbox that the due scan reads */
+/*
+ * A payout queued before this installation was created: a restore that has
+ * not yet loaded the original's binding (withdrawal.installation).  Said
+ * once per worker; nothing old is sent, and the sweep waits, until the
+ * binding is loaded (dispatch is then held) or resumed.
+ */
+static void
+note_restore_suspected(void)
+{
+	if (restore_suspected)
+		return;
+	restore_suspected = true;
+	ereport(WARNING,
+			(errmsg("withdrawal worker %d does not send payouts queued before this installation was created",
+					worker_index),
+			 errdetail("The extension was created in database \"%s\" after they were queued: they come from a restore that has not loaded the original's binding yet."
+					   "  They are sent only once dispatch is resumed here.",
+					   withdrawal_database),
+			 errhint("Restore with --single-transaction, or with withdrawal.workers = 0; if this copy is the one that should pay, run SELECT withdrawal.resume_dispatch('reason') in it.")));
+}
+
 typedef struct OutboxColumns
 {
 	AttrNumber	withdrawal_id;
 	AttrNumber	next_attempt_at;
 	AttrNumber	lease_until;
 	AttrNumber	parked_at;
+	AttrNumber	enqueued_at;
 } OutboxColumns;
 
 /*
@@ -799,6 +832,7 @@ scan_due(const char *channel, const char *kind, TimestampTz now, int want,
 		col.next_attempt_at = SPI_fnumber(tupdesc, "next_attempt_at");
 		col.lease_until = SPI_fnumber(tupdesc, "lease_until");
 		col.parked_at = SPI_fnumber(tupdesc, "parked_at");
+		col.enqueued_at = SPI_fnumber(tupdesc, "enqueued_at");
 	}
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(channel));
@@ -830,6 +864,12 @@ scan_due(const char *channel, const char *kind, TimestampTz now, int want,
 
 			if (!isnull && DatumGetTimestampTz(lease) >= now)
 				continue;		/* on the wire */
+		}
+		if (binding_fresh_since != 0 &&
+			DatumGetTimestampTz(slot_getattr(slot, col.enqueued_at, &isnull)) < binding_fresh_since)
+		{
+			note_restore_suspected();
+			continue;			/* older than this installation */
 		}
 		ids[n++] = datumCopy(slot_getattr(slot, col.withdrawal_id, &isnull), false, UUID_LEN);
 	}
@@ -996,6 +1036,9 @@ binding_holds_dispatch(void)
 
 	if (!WithdrawalBindingCheck(&b) && dispatch_state_known)
 		return dispatch_held;
+	binding_fresh_since = b.held ? 0 : b.fresh_since;
+	if (!binding_fresh_since)
+		restore_suspected = false;
 	if (dispatch_state_known && b.held == dispatch_held)
 		return dispatch_held;
 
@@ -1829,7 +1872,7 @@ sweep_body(void *arg)
 static bool
 payouts_allowed(void)
 {
-	return dispatch_state_known && !dispatch_held;
+	return dispatch_state_known && !dispatch_held && !restore_suspected;
 }
 
 static void

@@ -264,9 +264,55 @@ $other->psql('postgres', slurp_file($roles), on_error_stop => 0);
 # Its worker serves the database while it is being restored.
 restore_and_resume($other, 'app', 'other cluster', '--single-transaction');
 
+# ---------- (c) a restore in pieces, its worker serving it ----------
+
+# Not one transaction, so the copy's worker sees the rows before the
+# original's binding: CREATE EXTENSION wrote a fresh binding, which matches.
+# Stopped between the two (everything restored but withdrawal.installation's
+# data), the copy must still send nothing: its payouts were queued before
+# its installation was created.
+my $log_offset = -s $other->logfile;
+my $sent_before = mock_requests_for(@queued);
+$other->append_conf('postgresql.conf', "withdrawal.database = 'pieces'\n");
+$other->restart;
+$other->safe_psql('postgres', 'CREATE DATABASE pieces');
+my $list = $PostgreSQL::Test::Utils::tmp_check . '/pieces.list';
+my ($list_out) = run_command([ 'pg_restore', '-l', $dump ]);
+open my $fh, '>', $list or die "cannot write $list: $!";
+print $fh join("\n", grep { !/TABLE DATA withdrawal installation / } split /\n/, $list_out), "\n";
+close $fh;
+ok($other->run_log([ 'pg_restore', '--exit-on-error', '-L', $list, '-d', 'pieces', $dump ]),
+	'in pieces: everything but the binding restored');
+ok(until_true(60, sub { $other->log_contains(
+	qr/withdrawal worker 0 does not send payouts queued before this installation was created/, $log_offset) }),
+	'in pieces: the worker refuses the payouts queued before its installation, and says why');
+is(qry($other, 'pieces', q{SELECT held FROM withdrawal.dispatch_binding()}), 't',
+	'in pieces: dispatch_binding() says held');
+qry($other, 'pieces', q{UPDATE withdrawal.channel SET burst = 2 WHERE name = 'bank'});
+sleep 3;
+is(mock_requests_for(@queued) - $sent_before, 0,
+	'in pieces: by the mock\'s log, nothing of the copy reached the processor');
+is(status_of($other, 'pieces', \@queued), 'queued', 'in pieces: its payouts stay queued');
+
+# The rest of the restore: the original's binding, then held as any copy.
+ok($other->run_log([ 'pg_restore', '--exit-on-error', '--data-only', '-n', 'withdrawal', '-t', 'installation',
+	'-d', 'pieces', $dump ]), 'in pieces: the binding restored last');
+ok(until_true(60, sub { $other->log_contains(
+	qr/withdrawal workers hold dispatch in database "pieces": its payouts are bound to another installation/, $log_offset) }),
+	'in pieces: then the worker holds dispatch as for any copy');
+is(mock_requests_for(@queued) - $sent_before, 0, 'in pieces: still nothing sent');
+is(qry($other, 'pieces', q{SELECT withdrawal.resume_dispatch('drill: the copy takes over')}), 't',
+	'in pieces: resumed');
+ok(until_true(60, sub { status_of($other, 'pieces', \@queued) eq 'paid' }),
+	'in pieces: after the resume its payouts are paid');
+
+# A binding still as created, with no older payouts, has nothing to resume.
+is(qry($other, 'app', q{SELECT withdrawal.resume_dispatch('nothing to do')}), 'f',
+	'resume_dispatch() of a database that is not held changes nothing');
+
 # ---------- the original dispatches without any resume ----------
 
-my $log_offset = -s $origin->logfile;
+$log_offset = -s $origin->logfile;
 $origin->append_conf('postgresql.conf', "withdrawal.database = 'app'\n");
 $origin->restart;
 ok(until_true(60, sub { status_of($origin, 'app', \@queued) eq 'paid' }),
