@@ -216,3 +216,28 @@ COMMENT ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) IS
 REVOKE ALL ON FUNCTION withdrawal.audit_head(), withdrawal.verify_audit_anchor(bigint, bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdrawal.audit_head() TO withdrawal_ops, withdrawal_auditor;
 GRANT EXECUTE ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) TO withdrawal_auditor;
+
+-- events and webhooks (issue 14)
+
+/* Webhook secret rotation and the pure verification (40_webhook.sql) */
+ALTER TABLE withdrawal.processor
+	ADD COLUMN webhook_secret_previous text,
+	ADD COLUMN webhook_secret_previous_expires_at timestamptz,
+	ADD CONSTRAINT processor_webhook_secret_previous_check
+		CHECK ((webhook_secret_previous IS NULL) = (webhook_secret_previous_expires_at IS NULL));
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous IS
+	'during a rotation, the name of the webhook secret used before webhook_secret, accepted until webhook_secret_previous_expires_at';
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous_expires_at IS
+	'when webhook_secret_previous stops being accepted';
+
+CREATE FUNCTION withdrawal.verify_webhook_signature(processor text, headers jsonb, body text,
+													at timestamptz DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_webhook_signature'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz) IS
+	'ops: verifies a webhook as receive_webhook() would have at time at (NULL: now) and returns which secret matched, "current" or "previous" (WD008 when none); stores and applies nothing';
+REVOKE ALL ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz)
+	TO withdrawal_ops;
