@@ -23,6 +23,7 @@ OBJS = \
 	src/processor_http.o \
 	src/processor_stripe.o \
 	src/webhook.o \
+	src/events.o \
 	src/reconcile.o
 
 PGFILEDESC = "withdrawal - user payouts inside PostgreSQL"
@@ -35,7 +36,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access
+REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access events
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

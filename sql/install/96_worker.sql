@@ -30,3 +30,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON withdrawal.outbox, withdrawal.sandbox_ev
 GRANT SELECT, UPDATE ON withdrawal.withdrawal, withdrawal.wallet TO withdrawal_worker;
 GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawal.audit_seal TO withdrawal_worker;
 GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
+-- the status events its status changes append (70_events.sql)
+GRANT INSERT ON withdrawal.status_event TO withdrawal_worker;
+GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;
