@@ -1,7 +1,8 @@
 --
 -- events: the status_event table (one row per status change, written in
 -- the changing transaction, append-only, pruned only by
--- prune_status_events()), and who reads it.  The NOTIFY payloads are checked
+-- prune_status_events()), who reads it, and retry_dead(), the bulk retry
+-- of dead payouts under the proof rule.  The NOTIFY payloads are checked
 -- by test/t/071_status_events.pl (psql prints the sender's PID with them).
 --
 CREATE DATABASE regress_events;
@@ -114,6 +115,92 @@ SELECT withdrawal.prune_status_events('30 days');
 SELECT count(*) = :before + 2 AS only_the_new_and_the_open_remain FROM withdrawal.status_event;
 SELECT history('e-open');
 SELECT action, detail FROM withdrawal.audit_log WHERE action = 'prune_status_events' ORDER BY audit_id;
+
+--
+-- 5. retry_dead(): dead payouts in bulk, by a filter
+--
+-- dead payouts of two channels, some of them sent (sent_at), with errors
+CREATE FUNCTION dead(key text, channel text, err text, sent boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	wid uuid;
+BEGIN
+	SELECT withdrawal_id INTO wid FROM withdrawal.request('alice', 'USD', 100, channel, '{"bank": "x"}', key);
+	PERFORM withdrawal.transition(wid, 'dispatching');
+	UPDATE withdrawal.withdrawal SET last_error = err,
+		sent_at = CASE WHEN sent THEN now() END WHERE withdrawal_id = wid;
+	PERFORM withdrawal.transition(wid, 'dead');
+END
+$$;
+SELECT dead('d-1', 'acme_bank', 'HTTP 503', true);
+SELECT dead('d-2', 'acme_bank', 'timeout after 10000 ms', true);
+SELECT dead('d-3', 'other_bank', 'HTTP 503', false);
+CREATE TABLE mark AS SELECT clock_timestamp() AS t;
+SELECT dead('d-4', 'acme_bank', 'HTTP 502', true);
+SELECT dead('d-5', 'acme_bank', 'HTTP 503', true);
+CREATE VIEW dead_list AS
+	SELECT w.idempotency_key AS key, w.status, w.sent_at IS NOT NULL AS sent, w.attempts
+	  FROM withdrawal.withdrawal w WHERE w.idempotency_key LIKE 'd-%';
+SELECT * FROM dead_list ORDER BY key;
+
+-- bad input: 22023 (WD007 for an unknown channel), nothing changes
+SELECT try($$SELECT * FROM withdrawal.retry_dead(dry_run => NULL)$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(max_rows => -1)$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(max_rows => 0)$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(max_rows => NULL)$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(max_rows => 1000000)$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(died_after => now(), died_before => now() - interval '1 hour')$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(died_after => now(), died_before => now())$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(channel => '')$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(channel => repeat('x', 64))$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(channel => 'nope')$$);
+SELECT try($$SELECT * FROM withdrawal.retry_dead(error_like => '')$$);
+-- roles: operators only
+SET ROLE withdrawal_app;
+SELECT try($$SELECT * FROM withdrawal.retry_dead()$$);
+RESET ROLE;
+
+-- a dry run (the default) lists, earliest death first, and changes nothing
+SELECT w.idempotency_key, r.channel, r.last_error, r.died_at IS NOT NULL AS died_known, r.retried
+  FROM withdrawal.retry_dead() r JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT w.idempotency_key, r.retried
+  FROM withdrawal.retry_dead(channel => 'acme_bank', error_like => 'HTTP 50%') r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT w.idempotency_key, r.retried
+  FROM withdrawal.retry_dead(died_after => (SELECT t FROM mark)) r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT w.idempotency_key, r.retried
+  FROM withdrawal.retry_dead(died_before => (SELECT t FROM mark), max_rows => 2) r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT * FROM dead_list ORDER BY key;
+
+-- for real: the 503s of acme_bank that died after the mark, as ops
+GRANT SELECT ON mark TO withdrawal_ops;
+SET ROLE withdrawal_ops;
+CREATE TEMP TABLE ops_run AS
+	SELECT * FROM withdrawal.retry_dead(channel => 'acme_bank', error_like => 'HTTP 503',
+										died_after => (SELECT t FROM mark), dry_run => false);
+RESET ROLE;
+SELECT w.idempotency_key, r.last_error, r.retried
+  FROM ops_run r JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT * FROM dead_list ORDER BY key;
+-- sent means maybe paid: the retried payout is still sent, cannot be
+-- canceled, and goes back on the queue with the same key
+SELECT regexp_replace(try(format('SELECT withdrawal.cancel(%L, %L)', id('d-5'), 'user')),
+					  '[0-9a-f-]{36}', '<id>');
+SELECT kind, parked_at IS NULL AS not_parked FROM withdrawal.outbox WHERE withdrawal_id = id('d-5');
+SELECT history('d-5');
+-- the rest of acme_bank, every error
+SELECT w.idempotency_key, r.retried
+  FROM withdrawal.retry_dead(channel => 'acme_bank', dry_run => false) r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id);
+SELECT * FROM dead_list ORDER BY key;
+-- nothing left to retry there: an empty list, still audited
+SELECT count(*) FROM withdrawal.retry_dead(channel => 'acme_bank', dry_run => false);
+-- one audit row per retried payout, one per call
+SELECT action, count(*) FROM withdrawal.audit_log WHERE action IN ('retry', 'retry_dead')
+ GROUP BY action ORDER BY action;
+SELECT detail - 'died_after' FROM withdrawal.audit_log WHERE action = 'retry_dead' ORDER BY audit_id;
+SELECT count(*) AS clean FROM withdrawal.check_invariants() WHERE violations <> 0;
 
 \c postgres
 DROP DATABASE regress_events;
