@@ -281,7 +281,7 @@ CREATE FUNCTION withdrawal.status_event_record() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_status_event_record'
 	LANGUAGE C;
 COMMENT ON FUNCTION withdrawal.status_event_record() IS
-	'trigger: appends a status_event row for a new withdrawal or a status change, and a NOTIFY on withdrawal_status when withdrawal.notify_status is on';
+	'trigger: appends a status_event row for a status change, and a NOTIFY on withdrawal_status when withdrawal.notify_status is on';
 CREATE FUNCTION withdrawal.status_event_guard() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_status_event_guard'
 	LANGUAGE C;
@@ -310,8 +310,6 @@ SELECT w.withdrawal_id, 'dead', coalesce(a.died_at, w.updated_at)
  WHERE w.status OPERATOR(pg_catalog.=) 'dead'
  ORDER BY 3, 1;
 
-CREATE TRIGGER withdrawal_status_event_insert AFTER INSERT ON withdrawal.withdrawal
-	FOR EACH ROW EXECUTE FUNCTION withdrawal.status_event_record();
 CREATE TRIGGER withdrawal_status_event_update AFTER UPDATE OF status ON withdrawal.withdrawal
 	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
 	EXECUTE FUNCTION withdrawal.status_event_record();

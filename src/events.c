@@ -5,14 +5,18 @@
  *	  withdrawal.status_event, the NOTIFY on channel withdrawal_status, and
  *	  their retention.
  *
- * Every change of a withdrawal's status, whoever makes it (request(), a
- * webhook, an operator, the workers' set-based claims and submissions, the
- * owner's direct UPDATE), goes through the table's rows, so one pair of
- * AFTER ROW triggers on withdrawal.withdrawal is the single owner of the
- * events: INSERT, and UPDATE OF status when the status differs.  Each
- * writes one status_event row in the transaction that makes the change,
- * and, when withdrawal.notify_status is on, queues a NOTIFY carrying the
- * withdrawal id and the new status only, never an amount or an account.
+ * Every change of a withdrawal's status, whoever makes it (a webhook, an
+ * operator, the workers' set-based claims and submissions, the owner's
+ * direct UPDATE), is an UPDATE of the row, so one AFTER UPDATE OF status
+ * ROW trigger on withdrawal.withdrawal, fired only when the status
+ * differs, is the single owner of those events.  A withdrawal's first
+ * status is written by request() itself, in its one statement: an INSERT
+ * trigger would also fire for the rows a restore of pg_dump's output
+ * copies in, and give them a second history whose event ids collide with
+ * the restored ones.  Each change writes one status_event row in its
+ * transaction and, when withdrawal.notify_status is on, queues a NOTIFY
+ * carrying the withdrawal id and the new status only, never an amount or
+ * an account.
  *
  * NOTIFY is a setting because PostgreSQL serialises the commits of every
  * transaction that notified, cluster-wide, behind one lock held through
@@ -61,8 +65,24 @@ PG_FUNCTION_INFO_V1(withdrawal_prune_status_events);
 static bool pruning = false;
 
 /*
- * Trigger status_event_record(): AFTER INSERT, and AFTER UPDATE OF status
- * WHEN the status changed, FOR EACH ROW on withdrawal.withdrawal.
+ * The NOTIFY of a status change, when withdrawal.notify_status is on.
+ */
+void
+WithdrawalStatusNotify(const pg_uuid_t *withdrawal_id, const char *status)
+{
+	/*
+	 * Queued now, sent by PostgreSQL at commit and only then: a rolled back
+	 * change notifies nobody.  Identical payloads in one transaction are
+	 * folded into one, which is what a listener wants.
+	 */
+	if (withdrawal_notify_status)
+		Async_Notify(WITHDRAWAL_STATUS_CHANNEL,
+					 psprintf("%s %s", WithdrawalUuidText(withdrawal_id), status));
+}
+
+/*
+ * Trigger status_event_record(): AFTER UPDATE OF status WHEN the status
+ * changed, FOR EACH ROW on withdrawal.withdrawal.
  */
 Datum
 withdrawal_status_event_record(PG_FUNCTION_ARGS)
@@ -80,13 +100,11 @@ withdrawal_status_event_record(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
-		elog(ERROR, "withdrawal_status_event_record: must be fired after insert or update, for each row");
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		elog(ERROR, "withdrawal_status_event_record: must be fired after update, for each row");
 
 	tupdesc = RelationGetDescr(trigdata->tg_relation);
-	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
-		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	tuple = trigdata->tg_newtuple;
 	id = heap_getattr(tuple, SPI_fnumber(tupdesc, "withdrawal_id"), tupdesc, &id_null);
 	status = heap_getattr(tuple, SPI_fnumber(tupdesc, "status"), tupdesc, &status_null);
 	if (id_null || status_null)
@@ -101,16 +119,7 @@ withdrawal_status_event_record(PG_FUNCTION_ARGS)
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_INSERT);
 	SPI_finish();
 
-	/*
-	 * Queued now, sent by PostgreSQL at commit and only then: a rolled back
-	 * change notifies nobody.  Identical payloads in one transaction are
-	 * folded into one, which is what a listener wants.
-	 */
-	if (withdrawal_notify_status)
-		Async_Notify(WITHDRAWAL_STATUS_CHANNEL,
-					 psprintf("%s %s", WithdrawalUuidText(DatumGetUUIDP(id)),
-							  TextDatumGetCString(status)));
-
+	WithdrawalStatusNotify(DatumGetUUIDP(id), TextDatumGetCString(status));
 	return PointerGetDatum(NULL);
 }
 

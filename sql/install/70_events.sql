@@ -34,7 +34,7 @@ CREATE FUNCTION withdrawal.status_event_record() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_status_event_record'
 	LANGUAGE C;
 COMMENT ON FUNCTION withdrawal.status_event_record() IS
-	'trigger: appends a status_event row for a new withdrawal or a status change, and a NOTIFY on withdrawal_status when withdrawal.notify_status is on';
+	'trigger: appends a status_event row for a status change, and a NOTIFY on withdrawal_status when withdrawal.notify_status is on';
 CREATE FUNCTION withdrawal.status_event_guard() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_status_event_guard'
 	LANGUAGE C;
@@ -47,14 +47,14 @@ CREATE TRIGGER status_event_no_truncate BEFORE TRUNCATE ON withdrawal.status_eve
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
 
 /*
- * Row triggers, fired only for rows whose status is new: the workers'
+ * A row trigger, fired only for rows whose status changed: the workers'
  * set-based claims change the status of whole batches, and their other
  * updates (leases, last_error, attempts) fire nothing.  A statement
  * trigger with transition tables cannot name the status column and would
- * copy every updated row.
+ * copy every updated row.  There is no INSERT trigger: request() writes a
+ * withdrawal's first event in its own statement, and an INSERT trigger
+ * would fire again for the rows a restore of a dump copies in.
  */
-CREATE TRIGGER withdrawal_status_event_insert AFTER INSERT ON withdrawal.withdrawal
-	FOR EACH ROW EXECUTE FUNCTION withdrawal.status_event_record();
 CREATE TRIGGER withdrawal_status_event_update AFTER UPDATE OF status ON withdrawal.withdrawal
 	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
 	EXECUTE FUNCTION withdrawal.status_event_record();

@@ -2,7 +2,8 @@
 # outcomes (as withdrawal_worker) append a status_event row for each
 # change, and with withdrawal.notify_status on every change is a NOTIFY on
 # channel withdrawal_status carrying "<withdrawal id> <status>" and
-# nothing else, sent at commit, never for a change rolled back.
+# nothing else, sent at commit, never for a change rolled back; a dump
+# restores the events as they were.
 use strict;
 use warnings FATAL => 'all';
 
@@ -96,6 +97,18 @@ is($node->safe_psql('postgres',
 	'0', 'books consistent');
 unlike(slurp_file($node->logfile), qr/(ERROR|WARNING):  [^\n]*(permission denied|status_event)/,
 	'the workers wrote their events without an error');
+
+# A dump restores the events as they were: the rows of the withdrawals it
+# copies in add none (request() writes the first event, not a trigger).
+my $dump = PostgreSQL::Test::Utils::tempdir . '/dump.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
+	'the dump restores');
+my $events = q{SELECT count(*) || ' ' || max(event_id) || ' ' || md5(string_agg(withdrawal_id || status, ',' ORDER BY event_id))
+	FROM withdrawal.status_event};
+is($node->safe_psql('restored', $events), $node->safe_psql('postgres', $events),
+	'the restored database has the same events, no more');
 
 $node->stop;
 done_testing();
