@@ -69,7 +69,10 @@ LANGUAGE sql AS $$
 			'data', jsonb_build_object('object', jsonb_build_object(
 				'id', 'tr_' || evt, 'object', 'transfer',
 				'amount', coalesce($5, w.amount), 'currency', lower(coalesce($6, w.currency, 'USD')),
-				'metadata', jsonb_build_object('withdrawal_id', wid))))::text
+				'metadata', jsonb_build_object('withdrawal_id', wid))
+				-- Stripe's running total of a transfer's reversals
+				|| CASE WHEN typ = 'transfer.reversed' THEN
+					jsonb_build_object('amount_reversed', coalesce($5, w.amount)) ELSE '{}' END))::text
 	ELSE
 		jsonb_build_object('id', evt, 'type', typ,
 			'data', jsonb_build_object('id', 'ref_' || evt, 'payout_id', wid,

@@ -655,3 +655,119 @@ SELECT pg_catalog.pg_extension_config_dump('withdrawal.processor', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.channel', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.policy', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.installation', '');
+
+-- events and webhooks (issue 14)
+
+/* Webhook secret rotation and the pure verification (40_webhook.sql) */
+ALTER TABLE withdrawal.processor
+	ADD COLUMN webhook_secret_previous text,
+	ADD COLUMN webhook_secret_previous_expires_at timestamptz,
+	ADD CONSTRAINT processor_webhook_secret_previous_check
+		CHECK ((webhook_secret_previous IS NULL) = (webhook_secret_previous_expires_at IS NULL));
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous IS
+	'during a rotation, the name of the webhook secret used before webhook_secret, accepted until webhook_secret_previous_expires_at';
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous_expires_at IS
+	'when webhook_secret_previous stops being accepted';
+
+CREATE FUNCTION withdrawal.verify_webhook_signature(processor text, headers jsonb, body text,
+													at timestamptz DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_webhook_signature'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz) IS
+	'ops: verifies a webhook as receive_webhook() would have at time at (NULL: now) and returns which secret matched, "current" or "previous" (WD008 when none); stores and applies nothing';
+REVOKE ALL ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz)
+	TO withdrawal_ops;
+
+/* Bulk dead-letter replay (30_dispatch.sql) */
+CREATE FUNCTION withdrawal.retry_dead(channel text DEFAULT NULL, error_like text DEFAULT NULL,
+									  died_after timestamptz DEFAULT NULL,
+									  died_before timestamptz DEFAULT NULL,
+									  dry_run boolean DEFAULT true, max_rows integer DEFAULT 1000)
+	RETURNS TABLE (withdrawal_id uuid, channel text, last_error text, died_at timestamptz,
+				   retried boolean)
+	AS 'MODULE_PATHNAME', 'withdrawal_retry_dead'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.retry_dead(text, text, timestamptz, timestamptz, boolean, integer) IS
+	'ops: retry() of the dead payouts that match a filter (channel, last_error LIKE pattern, when they died), earliest death first, at most max_rows; lists them without retrying when dry_run (the default)';
+REVOKE ALL ON FUNCTION withdrawal.retry_dead(text, text, timestamptz, timestamptz, boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.retry_dead(text, text, timestamptz, timestamptz, boolean, integer)
+	TO withdrawal_ops;
+
+/* Status events (70_events.sql) */
+CREATE SEQUENCE withdrawal.status_event_seq;
+CREATE TABLE withdrawal.status_event (
+	event_id	bigint PRIMARY KEY DEFAULT pg_catalog.nextval('withdrawal.status_event_seq'),
+	withdrawal_id uuid NOT NULL,
+	status		withdrawal.status NOT NULL,
+	at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	xact_id		xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+ALTER SEQUENCE withdrawal.status_event_seq OWNED BY withdrawal.status_event.event_id;
+CREATE INDEX status_event_withdrawal ON withdrawal.status_event (withdrawal_id, event_id);
+CREATE INDEX status_event_xact ON withdrawal.status_event (xact_id);
+COMMENT ON TABLE withdrawal.status_event IS
+	'append-only: one row per status change of a withdrawal (id, new status, time, transaction), for subscribers; pruned by prune_status_events()';
+COMMENT ON COLUMN withdrawal.status_event.xact_id IS
+	'the transaction that made the change: poll between two pg_snapshot_xmin() watermarks to read every event exactly once';
+COMMENT ON INDEX withdrawal.status_event_withdrawal IS 'the history of a withdrawal';
+COMMENT ON INDEX withdrawal.status_event_xact IS 'polling by transaction watermark';
+
+CREATE FUNCTION withdrawal.status_event_record() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_status_event_record'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.status_event_record() IS
+	'trigger: appends a status_event row for a status change, and a NOTIFY on withdrawal_status when withdrawal.notify_status is on';
+CREATE FUNCTION withdrawal.status_event_guard() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_status_event_guard'
+	LANGUAGE C;
+COMMENT ON FUNCTION withdrawal.status_event_guard() IS
+	'trigger: refuses UPDATE of status events, and DELETE outside prune_status_events()';
+REVOKE ALL ON FUNCTION withdrawal.status_event_record(), withdrawal.status_event_guard() FROM PUBLIC;
+
+CREATE TRIGGER status_event_guard BEFORE UPDATE OR DELETE ON withdrawal.status_event
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.status_event_guard();
+CREATE TRIGGER status_event_no_truncate BEFORE TRUNCATE ON withdrawal.status_event
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.append_only();
+
+/*
+ * Payouts dead before the update have no event yet; retry_dead() finds
+ * when a payout died in the events, so each gets one, at the time of its
+ * audit row.
+ */
+INSERT INTO withdrawal.status_event (withdrawal_id, status, at)
+SELECT w.withdrawal_id, 'dead', coalesce(a.died_at, w.updated_at)
+  FROM withdrawal.withdrawal w
+  LEFT JOIN (SELECT l.withdrawal_id, pg_catalog.max(l.logged_at) AS died_at
+			   FROM withdrawal.audit_log l
+			  WHERE l.after_status OPERATOR(pg_catalog.=) 'dead'
+			  GROUP BY l.withdrawal_id) a
+	ON a.withdrawal_id OPERATOR(pg_catalog.=) w.withdrawal_id
+ WHERE w.status OPERATOR(pg_catalog.=) 'dead'
+ ORDER BY 3, 1;
+
+CREATE TRIGGER withdrawal_status_event_update AFTER UPDATE OF status ON withdrawal.withdrawal
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION withdrawal.status_event_record();
+
+CREATE FUNCTION withdrawal.prune_status_events(older_than interval)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'withdrawal_prune_status_events'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.prune_status_events(interval) IS
+	'ops: deletes status events older than older_than (at least 1 day), keeping every event of withdrawals that are not final; returns how many; for pg_cron';
+REVOKE ALL ON FUNCTION withdrawal.prune_status_events(interval) FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.status_event', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.status_event_seq', '');
+
+REVOKE ALL ON withdrawal.status_event FROM PUBLIC;
+REVOKE ALL ON SEQUENCE withdrawal.status_event_seq FROM PUBLIC;
+GRANT SELECT ON withdrawal.status_event TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
+GRANT EXECUTE ON FUNCTION withdrawal.prune_status_events(interval) TO withdrawal_ops;
+GRANT INSERT ON withdrawal.status_event TO withdrawal_worker;
+GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;

@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "events.h"
 #include "ledger.h"
 #include "lifecycle.h"
 #include "policy.h"
@@ -120,6 +121,8 @@ static const char *const write_sql =
 "o AS ("
 " INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
 " SELECT $1, $6 FROM d WHERE $11 = 'queued'),"
+"e AS ("
+" INSERT INTO withdrawal.status_event (withdrawal_id, status) SELECT $1, $11 FROM w),"
 "a AS ("
 " INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
 "  after_status, detail)"
@@ -348,6 +351,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 				 errdetail("The available balance of account \"%s\" in %s is less than " INT64_FORMAT ".",
 						   req.account_id, req.currency, req.amount)));
 
+	WithdrawalStatusNotify(id, status);
 	if (strcmp(status, "queued") == 0)
 		WithdrawalWakeWorkersAtCommit();
 	result = request_result(fcinfo, UUIDPGetDatum(id), status, false);

@@ -9,8 +9,10 @@
  *	1. the arguments are checked (body at most 1 MB) and the processor is
  *	   looked up (WD007 when unknown);
  *	2. the signature is verified by the processor's webhook_scheme with the
- *	   secret named by processor.webhook_secret, before the body is parsed
- *	   (WD008 on failure, nothing changed);
+ *	   secret named by processor.webhook_secret, or during a rotation with
+ *	   the one named by webhook_secret_previous until
+ *	   webhook_secret_previous_expires_at, before the body is parsed (WD008
+ *	   on failure, nothing changed);
  *	3. the body is parsed by PostgreSQL's JSON parser (22023 when it is not
  *	   JSON) and the event is mapped to an action: paid, failed or returned;
  *	4. under a lock on the withdrawal row, the event is recorded in
@@ -54,10 +56,14 @@
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_receive_webhook);
+PG_FUNCTION_INFO_V1(withdrawal_verify_webhook_signature);
 
 #define SHA256_LEN 32
 #define MAX_EVENT_ID 255
 #define MAX_PROCESSOR_NAME 63
+
+/* Length of the base64 text of a SHA-256 HMAC, padding included */
+#define SHA256_B64_LEN 44
 
 /* What an event asks for */
 typedef enum WebhookAction
@@ -69,8 +75,20 @@ typedef enum WebhookAction
 } WebhookAction;
 
 /*
- * Event types per scheme.  Stripe: transfers (the stripe driver's
- * /v1/transfers) and payouts; transfer.reversed is money coming back.
+ * Event types per scheme (docs/webhooks.md, "Events").
+ *
+ * Stripe: the stripe driver creates transfers to connected accounts
+ * (/v1/transfers), which are final when created, so transfer.created is
+ * the proof that the money left (paid) and transfer.reversed that it came
+ * back (returned), but only once amount_reversed, which Stripe keeps as the
+ * running total of the reversals, covers the whole amount: the ledger
+ * returns whole withdrawals.  transfer.paid and transfer.failed exist only
+ * for webhook endpoints on API versions before 2017-04-06 (when transfers
+ * still had a status); there they mean what they say, so they are still
+ * applied.  payout.* events concern payouts from a Stripe balance to a bank
+ * account; they apply when the payout's metadata names a withdrawal
+ * (payout.canceled: the money never left, like payout.failed).
+ *
  * The http driver's protocol and Standard Webhooks: payout.paid,
  * payout.failed and payout.returned with data.payout_id = withdrawal id.
  */
@@ -79,17 +97,20 @@ typedef struct WebhookEventType
 	bool		stripe;
 	const char *type;
 	WebhookAction action;
+	bool		reversal;		/* amount_reversed must cover the amount */
 } WebhookEventType;
 
 static const WebhookEventType event_types[] = {
-	{true, "transfer.paid", ACTION_PAID},
-	{true, "transfer.failed", ACTION_FAILED},
-	{true, "transfer.reversed", ACTION_RETURNED},
-	{true, "payout.paid", ACTION_PAID},
-	{true, "payout.failed", ACTION_FAILED},
-	{false, "payout.paid", ACTION_PAID},
-	{false, "payout.failed", ACTION_FAILED},
-	{false, "payout.returned", ACTION_RETURNED},
+	{true, "transfer.created", ACTION_PAID, false},
+	{true, "transfer.reversed", ACTION_RETURNED, true},
+	{true, "transfer.paid", ACTION_PAID, false},
+	{true, "transfer.failed", ACTION_FAILED, false},
+	{true, "payout.paid", ACTION_PAID, false},
+	{true, "payout.failed", ACTION_FAILED, false},
+	{true, "payout.canceled", ACTION_FAILED, false},
+	{false, "payout.paid", ACTION_PAID, false},
+	{false, "payout.failed", ACTION_FAILED, false},
+	{false, "payout.returned", ACTION_RETURNED, false},
 };
 
 /* The decision taken for an event, under the withdrawal's row lock */
@@ -250,14 +271,35 @@ hex_signature_matches(const unsigned char *mac, const char *candidate, size_t le
 }
 
 /*
+ * Constant-time comparison of the base64 text of our HMAC with a candidate,
+ * as the Standard Webhooks and Svix libraries compare them.  Decoding the
+ * candidate instead would accept other spellings of the same bytes: the
+ * last character of a 32-byte value carries two bits that decoding drops.
+ */
+static bool
+base64_signature_matches(const unsigned char *mac, const char *candidate, size_t len)
+{
+	char		expected[SHA256_B64_LEN + 1];
+	int			n;
+
+	n = pg_b64_encode((const char *) mac, SHA256_LEN, expected, sizeof(expected));
+	if (n != SHA256_B64_LEN)
+		elog(ERROR, "could not encode an HMAC-SHA256 signature in base64");
+	if (len != SHA256_B64_LEN)
+		return false;
+	return CRYPTO_memcmp(expected, candidate, SHA256_B64_LEN) == 0;
+}
+
+/*
  * Scheme "stripe": Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...];
  * HMAC-SHA256 keyed with the whole secret ("whsec_..." included) over
- * "<t>.<body>".  Any v1 may match (secret rotation); v0 and unknown
- * schemes are ignored, as Stripe's libraries do.
+ * "<t>.<body>".  Any v1 may match any of the secrets (rotation); v0 and
+ * unknown schemes are ignored, as Stripe's libraries do.  Returns the
+ * index of the first secret that matches, or -1.
  */
-static void
-verify_stripe(const char *secret, Jsonb *headers, const char *body,
-			  int bodylen, int64 now_unix, int64 tolerance_s)
+static int
+verify_stripe(const char *const *secrets, int nsecrets, Jsonb *headers,
+			  const char *body, int bodylen, int64 now_unix, int64 tolerance_s)
 {
 	char	   *header = required_header(headers, "Stripe-Signature");
 	char	   *t = NULL;
@@ -266,7 +308,8 @@ verify_stripe(const char *secret, Jsonb *headers, const char *body,
 	char	   *saveptr = NULL;
 	int64		timestamp;
 	unsigned char mac[SHA256_LEN];
-	bool		matched = false;
+	int			matched = -1;
+	int			s;
 	ListCell   *lc;
 
 	for (item = strtok_r(header, ",", &saveptr); item != NULL;
@@ -289,78 +332,132 @@ verify_stripe(const char *secret, Jsonb *headers, const char *body,
 		refuse("Stripe-Signature has no v1 signature");
 	timestamp = parse_timestamp(t, "Stripe-Signature timestamp");
 
-	hmac_sha256((const unsigned char *) secret, strlen(secret), (const char *[]) {t}, 1,
-				body, bodylen, mac);
-	foreach(lc, candidates)
+	for (s = 0; s < nsecrets && matched < 0; s++)
 	{
-		char	   *candidate = lfirst(lc);
+		bool		any = false;
 
-		matched |= hex_signature_matches(mac, candidate, strlen(candidate));
+		hmac_sha256((const unsigned char *) secrets[s], strlen(secrets[s]),
+					(const char *[]) {t}, 1, body, bodylen, mac);
+		foreach(lc, candidates)
+		{
+			char	   *candidate = lfirst(lc);
+
+			any |= hex_signature_matches(mac, candidate, strlen(candidate));
+		}
+		if (any)
+			matched = s;
 	}
-	if (!matched)
+	if (matched < 0)
 		refuse("no signature matches");
 	check_tolerance(timestamp, now_unix, tolerance_s);
+	return matched;
 }
 
 /*
- * Scheme "standard" (Standard Webhooks): webhook-id, webhook-timestamp and
- * webhook-signature: "v1,<base64>" entries separated by spaces; the secret
- * is "whsec_<base64 of the key>"; HMAC-SHA256 over "<id>.<timestamp>.<body>".
+ * The id, timestamp and signature headers of a Standard Webhooks message.
+ * Svix, which wrote the specification, sends them as svix-id,
+ * svix-timestamp and svix-signature; its verify() takes those when all
+ * three are present and the webhook-* ones otherwise, and so do we.
  */
 static void
-verify_standard(const char *secret, Jsonb *headers, const char *body,
-				int bodylen, int64 now_unix, int64 tolerance_s,
-				char **webhook_id)
+standard_headers(Jsonb *headers, char **id, char **ts, char **sigs)
 {
-	char	   *id = required_header(headers, "webhook-id");
-	char	   *ts = required_header(headers, "webhook-timestamp");
-	char	   *sigs = required_header(headers, "webhook-signature");
-	const char *encoded_key = secret;
+	char	   *svix_id = header_value(headers, "svix-id");
+	char	   *svix_ts = header_value(headers, "svix-timestamp");
+	char	   *svix_sigs = header_value(headers, "svix-signature");
+
+	if (svix_id != NULL && svix_ts != NULL && svix_sigs != NULL)
+	{
+		*id = svix_id;
+		*ts = svix_ts;
+		*sigs = svix_sigs;
+		return;
+	}
+	*id = required_header(headers, "webhook-id");
+	*ts = required_header(headers, "webhook-timestamp");
+	*sigs = required_header(headers, "webhook-signature");
+}
+
+/*
+ * The key of a Standard Webhooks secret, "whsec_<base64 of the key>";
+ * 55000 when it is not one.
+ */
+static char *
+standard_key(const char *secret, int *keylen)
+{
+	const char *encoded = secret;
 	char	   *key;
-	int			keylen;
-	int64		timestamp;
-	unsigned char mac[SHA256_LEN];
-	char	   *item;
-	char	   *saveptr = NULL;
-	bool		matched = false;
 
-	if (strlen(id) == 0 || strlen(id) > MAX_EVENT_ID)
-		refuse("webhook-id must have 1 to 255 bytes");
-	timestamp = parse_timestamp(ts, "webhook-timestamp");
-
-	if (strncmp(encoded_key, "whsec_", 6) == 0)
-		encoded_key += 6;
-	key = palloc(pg_b64_dec_len(strlen(encoded_key)) + 1);
-	keylen = pg_b64_decode(encoded_key, strlen(encoded_key), key,
-						   pg_b64_dec_len(strlen(encoded_key)));
-	if (keylen <= 0)
+	if (strncmp(encoded, "whsec_", 6) == 0)
+		encoded += 6;
+	key = palloc(pg_b64_dec_len(strlen(encoded)) + 1);
+	*keylen = pg_b64_decode(encoded, strlen(encoded), key,
+							pg_b64_dec_len(strlen(encoded)));
+	if (*keylen <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("webhook secret of a \"standard\" processor is not a valid whsec_ secret"),
 				 errhint("Standard Webhooks secrets are \"whsec_\" followed by the base64 of the key.")));
+	return key;
+}
 
-	hmac_sha256((unsigned char *) key, keylen, (const char *[]) {id, ts}, 2,
-				body, bodylen, mac);
+/*
+ * Scheme "standard" (Standard Webhooks): webhook-id, webhook-timestamp and
+ * webhook-signature (or their svix-* names): "v1,<base64>" entries
+ * separated by spaces; the secret is "whsec_<base64 of the key>";
+ * HMAC-SHA256 over "<id>.<timestamp>.<body>".  Returns the index of the
+ * first secret that matches, or -1.
+ */
+static int
+verify_standard(const char *const *secrets, int nsecrets, Jsonb *headers,
+				const char *body, int bodylen, int64 now_unix,
+				int64 tolerance_s, char **webhook_id)
+{
+	char	   *id;
+	char	   *ts;
+	char	   *sigs;
+	List	   *candidates = NIL;
+	int64		timestamp;
+	unsigned char mac[SHA256_LEN];
+	char	   *item;
+	char	   *saveptr = NULL;
+	int			matched = -1;
+	int			s;
+	ListCell   *lc;
+
+	standard_headers(headers, &id, &ts, &sigs);
+	if (strlen(id) == 0 || strlen(id) > MAX_EVENT_ID)
+		refuse("webhook-id must have 1 to 255 bytes");
+	timestamp = parse_timestamp(ts, "webhook-timestamp");
 
 	for (item = strtok_r(sigs, " ", &saveptr); item != NULL;
 		 item = strtok_r(NULL, " ", &saveptr))
-	{
-		char		decoded[SHA256_LEN * 2];
-		int			len;
+		if (strncmp(item, "v1,", 3) == 0)
+			candidates = lappend(candidates, item + 3);
 
-		if (strncmp(item, "v1,", 3) != 0)
-			continue;
-		item += 3;
-		if (strlen(item) > 64 || pg_b64_dec_len(strlen(item)) > sizeof(decoded))
-			continue;
-		len = pg_b64_decode(item, strlen(item), decoded, sizeof(decoded));
-		if (len == SHA256_LEN && CRYPTO_memcmp(decoded, mac, SHA256_LEN) == 0)
-			matched = true;
+	for (s = 0; s < nsecrets && matched < 0; s++)
+	{
+		int			keylen;
+		char	   *key = standard_key(secrets[s], &keylen);
+		bool		any = false;
+
+		hmac_sha256((unsigned char *) key, keylen, (const char *[]) {id, ts}, 2,
+					body, bodylen, mac);
+		explicit_bzero(key, keylen);
+		foreach(lc, candidates)
+		{
+			char	   *candidate = lfirst(lc);
+
+			any |= base64_signature_matches(mac, candidate, strlen(candidate));
+		}
+		if (any)
+			matched = s;
 	}
-	if (!matched)
+	if (matched < 0)
 		refuse("no signature matches");
 	check_tolerance(timestamp, now_unix, tolerance_s);
 	*webhook_id = id;
+	return matched;
 }
 
 /*
@@ -369,51 +466,74 @@ verify_standard(const char *secret, Jsonb *headers, const char *body,
  *   X-Withdrawal-Signature: v1=<hex>[, v1=<hex>...]
  * where hex is the lower-case HMAC-SHA256, keyed with the secret as is,
  * of "<timestamp>.<body>".  Several v1 values allow secret rotation.
+ * Returns the index of the first secret that matches, or -1.
  */
-static void
-verify_hmac_sha256(const char *secret, Jsonb *headers, const char *body,
-				   int bodylen, int64 now_unix, int64 tolerance_s)
+static int
+verify_hmac_sha256(const char *const *secrets, int nsecrets, Jsonb *headers,
+				   const char *body, int bodylen, int64 now_unix,
+				   int64 tolerance_s)
 {
 	char	   *ts = required_header(headers, WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER);
 	char	   *sigs = required_header(headers, WITHDRAWAL_WEBHOOK_SIGNATURE_HEADER);
+	List	   *candidates = NIL;
 	int64		timestamp;
 	unsigned char mac[SHA256_LEN];
 	char	   *item;
 	char	   *saveptr = NULL;
-	bool		matched = false;
+	int			matched = -1;
+	int			s;
+	ListCell   *lc;
 
 	timestamp = parse_timestamp(ts, WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER);
-	hmac_sha256((const unsigned char *) secret, strlen(secret), (const char *[]) {ts}, 1,
-				body, bodylen, mac);
-
 	for (item = strtok_r(sigs, ",", &saveptr); item != NULL;
 		 item = strtok_r(NULL, ",", &saveptr))
 	{
 		while (*item == ' ')
 			item++;
 		if (strncmp(item, "v1=", 3) == 0)
-			matched |= hex_signature_matches(mac, item + 3, strlen(item + 3));
+			candidates = lappend(candidates, item + 3);
 	}
-	if (!matched)
+
+	for (s = 0; s < nsecrets && matched < 0; s++)
+	{
+		bool		any = false;
+
+		hmac_sha256((const unsigned char *) secrets[s], strlen(secrets[s]),
+					(const char *[]) {ts}, 1, body, bodylen, mac);
+		foreach(lc, candidates)
+		{
+			char	   *candidate = lfirst(lc);
+
+			any |= hex_signature_matches(mac, candidate, strlen(candidate));
+		}
+		if (any)
+			matched = s;
+	}
+	if (matched < 0)
 		refuse("no signature matches");
 	check_tolerance(timestamp, now_unix, tolerance_s);
+	return matched;
 }
 
-void
-WithdrawalWebhookVerify(const char *scheme, const char *secret,
-						Jsonb *headers, const char *body, int bodylen,
-						int64 now_unix, int64 tolerance_s, char **webhook_id)
+int
+WithdrawalWebhookVerify(const char *scheme, const char *const *secrets,
+						int nsecrets, Jsonb *headers, const char *body,
+						int bodylen, int64 now_unix, int64 tolerance_s,
+						char **webhook_id)
 {
+	Assert(nsecrets >= 1);
 	*webhook_id = NULL;
 	if (strcmp(scheme, "stripe") == 0)
-		verify_stripe(secret, headers, body, bodylen, now_unix, tolerance_s);
+		return verify_stripe(secrets, nsecrets, headers, body, bodylen,
+							 now_unix, tolerance_s);
 	else if (strcmp(scheme, "standard") == 0)
-		verify_standard(secret, headers, body, bodylen, now_unix, tolerance_s,
-						webhook_id);
+		return verify_standard(secrets, nsecrets, headers, body, bodylen,
+							   now_unix, tolerance_s, webhook_id);
 	else if (strcmp(scheme, "hmac-sha256") == 0)
-		verify_hmac_sha256(secret, headers, body, bodylen, now_unix, tolerance_s);
-	else
-		elog(ERROR, "unknown webhook scheme \"%s\"", scheme);
+		return verify_hmac_sha256(secrets, nsecrets, headers, body, bodylen,
+								  now_unix, tolerance_s);
+	elog(ERROR, "unknown webhook scheme \"%s\"", scheme);
+	return -1;					/* keep compiler quiet */
 }
 
 /*
@@ -615,6 +735,7 @@ typedef struct WebhookEvent
 	char	   *id;				/* event id: body "id", or webhook-id */
 	char	   *type;
 	WebhookAction action;
+	bool		reversal;		/* Stripe's transfer.reversed */
 	char	   *withdrawal_id;	/* as given; may be anything */
 	char	   *processor_ref;
 	char	   *amount_type;	/* jsonb_typeof of the amount, or NULL */
@@ -633,23 +754,54 @@ typedef struct WebhookOutcome
 	const char *status_now;		/* answered when ignored */
 } WebhookOutcome;
 
+/* The webhook settings of a processor, as verification needs them */
+typedef struct WebhookProcessor
+{
+	char	   *scheme;
+	int64		tolerance_s;
+	int			nsecrets;		/* 1, or 2 while a rotation lasts */
+	const char *secrets[WITHDRAWAL_WEBHOOK_MAX_SECRETS];	/* values */
+} WebhookProcessor;
+
 /*
- * Looks the processor up (WD007 when unknown) and returns the value of its
- * webhook secret (55000 when it has none), its scheme and tolerance.
+ * The value of the webhook secret called name (55000 when the secrets file
+ * has no such entry, or an empty one).
  */
 static const char *
-load_processor(const char *processor, char **scheme, int64 *tolerance_s)
+webhook_secret_value(const char *processor, const char *name)
+{
+	const char *secret = WithdrawalSecretGet(name);
+
+	if (secret == NULL || secret[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("webhook secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
+						name, processor)));
+	return secret;
+}
+
+/*
+ * Looks the processor up (WD007 when unknown) and fills in its scheme,
+ * tolerance and webhook secrets (55000 when it has none): the current one,
+ * and the previous one when a rotation has not expired at time "at".  The
+ * previous secret is refused from its expiry on, whatever the processor
+ * still signs with.
+ */
+static void
+load_processor(const char *processor, TimestampTz at, WebhookProcessor *wp)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	char	   *secret_name;
-	const char *secret;
+	char	   *previous_name;
+	Datum		expires;
 	bool		isnull;
 
 	WithdrawalPrepare(&plan,
 					  "SELECT webhook_scheme, webhook_secret,"
-					  " pg_catalog.ceil(pg_catalog.date_part('epoch', webhook_tolerance))::bigint"
+					  " pg_catalog.ceil(pg_catalog.date_part('epoch', webhook_tolerance))::bigint,"
+					  " webhook_secret_previous, webhook_secret_previous_expires_at"
 					  " FROM withdrawal.processor WHERE name OPERATOR(pg_catalog.=) $1",
 					  1, types);
 	values[0] = CStringGetTextDatum(processor);
@@ -658,27 +810,28 @@ load_processor(const char *processor, char **scheme, int64 *tolerance_s)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
 				 errmsg("unknown processor \"%s\"", processor)));
-	*scheme = WithdrawalSpiGetText(0, 1);
+	memset(wp, 0, sizeof(*wp));
+	wp->scheme = WithdrawalSpiGetText(0, 1);
 	secret_name = WithdrawalSpiGetText(0, 2);
-	*tolerance_s = DatumGetInt64(WithdrawalSpiGet(0, 3, &isnull));
+	wp->tolerance_s = DatumGetInt64(WithdrawalSpiGet(0, 3, &isnull));
+	previous_name = WithdrawalSpiGetText(0, 4);
+	expires = WithdrawalSpiGet(0, 5, &isnull);
 	if (secret_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("processor \"%s\" has no webhook secret", processor),
 				 errhint("Set withdrawal.processor.webhook_secret to the name of a secret in withdrawal.secrets_file.")));
-	secret = WithdrawalSecretGet(secret_name);
-	if (secret == NULL || secret[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("webhook secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
-						secret_name, processor)));
-	return secret;
+	wp->secrets[wp->nsecrets++] = webhook_secret_value(processor, secret_name);
+	/* the table's CHECK makes an expiry part of every previous secret */
+	if (previous_name != NULL && !isnull && at < DatumGetTimestampTz(expires))
+		wp->secrets[wp->nsecrets++] = webhook_secret_value(processor, previous_name);
 }
 
 /*
  * Extracts the event's fields with jsonb operators, in the shape of the
  * scheme: Stripe's data.object (our id in metadata.withdrawal_id; the
- * reversed amount for transfer.reversed) or the http protocol's data
+ * amount is amount_reversed for transfer.reversed, NULL when absent) or
+ * the http protocol's data
  * (data.payout_id).  Raises 22023 when the event has no usable id.
  *
  * jsonb keeps a number's value, not its spelling: 1.114e3 becomes 1114.
@@ -711,7 +864,6 @@ extract_event(Jsonb *payload, const char *body, bool stripe, char *webhook_id,
 					  "  THEN o->>'currency' END"
 					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
 					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
-					  "   AND $1->'data'->'object' OPERATOR(pg_catalog.?) 'amount_reversed'"
 					  "   THEN 'amount_reversed' ELSE 'amount' END AS a) s",
 					  3, types);
 	values[0] = JsonbPGetDatum(payload);
@@ -739,7 +891,10 @@ extract_event(Jsonb *payload, const char *body, bool stripe, char *webhook_id,
 		for (i = 0; i < lengthof(event_types); i++)
 			if (event_types[i].stripe == stripe &&
 				strcmp(event_types[i].type, ev->type) == 0)
+			{
 				ev->action = event_types[i].action;
+				ev->reversal = event_types[i].reversal;
+			}
 	if (ev->processor_ref != NULL && strlen(ev->processor_ref) > MAX_EVENT_ID)
 		ev->processor_ref = NULL;
 }
@@ -817,10 +972,30 @@ decide_locked(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 	out->from = (WithdrawalStatus) WithdrawalStatusParse(WithdrawalSpiGetText(0, 1));
 	amount = DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull));
 	currency = WithdrawalSpiGetText(0, 3);
-	if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0 &&
-		parse_amount(ev->amount_type, ev->amount) != amount)
+	if (ev->reversal)
+	{
+		/*
+		 * amount_reversed is the running total of a transfer's reversals.
+		 * Short of the whole amount, the money came back only in part, and
+		 * the ledger returns whole withdrawals: crediting the amount would
+		 * give the user money that is still with the connected account.
+		 * Nothing moves until a later event's total covers the amount (then
+		 * the whole amount is returned, once); a human settles the part.
+		 */
+		int64		reversed = -1;
+
+		if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0)
+			reversed = parse_amount(ev->amount_type, ev->amount);
+		if (reversed > amount)
+			out->d.discrepancy = "amount_mismatch";
+		else if (reversed < amount && out->from != WITHDRAWAL_RETURNED)
+			out->d.discrepancy = "partial_reversal";
+	}
+	else if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0 &&
+			 parse_amount(ev->amount_type, ev->amount) != amount)
 		out->d.discrepancy = "amount_mismatch";
-	else if (ev->currency != NULL && pg_strcasecmp(ev->currency, currency) != 0)
+	if (out->d.discrepancy == NULL && ev->currency != NULL &&
+		pg_strcasecmp(ev->currency, currency) != 0)
 		out->d.discrepancy = "currency_mismatch";
 	if (out->d.discrepancy == NULL)
 		decide(ev->action, out->from, &out->d);
@@ -960,6 +1135,30 @@ outcome_json(WebhookEvent *ev, WebhookOutcome *out)
 }
 
 /*
+ * The body argument, at most WITHDRAWAL_WEBHOOK_MAX_BODY bytes, as a C
+ * string and its length.
+ */
+static char *
+body_arg(FunctionCallInfo fcinfo, int argno, int *bodylen)
+{
+	text	   *body_text;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("body must not be null")));
+	body_text = PG_GETARG_TEXT_PP(argno);
+	*bodylen = VARSIZE_ANY_EXHDR(body_text);
+	if (*bodylen > WITHDRAWAL_WEBHOOK_MAX_BODY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("body is too long"),
+				 errdetail("The body has %d bytes; at most %d are allowed.",
+						   *bodylen, WITHDRAWAL_WEBHOOK_MAX_BODY)));
+	return text_to_cstring(body_text);
+}
+
+/*
  * receive_webhook(processor text, headers jsonb, body text) returns jsonb
  */
 Datum
@@ -967,12 +1166,10 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 {
 	char	   *processor;
 	Jsonb	   *headers;
-	text	   *body_text;
 	char	   *body;
 	int			bodylen;
-	char	   *scheme;
-	const char *secret;
-	int64		tolerance_s;
+	TimestampTz now;
+	WebhookProcessor wp;
 	char	   *webhook_id;
 	WebhookEvent ev;
 	WebhookOutcome out;
@@ -981,30 +1178,19 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	/* 1. arguments and the processor */
 	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
 	headers = WithdrawalArgObject(fcinfo, 1, "headers");
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("body must not be null")));
-	body_text = PG_GETARG_TEXT_PP(2);
-	bodylen = VARSIZE_ANY_EXHDR(body_text);
-	if (bodylen > WITHDRAWAL_WEBHOOK_MAX_BODY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("body is too long"),
-				 errdetail("The body has %d bytes; at most %d are allowed.",
-						   bodylen, WITHDRAWAL_WEBHOOK_MAX_BODY)));
-	body = text_to_cstring(body_text);
+	body = body_arg(fcinfo, 2, &bodylen);
 
 	SPI_connect();
-	secret = load_processor(processor, &scheme, &tolerance_s);
+	now = GetCurrentTimestamp();
+	load_processor(processor, now, &wp);
 
 	/* 2. the signature, before anything of the body is parsed */
-	WithdrawalWebhookVerify(scheme, secret, headers, body, bodylen,
-							(int64) timestamptz_to_time_t(GetCurrentTimestamp()),
-							tolerance_s, &webhook_id);
+	WithdrawalWebhookVerify(wp.scheme, wp.secrets, wp.nsecrets, headers, body,
+							bodylen, (int64) timestamptz_to_time_t(now),
+							wp.tolerance_s, &webhook_id);
 
 	/* 3. the event */
-	extract_event(parse_body(body, bodylen), body, strcmp(scheme, "stripe") == 0,
+	extract_event(parse_body(body, bodylen), body, strcmp(wp.scheme, "stripe") == 0,
 				  webhook_id, &ev);
 
 	/* 4. decide under the withdrawal's row lock; keep it, or a duplicate */
@@ -1015,4 +1201,47 @@ withdrawal_receive_webhook(PG_FUNCTION_ARGS)
 	result = outcome_json(&ev, &out);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * verify_webhook_signature(processor text, headers jsonb, body text,
+ * at timestamptz DEFAULT NULL) returns text
+ *
+ * Verifies a webhook as receive_webhook() would have at time "at" (NULL:
+ * now), both the timestamp tolerance and the expiry of a previous secret,
+ * and answers which secret matched: "current" or "previous".  It parses,
+ * stores and applies nothing, so a time in the past lets operators and
+ * tests check a recorded delivery (or a published test vector) without
+ * letting anyone replay it: receive_webhook() always judges by the clock.
+ * Granted to withdrawal_ops only: it is an oracle for signatures.
+ */
+Datum
+withdrawal_verify_webhook_signature(PG_FUNCTION_ARGS)
+{
+	char	   *processor;
+	Jsonb	   *headers;
+	char	   *body;
+	int			bodylen;
+	TimestampTz at;
+	WebhookProcessor wp;
+	char	   *webhook_id;
+	int			matched;
+
+	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
+	headers = WithdrawalArgObject(fcinfo, 1, "headers");
+	body = body_arg(fcinfo, 2, &bodylen);
+	at = PG_ARGISNULL(3) ? GetCurrentTimestamp() : PG_GETARG_TIMESTAMPTZ(3);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("at must be a finite time")));
+
+	SPI_connect();
+	load_processor(processor, at, &wp);
+	matched = WithdrawalWebhookVerify(wp.scheme, wp.secrets, wp.nsecrets,
+									  headers, body, bodylen,
+									  (int64) timestamptz_to_time_t(at),
+									  wp.tolerance_s, &webhook_id);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(matched == 0 ? "current" : "previous"));
 }

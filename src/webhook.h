@@ -25,17 +25,23 @@
 #define WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER	"X-Withdrawal-Timestamp"
 #define WITHDRAWAL_WEBHOOK_SIGNATURE_HEADER	"X-Withdrawal-Signature"
 
+/* A processor signs with its current webhook secret or, while a rotation
+ * lasts, with the previous one: at most two secrets are tried */
+#define WITHDRAWAL_WEBHOOK_MAX_SECRETS	2
+
 /*
  * Verifies the signature of a webhook by the processor's scheme ("stripe",
- * "standard" or "hmac-sha256") with the secret's value, at time now_unix
- * (seconds since 1970) with a tolerance of tolerance_s seconds either way.
- * Raises WD008 on any failure and changes nothing.  For the "standard"
- * scheme, *webhook_id receives the (signed) webhook-id header; otherwise
- * NULL.
+ * "standard" or "hmac-sha256") with the values of its secrets (the current
+ * one first), at time now_unix (seconds since 1970) with a tolerance of
+ * tolerance_s seconds either way.  Returns the index of the first secret
+ * that matches.  Raises WD008 on any failure and changes nothing.  For the
+ * "standard" scheme, *webhook_id receives the (signed) webhook-id header;
+ * otherwise NULL.
  */
-extern void WithdrawalWebhookVerify(const char *scheme, const char *secret,
-									Jsonb *headers, const char *body,
-									int bodylen, int64 now_unix,
-									int64 tolerance_s, char **webhook_id);
+extern int	WithdrawalWebhookVerify(const char *scheme, const char *const *secrets,
+									int nsecrets, Jsonb *headers,
+									const char *body, int bodylen,
+									int64 now_unix, int64 tolerance_s,
+									char **webhook_id);
 
 #endif							/* WITHDRAWAL_WEBHOOK_H */

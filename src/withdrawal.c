@@ -46,6 +46,7 @@ int			withdrawal_retry_after_cap_ms = 300000;
 char	   *withdrawal_secrets_file = NULL;
 char	   *withdrawal_ca_file = NULL;
 bool		withdrawal_allow_insecure_loopback = false;
+bool		withdrawal_notify_status = false;
 
 bool		withdrawal_preloaded = false;
 
@@ -213,6 +214,20 @@ _PG_init(void)
 							 false,
 							 PGC_SIGHUP,
 							 GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only, so that no session can keep its own status changes
+	 * from the listeners; off by default for its cost at commit
+	 * (src/events.c, docs/operations.md).
+	 */
+	DefineCustomBoolVariable("withdrawal.notify_status",
+							 "Sends a NOTIFY on channel withdrawal_status for each status change of a withdrawal.",
+							 "The payload is the withdrawal id and the new status. The status_event table is written either way.",
+							 &withdrawal_notify_status,
+							 false,
+							 PGC_SUSET,
+							 0,
 							 NULL, NULL, NULL);
 
 	/*

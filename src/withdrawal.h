@@ -56,6 +56,7 @@ extern int	withdrawal_retry_after_cap_ms;
 extern char *withdrawal_secrets_file;
 extern char *withdrawal_ca_file;
 extern bool withdrawal_allow_insecure_loopback;
+extern bool withdrawal_notify_status;
 
 /* true when loaded through shared_preload_libraries */
 extern bool withdrawal_preloaded;

@@ -13,9 +13,14 @@
 #ifndef WITHDRAWAL_WORKER_H
 #define WITHDRAWAL_WORKER_H
 
+#include "fmgr.h"
+
 /* Called from _PG_init when preloaded: registers withdrawal.workers workers */
 extern void WithdrawalWorkerRegister(void);
 
 extern PGDLLEXPORT void withdrawal_worker_main(Datum main_arg) pg_attribute_noreturn();
+
+/* retry(withdrawal_id), which retry_dead() (lifecycle.c) calls per payout */
+extern PGDLLEXPORT Datum withdrawal_retry(PG_FUNCTION_ARGS);
 
 #endif							/* WITHDRAWAL_WORKER_H */

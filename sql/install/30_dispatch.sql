@@ -88,3 +88,18 @@ COMMENT ON FUNCTION withdrawal.sweep(interval) IS
 GRANT EXECUTE ON FUNCTION withdrawal.retry(uuid), withdrawal.sweep(interval) TO withdrawal_ops;
 GRANT SELECT ON withdrawal.outbox TO withdrawal_auditor;
 GRANT SELECT ON withdrawal.parked_payouts TO withdrawal_ops, withdrawal_auditor;
+
+CREATE FUNCTION withdrawal.retry_dead(channel text DEFAULT NULL, error_like text DEFAULT NULL,
+									  died_after timestamptz DEFAULT NULL,
+									  died_before timestamptz DEFAULT NULL,
+									  dry_run boolean DEFAULT true, max_rows integer DEFAULT 1000)
+	RETURNS TABLE (withdrawal_id uuid, channel text, last_error text, died_at timestamptz,
+				   retried boolean)
+	AS 'MODULE_PATHNAME', 'withdrawal_retry_dead'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.retry_dead(text, text, timestamptz, timestamptz, boolean, integer) IS
+	'ops: retry() of the dead payouts that match a filter (channel, last_error LIKE pattern, when they died), earliest death first, at most max_rows; lists them without retrying when dry_run (the default)';
+
+GRANT EXECUTE ON FUNCTION withdrawal.retry_dead(text, text, timestamptz, timestamptz, boolean, integer)
+	TO withdrawal_ops;

@@ -47,3 +47,33 @@ COMMENT ON FUNCTION withdrawal.receive_webhook(text, jsonb, text) IS
 
 GRANT EXECUTE ON FUNCTION withdrawal.receive_webhook(text, jsonb, text) TO withdrawal_app;
 GRANT SELECT ON withdrawal.webhook_event TO withdrawal_ops, withdrawal_auditor;
+
+/*
+ * Webhook secret rotation: while processor.webhook_secret names the new
+ * secret, webhook_secret_previous names the old one, accepted until
+ * webhook_secret_previous_expires_at and refused from then on.  A
+ * previous secret always has an expiry, so none is accepted for ever.
+ * The columns belong to the processor table (10_config.sql); they are
+ * added here, with the verification that reads them.
+ */
+ALTER TABLE withdrawal.processor
+	ADD COLUMN webhook_secret_previous text,
+	ADD COLUMN webhook_secret_previous_expires_at timestamptz,
+	ADD CONSTRAINT processor_webhook_secret_previous_check
+		CHECK ((webhook_secret_previous IS NULL) = (webhook_secret_previous_expires_at IS NULL));
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous IS
+	'during a rotation, the name of the webhook secret used before webhook_secret, accepted until webhook_secret_previous_expires_at';
+COMMENT ON COLUMN withdrawal.processor.webhook_secret_previous_expires_at IS
+	'when webhook_secret_previous stops being accepted';
+
+CREATE FUNCTION withdrawal.verify_webhook_signature(processor text, headers jsonb, body text,
+													at timestamptz DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdrawal_verify_webhook_signature'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz) IS
+	'ops: verifies a webhook as receive_webhook() would have at time at (NULL: now) and returns which secret matched, "current" or "previous" (WD008 when none); stores and applies nothing';
+
+GRANT EXECUTE ON FUNCTION withdrawal.verify_webhook_signature(text, jsonb, text, timestamptz)
+	TO withdrawal_ops;

@@ -32,3 +32,7 @@ GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawa
 GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
 -- the binding of dispatch to this installation, checked before claims
 GRANT SELECT ON withdrawal.installation TO withdrawal_worker;
+
+-- the status events its status changes append (70_events.sql)
+GRANT INSERT ON withdrawal.status_event TO withdrawal_worker;
+GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;

@@ -6,7 +6,8 @@
 # 100k accounts, a random account per call, 4 clients, with durable
 # commits and with synchronous_commit = off.  Prints tps and the ratios of
 # C to each baseline.  BENCH_SECONDS (default 20) and BENCH_ACCOUNTS
-# (default 100000) scale it.
+# (default 100000) scale it; BENCH_CONF adds a postgresql.conf line, e.g.
+# BENCH_CONF="withdrawal.notify_status = on" (docs/operations.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster.sh"
@@ -15,7 +16,7 @@ seconds=${BENCH_SECONDS:-20}
 accounts=${BENCH_ACCOUNTS:-100000}
 clients=${BENCH_CLIENTS:-4}
 
-start_bench_cluster
+start_bench_cluster ${BENCH_CONF:+"$BENCH_CONF"}
 bench_psql -c "CREATE EXTENSION withdrawal"
 bench_psql -f "$here/request_plpgsql.sql"
 echo "seeding $accounts accounts..."

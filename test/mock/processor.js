@@ -937,6 +937,7 @@ function route(req, res, body) {
 	const rec = {
 		t_ms: t, method: req.method, path, protocol, key: null, amount: null, withdrawal_id: null,
 		status: null, fault: null, replayed: false, ref: null,
+		stripe_version: req.headers['stripe-version'] || null,
 	};
 	state.requests++;
 	if (state.log.length < opts.logLimit)

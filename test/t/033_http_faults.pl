@@ -248,6 +248,11 @@ like(row('stripe_lost', q{(SELECT string_agg(action, ' ' ORDER BY audit_id) FROM
 is(effective('stripe_lost'), 1, 'paid once');
 ok((grep { $_->{method} eq 'GET' && $_->{path} eq '/v1/transfers' } @{ mock_get($mock, '/_control/requests') }),
 	'the stripe status query lists the transfer group, it creates nothing');
+{
+	my @stripe = grep { $_->{protocol} eq 'stripe' } @{ mock_get($mock, '/_control/requests') };
+	ok(@stripe > 0 && !(grep { ($_->{stripe_version} // '') ne '2024-06-20' } @stripe),
+		'every stripe request, create or query, pins Stripe-Version: 2024-06-20');
+}
 wait_status('http_404', 'dead');
 is(effective('http_404'), 0, 'a 404 on a create is not a decline: dead, held');
 wait_status('http_unknown_code', 'dead');

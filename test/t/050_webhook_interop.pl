@@ -3,7 +3,10 @@
 # Webhooks' Webhook.sign; node:crypto for the http driver's hmac-sha256
 # scheme, which has no SDK) must verify in receive_webhook(), and every
 # tampered variant (a body byte, the timestamp, the secret, the signature,
-# an old timestamp) must fail with WD008 and store nothing.
+# an old timestamp) must fail with WD008 and store nothing.  Then a
+# rotation of each processor's secret, with SDK-signed deliveries before,
+# during and after it: none refused until the previous secret expires, and
+# Svix's header names for the standard scheme.
 use strict;
 use warnings FATAL => 'all';
 
@@ -28,10 +31,19 @@ my %secret = (
 	standard => 'whsec_' . encode_base64($std_key, ''),
 	'hmac-sha256' => 'interop-' . join('', map { ('a' .. 'z')[ int(rand(26)) ] } 1 .. 24),
 );
+# the secrets each processor rotates to
+my %new_secret = (
+	stripe => 'whsec_' . join('', map { ('a' .. 'z', 0 .. 9)[ int(rand(36)) ] } 1 .. 32),
+	standard => 'whsec_' . encode_base64(join('', map { chr(int(rand(256))) } 1 .. 32), ''),
+	'hmac-sha256' => 'interop-' . join('', map { ('a' .. 'z')[ int(rand(26)) ] } 1 .. 24),
+);
 open(my $fh, '>', $secrets_file) or die "could not write $secrets_file: $!";
 print $fh "interop_stripe = $secret{stripe}\n";
 print $fh "interop_standard = $secret{standard}\n";
 print $fh "interop_http = $secret{'hmac-sha256'}\n";
+print $fh "interop_stripe_new = $new_secret{stripe}\n";
+print $fh "interop_standard_new = $new_secret{standard}\n";
+print $fh "interop_http_new = $new_secret{'hmac-sha256'}\n";
 close($fh);
 chmod(0600, $secrets_file) or die "could not chmod $secrets_file: $!";
 
@@ -198,6 +210,47 @@ for my $scheme ('stripe', 'standard', 'hmac-sha256')
 	like(receive($proc, \%lower, $body), qr/"result": "duplicate"/,
 		"$scheme: the same event again, headers in lower case, is a duplicate");
 	is(events(), $before + 1, "$scheme: one event stored");
+}
+
+# Rotation: the processor keeps signing with the old secret for a while
+# after the switch, then only with the new one; no delivery is refused
+# until the previous secret expires, and from then on the old one is.
+my %file_name = (stripe => 'interop_stripe', standard => 'interop_standard', 'hmac-sha256' => 'interop_http');
+for my $scheme ('stripe', 'standard', 'hmac-sha256')
+{
+	my $proc = $processor{$scheme};
+	my $n = 0;
+	# an event of a type nothing acts on: verified, kept, changes nothing
+	my $deliver = sub {
+		my ($secret, $svix) = @_;
+		$n++;
+		my $body = $json->encode({ id => "evt_rot_$n", object => 'event', type => 'payout.note',
+				data => { object => { id => "po_$n", object => 'payout' }, id => "po_$n" } });
+		my ($h) = sign_all({ scheme => $scheme, body => $body, msg_id => "msg_rot_$n",
+				timestamp => time(), secret => $secret });
+		$h = { map { my $k = $_; (($k =~ s/^webhook-/svix-/r) => $h->{$_}) } keys %$h } if $svix;
+		my $res = receive($proc, $h, $body);
+		return $res =~ /"result": "ignored"/ ? 'verified' : $res;
+	};
+
+	is($deliver->($secret{$scheme}), 'verified', "$scheme rotation: before, the old secret verifies");
+	$node->safe_psql('postgres', qq{
+		UPDATE withdrawal.processor
+		   SET webhook_secret = '$file_name{$scheme}_new', webhook_secret_previous = webhook_secret,
+		       webhook_secret_previous_expires_at = now() + interval '1 hour'
+		 WHERE name = '$proc'});
+	is($deliver->($secret{$scheme}), 'verified', "$scheme rotation: during, the old secret verifies");
+	is($deliver->($new_secret{$scheme}), 'verified', "$scheme rotation: during, the new secret verifies");
+	if ($scheme eq 'standard')
+	{
+		is($deliver->($new_secret{$scheme}, 1), 'verified', "$scheme rotation: svix-* header names verify");
+		is($deliver->($secret{$scheme}, 1), 'verified', "$scheme rotation: svix-* header names, old secret");
+	}
+	$node->safe_psql('postgres', qq{
+		UPDATE withdrawal.processor SET webhook_secret_previous_expires_at = now() - interval '1 second'
+		 WHERE name = '$proc'});
+	is($deliver->($secret{$scheme}), 'WD008', "$scheme rotation: after the expiry, the old secret is refused");
+	is($deliver->($new_secret{$scheme}), 'verified', "$scheme rotation: after the expiry, the new secret verifies");
 }
 
 is($node->safe_psql('postgres',
