@@ -291,6 +291,39 @@ base64_signature_matches(const unsigned char *mac, const char *candidate, size_t
 }
 
 /*
+ * The index of the first secret whose HMAC-SHA256 of prefix and body, in
+ * hex, is one of the candidate signatures (Stripe's scheme and the http
+ * driver's own, which sign "<timestamp>.<body>"); every candidate is
+ * compared, in constant time.  Refuses (WD008) when none matches.
+ */
+static int
+first_secret_matching_hex(const char *const *secrets, int nsecrets, const char *prefix,
+						  const char *body, size_t bodylen, List *candidates)
+{
+	unsigned char mac[SHA256_LEN];
+	int			s;
+
+	for (s = 0; s < nsecrets; s++)
+	{
+		bool		any = false;
+		ListCell   *lc;
+
+		hmac_sha256((const unsigned char *) secrets[s], strlen(secrets[s]),
+					(const char *[]) {prefix}, 1, body, bodylen, mac);
+		foreach(lc, candidates)
+		{
+			char	   *candidate = lfirst(lc);
+
+			any |= hex_signature_matches(mac, candidate, strlen(candidate));
+		}
+		if (any)
+			return s;
+	}
+	refuse("no signature matches");
+	return -1;					/* keep the compiler quiet */
+}
+
+/*
  * Scheme "stripe": Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...];
  * HMAC-SHA256 keyed with the whole secret ("whsec_..." included) over
  * "<t>.<body>".  Any v1 may match any of the secrets (rotation); v0 and
@@ -307,10 +340,7 @@ verify_stripe(const char *const *secrets, int nsecrets, Jsonb *headers,
 	char	   *item;
 	char	   *saveptr = NULL;
 	int64		timestamp;
-	unsigned char mac[SHA256_LEN];
-	int			matched = -1;
-	int			s;
-	ListCell   *lc;
+	int			matched;
 
 	for (item = strtok_r(header, ",", &saveptr); item != NULL;
 		 item = strtok_r(NULL, ",", &saveptr))
@@ -332,23 +362,7 @@ verify_stripe(const char *const *secrets, int nsecrets, Jsonb *headers,
 		refuse("Stripe-Signature has no v1 signature");
 	timestamp = parse_timestamp(t, "Stripe-Signature timestamp");
 
-	for (s = 0; s < nsecrets && matched < 0; s++)
-	{
-		bool		any = false;
-
-		hmac_sha256((const unsigned char *) secrets[s], strlen(secrets[s]),
-					(const char *[]) {t}, 1, body, bodylen, mac);
-		foreach(lc, candidates)
-		{
-			char	   *candidate = lfirst(lc);
-
-			any |= hex_signature_matches(mac, candidate, strlen(candidate));
-		}
-		if (any)
-			matched = s;
-	}
-	if (matched < 0)
-		refuse("no signature matches");
+	matched = first_secret_matching_hex(secrets, nsecrets, t, body, bodylen, candidates);
 	check_tolerance(timestamp, now_unix, tolerance_s);
 	return matched;
 }
@@ -477,12 +491,9 @@ verify_hmac_sha256(const char *const *secrets, int nsecrets, Jsonb *headers,
 	char	   *sigs = required_header(headers, WITHDRAWAL_WEBHOOK_SIGNATURE_HEADER);
 	List	   *candidates = NIL;
 	int64		timestamp;
-	unsigned char mac[SHA256_LEN];
 	char	   *item;
 	char	   *saveptr = NULL;
-	int			matched = -1;
-	int			s;
-	ListCell   *lc;
+	int			matched;
 
 	timestamp = parse_timestamp(ts, WITHDRAWAL_WEBHOOK_TIMESTAMP_HEADER);
 	for (item = strtok_r(sigs, ",", &saveptr); item != NULL;
@@ -494,23 +505,7 @@ verify_hmac_sha256(const char *const *secrets, int nsecrets, Jsonb *headers,
 			candidates = lappend(candidates, item + 3);
 	}
 
-	for (s = 0; s < nsecrets && matched < 0; s++)
-	{
-		bool		any = false;
-
-		hmac_sha256((const unsigned char *) secrets[s], strlen(secrets[s]),
-					(const char *[]) {ts}, 1, body, bodylen, mac);
-		foreach(lc, candidates)
-		{
-			char	   *candidate = lfirst(lc);
-
-			any |= hex_signature_matches(mac, candidate, strlen(candidate));
-		}
-		if (any)
-			matched = s;
-	}
-	if (matched < 0)
-		refuse("no signature matches");
+	matched = first_secret_matching_hex(secrets, nsecrets, ts, body, bodylen, candidates);
 	check_tolerance(timestamp, now_unix, tolerance_s);
 	return matched;
 }
