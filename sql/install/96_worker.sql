@@ -32,3 +32,6 @@ GRANT SELECT, INSERT ON withdrawal.ledger_entry, withdrawal.audit_log, withdrawa
 GRANT USAGE ON SEQUENCE withdrawal.ledger_txn_seq TO withdrawal_worker;
 -- the binding of dispatch to this installation, checked before claims
 GRANT SELECT ON withdrawal.installation TO withdrawal_worker;
+-- review expiry (expire_reviews() reads the policy and the approvals) and
+-- the daily caps of channels, checked before claims
+GRANT SELECT ON withdrawal.policy, withdrawal.approval, withdrawal.channel_usage TO withdrawal_worker;
