@@ -572,6 +572,17 @@ raise_cap_reached(const WithdrawalRequestData *req, const WithdrawalChannelEntry
 			 errhint("The channel opens again at midnight, time zone %s.", c->timezone)));
 }
 
+/* A capped channel pays only its cap_currency */
+static void
+check_cap_currency(const WithdrawalRequestData *req, const WithdrawalChannelEntry *c)
+{
+	if (strcmp(req->currency, c->cap_currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_WITHDRAWALS_CLOSED),
+				 errmsg("withdrawals in %s through channel \"%s\" are closed", req->currency, req->channel),
+				 errdetail("The channel has a daily cap and pays only %s.", c->cap_currency)));
+}
+
 /*
  * The caps part of the channel check: a capped channel pays only its
  * cap_currency, and refuses at once a request that no longer fits what it
@@ -589,11 +600,7 @@ check_channel_caps(const WithdrawalRequestData *req, const WithdrawalChannelEntr
 
 	if (!channel_capped(c))
 		return;
-	if (strcmp(req->currency, c->cap_currency) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_WITHDRAWALS_CLOSED),
-				 errmsg("withdrawals in %s through channel \"%s\" are closed", req->currency, req->channel),
-				 errdetail("The channel has a daily cap and pays only %s.", c->cap_currency)));
+	check_cap_currency(req, c);
 	day = channel_day(c, GetCurrentTransactionStartTimestamp());
 	if (channel_usage(c, day, &requests, &used) && !cap_fits(c, requests, used, req->amount))
 		raise_cap_reached(req, c, day, requests, used);
@@ -613,8 +620,12 @@ WithdrawalChannelTakeCap(const WithdrawalRequestData *req)
 
 	if (!channel_capped(c))
 		return;
-	/* the channel check refused other currencies; the cache is the same */
-	Assert(strcmp(req->currency, c->cap_currency) == 0);
+
+	/*
+	 * Again: the cache is reloaded when the channel row changed since the
+	 * channel check (a lock taken since processes invalidations).
+	 */
+	check_cap_currency(req, c);
 	day = channel_day(c, GetCurrentTransactionStartTimestamp());
 
 	/*
