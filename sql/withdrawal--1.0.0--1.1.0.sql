@@ -771,3 +771,62 @@ GRANT SELECT ON withdrawal.status_event TO withdrawal_app, withdrawal_ops, withd
 GRANT EXECUTE ON FUNCTION withdrawal.prune_status_events(interval) TO withdrawal_ops;
 GRANT INSERT ON withdrawal.status_event TO withdrawal_worker;
 GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;
+
+-- review expiry and channel caps (issue 13)
+
+COMMENT ON FUNCTION withdrawal.config_check() IS
+	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs, review expiry, daily caps)';
+
+/*
+ * Withdrawals left in review too long are rejected and refunded by
+ * expire_reviews(), which the first worker runs every minute.
+ */
+ALTER TABLE withdrawal.policy
+	ADD COLUMN review_expires_after interval CHECK (review_expires_after > '0'::interval);
+COMMENT ON COLUMN withdrawal.policy.review_expires_after IS
+	'a withdrawal left in review this long after its request is rejected and refunded by expire_reviews(); NULL: never';
+
+/*
+ * Daily caps of channels: the processor's allocation for a channel day,
+ * counted in withdrawal.channel_usage when requests are accepted.  A
+ * channel with a cap pays one currency, cap_currency.
+ */
+ALTER TABLE withdrawal.channel
+	ADD COLUMN daily_count_cap integer CHECK (daily_count_cap >= 1),
+	ADD COLUMN daily_amount_cap bigint CHECK (daily_amount_cap >= 1),
+	ADD COLUMN cap_currency text REFERENCES withdrawal.currency,
+	ADD CONSTRAINT channel_cap_currency
+		CHECK ((cap_currency IS NULL) = (daily_count_cap IS NULL AND daily_amount_cap IS NULL));
+COMMENT ON TABLE withdrawal.channel IS 'payout channels: processor, rate limit, in-flight cap, opening window, staged release, daily caps';
+COMMENT ON COLUMN withdrawal.channel.daily_count_cap IS
+	'most withdrawals accepted per channel day (local midnight in timezone); NULL: no cap';
+COMMENT ON COLUMN withdrawal.channel.daily_amount_cap IS
+	'most money accepted per channel day, in minor units of cap_currency; NULL: no cap';
+COMMENT ON COLUMN withdrawal.channel.cap_currency IS
+	'the one currency a channel with a daily cap pays (others get WD004); set exactly when a cap is';
+
+CREATE TABLE withdrawal.channel_usage (
+	channel		text NOT NULL,
+	day			date NOT NULL,
+	requests	bigint NOT NULL CHECK (requests >= 0),
+	amount		bigint NOT NULL CHECK (amount >= 0),
+	PRIMARY KEY (channel, day)
+);
+COMMENT ON TABLE withdrawal.channel_usage IS
+	'withdrawals and amount (in cap_currency) accepted per capped channel and channel day; the daily caps are checked against it';
+
+CREATE FUNCTION withdrawal.expire_reviews()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'withdrawal_expire_reviews'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.expire_reviews() IS
+	'ops: rejects and refunds the withdrawals left in review longer than their policy''s review_expires_after, each audited; returns how many; the worker runs it every minute';
+
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.channel_usage', '');
+
+REVOKE ALL ON FUNCTION withdrawal.expire_reviews() FROM PUBLIC;
+REVOKE ALL ON withdrawal.channel_usage FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.expire_reviews() TO withdrawal_ops;
+GRANT SELECT ON withdrawal.channel_usage TO withdrawal_ops, withdrawal_auditor;
+GRANT SELECT ON withdrawal.policy, withdrawal.approval, withdrawal.channel_usage TO withdrawal_worker;

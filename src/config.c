@@ -35,6 +35,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -44,6 +45,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "dispatch.h"
 
@@ -113,6 +115,115 @@ check_timezone(const char *table, const char *tzname)
 }
 
 /*
+ * review_expires_after must be positive in each of its fields: a mix such
+ * as '1 day -25 hours' compares as positive with PostgreSQL's 30-day
+ * months and 24-hour days, yet would expire a withdrawal before it was
+ * made in some time zones.  At most 100 years, so that created_at plus it
+ * cannot leave the timestamp range (PostgreSQL 15 has no infinite
+ * interval: NULL is "never").
+ */
+static void
+check_review_expiry(const char *table, const Interval *span)
+{
+	double		days;
+
+	if (span->month < 0 || span->day < 0 || span->time < 0 ||
+		(span->month == 0 && span->day == 0 && span->time == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("review_expires_after of withdrawal.%s must be positive", table),
+				 errdetail("Each of its months, days and time must be zero or more, and one of them more than zero."),
+				 errhint("Use NULL for withdrawals in review that never expire.")));
+	days = span->month * (double) DAYS_PER_MONTH + span->day +
+		(double) span->time / USECS_PER_DAY;
+	/* 100 years as PostgreSQL compares intervals: 1200 months of 30 days */
+	if (days > 100 * MONTHS_PER_YEAR * DAYS_PER_MONTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("review_expires_after of withdrawal.%s must be at most 100 years", table),
+				 errhint("Use NULL for withdrawals in review that never expire.")));
+}
+
+/* A daily cap of a channel: NULL (none) or at least 1 */
+static void
+check_cap(TriggerData *trigdata, const char *table, const char *name, bool int8)
+{
+	Datum		value;
+
+	if (written_value(trigdata, name, &value) &&
+		(int8 ? DatumGetInt64(value) : (int64) DatumGetInt32(value)) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of withdrawal.%s must be positive", name, table),
+				 errhint("Use NULL for a channel without this cap; disable the channel to close it.")));
+}
+
+/*
+ * The daily caps of a channel and its cap_currency go together: an amount
+ * cap in minor units needs its currency, and a channel with caps pays only
+ * that currency.  The currency must be one withdrawal.currency knows (the
+ * foreign key would say 23503; bad configuration is 22023 here).
+ */
+static void
+check_caps(TriggerData *trigdata, const char *table)
+{
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	HeapTuple	newtuple;
+	int			a_count = SPI_fnumber(tupdesc, "daily_count_cap");
+	int			a_amount = SPI_fnumber(tupdesc, "daily_amount_cap");
+	int			a_currency = SPI_fnumber(tupdesc, "cap_currency");
+	bool		count_null;
+	bool		amount_null;
+	bool		currency_null;
+	Datum		value;
+
+	if (a_count <= 0 || a_amount <= 0 || a_currency <= 0)
+		return;
+	check_cap(trigdata, table, "daily_count_cap", false);
+	check_cap(trigdata, table, "daily_amount_cap", true);
+
+	newtuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	(void) heap_getattr(newtuple, a_count, tupdesc, &count_null);
+	(void) heap_getattr(newtuple, a_amount, tupdesc, &amount_null);
+	(void) heap_getattr(newtuple, a_currency, tupdesc, &currency_null);
+	if (currency_null && !(count_null && amount_null))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a channel with a daily cap needs cap_currency"),
+				 errdetail("A capped channel pays one currency: its amount cap is in that currency's minor units."),
+				 errhint("Set cap_currency together with daily_count_cap or daily_amount_cap.")));
+	if (!currency_null && count_null && amount_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cap_currency of withdrawal.%s is set without a daily cap", table),
+				 errdetail("cap_currency only says which currency a capped channel pays."),
+				 errhint("Set it to NULL together with the caps.")));
+
+	if (written_value(trigdata, "cap_currency", &value))
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1];
+		bool		known;
+
+		values[0] = value;
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT FROM withdrawal.currency WHERE code OPERATOR(pg_catalog.=) $1",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up a currency");
+		known = SPI_processed > 0;
+		SPI_finish();
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown cap_currency \"%s\" of withdrawal.%s",
+							TextDatumGetCString(value), table),
+					 errhint("Currencies are listed in withdrawal.currency.")));
+	}
+}
+
+/*
  * trigger config_check(): BEFORE INSERT OR UPDATE FOR EACH ROW on policy,
  * channel and processor.
  */
@@ -141,6 +252,10 @@ withdrawal_config_check(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rate_per_second of withdrawal.%s must be a positive finite number", table),
 				 errhint("Use NULL for a channel without a rate limit.")));
+
+	if (written_value(trigdata, "review_expires_after", &value))
+		check_review_expiry(table, DatumGetIntervalP(value));
+	check_caps(trigdata, table);
 
 	if (written_value(trigdata, "base_url", &value))
 	{

@@ -4,9 +4,10 @@
  *	  Risk policy and channel rules applied to withdrawal requests, the
  *	  blocklist, and the per-backend caches of the policy and channel tables.
  *
- * Channel checks (WD007 unknown, WD004 disabled, outside the opening window
- * or not yet released to the account) run before the policy screen.  The
- * screen then applies, in this order:
+ * Channel checks (WD007 unknown, WD004 disabled, outside the opening window,
+ * not yet released to the account, or capped and in another currency or
+ * over the day's cap) run before the policy screen.  The screen then
+ * applies, in this order:
  *
  *	 1. min_amount / max_amount						WD003
  *	 2. blocklist (account, destination, device, IP)	recorded as rejected,
@@ -39,6 +40,13 @@
  * key lookups, IP entries a GiST containment search.  Only which kinds of
  * entry exist is cached, so that an empty blocklist costs nothing.
  *
+ * Daily caps of channels are a counter row per channel and channel day
+ * (withdrawal.channel_usage) rather than a count: a channel's day may hold
+ * a hundred thousand withdrawals.  request() takes a slot last, after its
+ * write, under the row's lock (WithdrawalChannelTakeCap); the worker holds
+ * a channel whose cap was lowered below the day's count
+ * (WithdrawalChannelCapHold).
+ *
  * The policy and channel tables are small and read on every request, so
  * each backend keeps a copy, loaded whole on first use and dropped when the
  * config_changed trigger invalidates the table (see util.c).
@@ -64,6 +72,7 @@
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -124,6 +133,9 @@ typedef struct WithdrawalChannelEntry
 	TimeADT		open_until;
 	char	   *timezone;
 	int32		release_percent;
+	int64		daily_count_cap;	/* -1: none (likewise below) */
+	int64		daily_amount_cap;
+	char	   *cap_currency;	/* set exactly when a cap is */
 } WithdrawalChannelEntry;
 
 /* Kinds of blocklist entry, in the order hits are reported */
@@ -239,7 +251,8 @@ load_caches(void)
 	}
 
 	WithdrawalPrepare(&channel_plan,
-					  "SELECT name, enabled, open_from, open_until, timezone, release_percent"
+					  "SELECT name, enabled, open_from, open_until, timezone, release_percent,"
+					  " daily_count_cap, daily_amount_cap, cap_currency"
 					  " FROM withdrawal.channel",
 					  0, NULL);
 	WithdrawalExecute(channel_plan, NULL, NULL, true, 0, SPI_OK_SELECT);
@@ -261,6 +274,10 @@ load_caches(void)
 		e->open_until = isnull ? 0 : DatumGetTimeADT(d);
 		e->timezone = MemoryContextStrdup(cxt, WithdrawalSpiGetText(i, 5));
 		e->release_percent = DatumGetInt32(WithdrawalSpiGet(i, 6, &isnull));
+		e->daily_count_cap = nullable_int4(i, 7);
+		e->daily_amount_cap = nullable_int8(i, 8);
+		d = WithdrawalSpiGet(i, 9, &isnull);
+		e->cap_currency = isnull ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(d));
 	}
 
 	MemoryContextSetParent(cxt, CacheMemoryContext);
@@ -460,6 +477,221 @@ format_time_of_day(TimeADT t)
 	return DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(t)));
 }
 
+/* ---------- daily caps of channels ---------- */
+
+static bool
+channel_capped(const WithdrawalChannelEntry *c)
+{
+	return c->cap_currency != NULL &&
+		(c->daily_count_cap >= 0 || c->daily_amount_cap >= 0);
+}
+
+/*
+ * The channel day that contains instant at: its date in the channel's time
+ * zone, the one its opening window uses, so that a bank's nightly
+ * allocation and its opening hours share one clock.
+ */
+static DateADT
+channel_day(const WithdrawalChannelEntry *c, TimestampTz at)
+{
+	Datum		local = DirectFunctionCall2(timestamptz_zone,
+											CStringGetTextDatum(c->timezone),
+											TimestampTzGetDatum(at));
+
+	return DatumGetDateADT(DirectFunctionCall1(timestamp_date, local));
+}
+
+/* A date as YYYY-MM-DD, whatever the session's DateStyle */
+static char *
+format_date(DateADT d)
+{
+	struct pg_tm tm;
+	char		buf[MAXDATELEN + 1];
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	EncodeDateOnly(&tm, USE_ISO_DATES, buf);
+	return pstrdup(buf);
+}
+
+/*
+ * What the channel accepted on day (withdrawal.channel_usage); false when
+ * nothing yet.  A primary-key fetch with a fresh snapshot.
+ */
+static bool
+channel_usage(const WithdrawalChannelEntry *c, DateADT day, int64 *requests, int64 *amount)
+{
+	static const char *const columns[] = {"requests", "amount"};
+	Datum		keys[2];
+	Datum		values[2];
+	bool		nulls[2];
+
+	keys[0] = CStringGetTextDatum(c->name);
+	keys[1] = DateADTGetDatum(day);
+	if (!WithdrawalIndexFetch("channel_usage", "channel_usage_pkey", 2, keys,
+							  lengthof(columns), columns, values, nulls))
+	{
+		*requests = 0;
+		*amount = 0;
+		return false;
+	}
+	*requests = DatumGetInt64(values[0]);
+	*amount = DatumGetInt64(values[1]);
+	return true;
+}
+
+/*
+ * Whether one more withdrawal of amount fits the caps after requests and
+ * used were accepted (overflow-safe: the caps are at least 1).
+ */
+static bool
+cap_fits(const WithdrawalChannelEntry *c, int64 requests, int64 used, int64 amount)
+{
+	if (c->daily_count_cap >= 0 && requests >= c->daily_count_cap)
+		return false;
+	if (c->daily_amount_cap >= 0 && used > c->daily_amount_cap - amount)
+		return false;
+	return true;
+}
+
+static void
+raise_cap_reached(const WithdrawalRequestData *req, const WithdrawalChannelEntry *c,
+				  DateADT day, int64 requests, int64 used)
+{
+	bool		by_count = c->daily_count_cap >= 0 && requests >= c->daily_count_cap;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_WD_WITHDRAWALS_CLOSED),
+			 errmsg("withdrawals through channel \"%s\" are closed for the day: its daily %s cap is reached",
+					req->channel, by_count ? "count" : "amount"),
+			 by_count ?
+			 errdetail("The channel accepts " INT64_FORMAT " withdrawals a day and accepted " INT64_FORMAT " on %s (time zone %s).",
+					   c->daily_count_cap, requests, format_date(day), c->timezone) :
+			 errdetail("The channel accepts " INT64_FORMAT " %s a day and accepted " INT64_FORMAT " on %s (time zone %s); this withdrawal is " INT64_FORMAT ".",
+					   c->daily_amount_cap, c->cap_currency, used, format_date(day),
+					   c->timezone, req->amount),
+			 errhint("The channel opens again at midnight, time zone %s.", c->timezone)));
+}
+
+/* A capped channel pays only its cap_currency */
+static void
+check_cap_currency(const WithdrawalRequestData *req, const WithdrawalChannelEntry *c)
+{
+	if (strcmp(req->currency, c->cap_currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_WITHDRAWALS_CLOSED),
+				 errmsg("withdrawals in %s through channel \"%s\" are closed", req->currency, req->channel),
+				 errdetail("The channel has a daily cap and pays only %s.", c->cap_currency)));
+}
+
+/*
+ * The caps part of the channel check: a capped channel pays only its
+ * cap_currency, and refuses at once a request that no longer fits what it
+ * accepted today.  This read takes no lock: WithdrawalChannelTakeCap()
+ * decides, under the counter's row lock; this only makes the usual case
+ * fail before anything is written, in the documented order (WD004 before
+ * the policy, before WD001).
+ */
+static void
+check_channel_caps(const WithdrawalRequestData *req, const WithdrawalChannelEntry *c)
+{
+	DateADT		day;
+	int64		requests;
+	int64		used;
+
+	if (!channel_capped(c))
+		return;
+	check_cap_currency(req, c);
+	day = channel_day(c, GetCurrentTransactionStartTimestamp());
+	if (channel_usage(c, day, &requests, &used) && !cap_fits(c, requests, used, req->amount))
+		raise_cap_reached(req, c, day, requests, used);
+	if (!cap_fits(c, 0, 0, req->amount))
+		raise_cap_reached(req, c, day, 0, 0);
+}
+
+void
+WithdrawalChannelTakeCap(const WithdrawalRequestData *req)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {TEXTOID, DATEOID, INT8OID, INT4OID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	WithdrawalChannelEntry *c = channel_for(req->channel);
+	DateADT		day;
+
+	if (!channel_capped(c))
+		return;
+
+	/*
+	 * Again: the cache is reloaded when the channel row changed since the
+	 * channel check (a lock taken since processes invalidations).
+	 */
+	check_cap_currency(req, c);
+	day = channel_day(c, GetCurrentTransactionStartTimestamp());
+
+	/*
+	 * The conflict arm locks the counter and updates it only when the
+	 * withdrawal fits; when it does not, no row comes back.  A first
+	 * withdrawal of the day fits the count cap (at least 1), and its amount
+	 * was checked by the channel check against the same cached caps.
+	 */
+	WithdrawalPrepare(&plan,
+					  "INSERT INTO withdrawal.channel_usage AS u (channel, day, requests, amount)"
+					  " VALUES ($1, $2, 1, $3)"
+					  " ON CONFLICT (channel, day) DO UPDATE"
+					  "   SET requests = u.requests + 1, amount = u.amount + excluded.amount"
+					  " WHERE ($4 IS NULL OR u.requests < $4)"
+					  "   AND ($5 IS NULL OR u.amount <= $5 - excluded.amount)"
+					  " RETURNING u.requests",
+					  5, types);
+	values[0] = CStringGetTextDatum(c->name);
+	values[1] = DateADTGetDatum(day);
+	values[2] = Int64GetDatum(req->amount);
+	values[3] = Int32GetDatum((int32) c->daily_count_cap);
+	nulls[3] = c->daily_count_cap >= 0 ? ' ' : 'n';
+	values[4] = Int64GetDatum(c->daily_amount_cap);
+	nulls[4] = c->daily_amount_cap >= 0 ? ' ' : 'n';
+	WithdrawalExecute(plan, values, nulls, false, 1, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 0 ||
+		(c->daily_amount_cap >= 0 && req->amount > c->daily_amount_cap))
+	{
+		int64		requests;
+		int64		used;
+
+		/* the row is ours to read now: we hold its lock */
+		CommandCounterIncrement();
+		(void) channel_usage(c, day, &requests, &used);
+		raise_cap_reached(req, c, day, requests, used);
+	}
+}
+
+char *
+WithdrawalChannelCapHold(const char *channel)
+{
+	WithdrawalChannelEntry *c = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+	DateADT		day;
+	int64		requests;
+	int64		used;
+
+	ensure_caches();
+	if (strlen(channel) < CHANNEL_KEY_LEN)
+		c = hash_search(channel_cache, channel, HASH_FIND, NULL);
+	if (c == NULL || !channel_capped(c))
+		return NULL;
+	day = channel_day(c, now);
+	if (!channel_usage(c, day, &requests, &used))
+		return NULL;
+	if (c->daily_count_cap >= 0 && requests > c->daily_count_cap)
+		return psprintf("its daily count cap (" INT64_FORMAT ") is below the " INT64_FORMAT
+						" withdrawals it accepted on %s; its payouts wait for the next day (time zone %s)",
+						c->daily_count_cap, requests, format_date(day), c->timezone);
+	if (c->daily_amount_cap >= 0 && used > c->daily_amount_cap)
+		return psprintf("its daily amount cap (" INT64_FORMAT " %s) is below the " INT64_FORMAT
+						" it accepted on %s; its payouts wait for the next day (time zone %s)",
+						c->daily_amount_cap, c->cap_currency, used, format_date(day), c->timezone);
+	return NULL;
+}
+
 void
 WithdrawalChannelCheck(const WithdrawalRequestData *req)
 {
@@ -484,6 +716,7 @@ WithdrawalChannelCheck(const WithdrawalRequestData *req)
 						req->channel, req->account_id),
 				 errdetail("The channel is being released to %d%% of accounts.",
 						   c->release_percent)));
+	check_channel_caps(req, c);
 }
 
 /*

@@ -44,10 +44,27 @@ typedef struct WithdrawalRiskDecision
 } WithdrawalRiskDecision;
 
 /*
- * Checks the channel (unknown: WD007; disabled, outside its window or not
- * yet released to this account: WD004).  Runs before the debit.
+ * Checks the channel (unknown: WD007; disabled, outside its window, not
+ * yet released to this account, or capped and in another currency or
+ * already over today's cap: WD004).  Runs before the debit.
  */
 extern void WithdrawalChannelCheck(const WithdrawalRequestData *req);
+
+/*
+ * Counts an accepted withdrawal against its channel's daily caps
+ * (withdrawal.channel_usage), after request() has written it: WD004 when
+ * it no longer fits, which rolls the request back.  Locks the channel's
+ * counter row of the day until the end of the transaction.  Nothing for a
+ * channel without caps.
+ */
+extern void WithdrawalChannelTakeCap(const WithdrawalRequestData *req);
+
+/*
+ * Why the worker must not claim the channel's payouts today, or NULL: a
+ * daily cap lowered below what the channel already accepted today.  In
+ * the caller's transaction and SPI connection.
+ */
+extern char *WithdrawalChannelCapHold(const char *channel);
 
 /*
  * Applies the hard limits (WD003) and returns the risk outcome.  Runs in

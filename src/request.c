@@ -351,6 +351,14 @@ withdrawal_request(PG_FUNCTION_ARGS)
 				 errdetail("The available balance of account \"%s\" in %s is less than " INT64_FORMAT ".",
 						   req.account_id, req.currency, req.amount)));
 
+	/*
+	 * Last, so that a request that replays or fails for funds takes no
+	 * slot, and the counter's row lock is held as briefly as the caller's
+	 * transaction allows.
+	 */
+	if (debit)
+		WithdrawalChannelTakeCap(&req);
+
 	WithdrawalStatusNotify(id, status);
 	if (strcmp(status, "queued") == 0)
 		WithdrawalWakeWorkersAtCommit();

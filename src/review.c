@@ -13,6 +13,17 @@
  * second sees the first's approval.  Every action appends an audit row
  * with the actor, the note or reason and the status before and after.
  *
+ * A withdrawal nobody decides does not hold the user's money for ever:
+ * once its policy's review_expires_after has passed since the request,
+ * expire_reviews() (run by the first worker every minute, and callable by
+ * operators, for example from pg_cron) rejects and refunds it through the
+ * same transition as reject(), like a pending transfer that times out in
+ * TigerBeetle.  A withdrawal in review has never been sent, so no proof is
+ * needed.  One approval of two does not stop the clock: four-eyes means
+ * nothing is decided before the second, and a second approver who never
+ * comes must not lock the money up; the audit row says how many approvals
+ * there were.
+ *
  * Copyright (c) 2026, withdrawal developers
  *
  * IDENTIFICATION
@@ -23,9 +34,12 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "audit.h"
 #include "lifecycle.h"
@@ -37,6 +51,15 @@
 PG_FUNCTION_INFO_V1(withdrawal_approve);
 PG_FUNCTION_INFO_V1(withdrawal_reject);
 PG_FUNCTION_INFO_V1(withdrawal_resolve);
+PG_FUNCTION_INFO_V1(withdrawal_expire_reviews);
+
+/* An expired withdrawal, as found under its row lock */
+typedef struct ExpiredReview
+{
+	pg_uuid_t	id;
+	char	   *expires_after;	/* the policy's review_expires_after */
+	int64		approvals;
+} ExpiredReview;
 
 Jsonb *
 WithdrawalDetail(int n, const char *const *keys, const char *const *values,
@@ -373,4 +396,105 @@ withdrawal_resolve(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+/*
+ * An interval in PostgreSQL's own style ("30 days", "36:00:00"), whatever
+ * the session's IntervalStyle: it goes into reasons and audit rows.
+ */
+static char *
+format_interval(const Interval *span)
+{
+	struct pg_itm itm;
+	char		buf[MAXDATELEN + 1];
+
+	interval2itm(*span, &itm);
+	EncodeInterval(&itm, INTSTYLE_POSTGRES, buf);
+	return pstrdup(buf);
+}
+
+int
+WithdrawalExpireReviews(int limit)
+{
+	ExpiredReview *expired;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	char		nulls[1];
+	int			n;
+	int			done = 0;
+	int			i;
+
+	/*
+	 * Locks the rows in withdrawal_id order, then hands them over in wallet
+	 * order (account, currency), the extension's lock order for refunds
+	 * that touch several wallets.  A row another transaction holds (an
+	 * approval at this moment) is skipped: the next run sees it decided,
+	 * or takes it.  Planned at each call: it runs once a minute at most,
+	 * and the partial index withdrawal_open finds the rows in review.
+	 */
+	values[0] = Int32GetDatum(limit);
+	nulls[0] = limit > 0 ? ' ' : 'n';
+	WithdrawalExecuteOnce("SELECT e.withdrawal_id, e.expires_after,"
+						  "  (SELECT count(*) FROM withdrawal.approval a"
+						  "    WHERE a.withdrawal_id = e.withdrawal_id)"
+						  " FROM (SELECT w.withdrawal_id, w.account_id, w.currency,"
+						  "         p.review_expires_after AS expires_after"
+						  "    FROM withdrawal.withdrawal w"
+						  "   CROSS JOIN LATERAL (SELECT p.review_expires_after FROM withdrawal.policy p"
+						  "                        WHERE p.currency IN (w.currency, '*')"
+						  "                        ORDER BY p.currency = '*' LIMIT 1) p"
+						  "   WHERE w.status = 'review' AND w.sent_at IS NULL"
+						  "     AND w.created_at + p.review_expires_after <= pg_catalog.now()"
+						  "   ORDER BY w.withdrawal_id LIMIT $1"
+						  "   FOR NO KEY UPDATE OF w SKIP LOCKED) e"
+						  " ORDER BY e.account_id, e.currency, e.withdrawal_id",
+						  1, types, values, nulls, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+	expired = palloc(sizeof(ExpiredReview) * n);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		expired[i].id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
+		expired[i].expires_after =
+			format_interval(DatumGetIntervalP(WithdrawalSpiGet(i, 2, &isnull)));
+		expired[i].approvals = DatumGetInt64(WithdrawalSpiGet(i, 3, &isnull));
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		WithdrawalTransitionData data;
+		const char *keys[3] = {"reason", "review_expires_after", "approvals"};
+		const char *detail[3];
+
+		memset(&data, 0, sizeof(data));
+		data.action = "expire_review";
+		data.reason = psprintf("review expired after %s", expired[i].expires_after);
+		detail[0] = data.reason;
+		detail[1] = expired[i].expires_after;
+		detail[2] = psprintf(INT64_FORMAT, expired[i].approvals);
+		data.detail = WithdrawalDetail(3, keys, detail, 1U << 2);
+		/* the row is locked and in review: nothing else can have moved it */
+		if (WithdrawalTransition(&expired[i].id, WITHDRAWAL_REJECTED, &data, NULL))
+			done++;
+	}
+	return done;
+}
+
+/*
+ * expire_reviews(): ops call (or pg_cron job) that rejects and refunds the
+ * withdrawals left in review longer than their policy allows; returns how
+ * many.  The worker runs the same code every minute.
+ */
+Datum
+withdrawal_expire_reviews(PG_FUNCTION_ARGS)
+{
+	int			n;
+
+	SPI_connect();
+	n = WithdrawalExpireReviews(0);
+	SPI_finish();
+	PG_RETURN_INT32(n);
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * review.h
- *	  Manual review (approve with four-eyes, reject) and the small JSON
- *	  builder its audit rows share with the policy module.
+ *	  Manual review (approve with four-eyes, reject, expiry) and the small
+ *	  JSON builder its audit rows share with the policy module.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -23,5 +23,13 @@
  */
 extern Jsonb *WithdrawalDetail(int n, const char *const *keys,
 							   const char *const *values, uint32 numbers);
+
+/*
+ * Rejects and refunds, each with an audit row, the withdrawals in review
+ * whose policy's review_expires_after has passed since they were
+ * requested, at most limit of them (0: all); returns how many.  In the
+ * caller's transaction and SPI connection.
+ */
+extern int	WithdrawalExpireReviews(int limit);
 
 #endif							/* WITHDRAWAL_REVIEW_H */

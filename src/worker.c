@@ -16,8 +16,8 @@
  *	   and a processor's Retry-After (shmem.c);
  *	3. hands the claimed payouts to dispatch.c, which puts them on the wire
  *	   outside any transaction;
- *	4. now and then applies due sandbox events, seals the audit chain and
- *	   runs sweep().
+ *	4. now and then applies due sandbox events, seals the audit chain,
+ *	   runs sweep() and expires withdrawals left in review too long.
  *
  * Dispatch is bound to the installation (binding.c): in a database whose
  * withdrawal.installation names another database system or database, a
@@ -94,7 +94,9 @@
 #include "binding.h"
 #include "dispatch.h"
 #include "lifecycle.h"
+#include "policy.h"
 #include "processor.h"
+#include "review.h"
 #include "secrets.h"
 #include "shmem.h"
 #include "util.h"
@@ -123,6 +125,9 @@ PG_FUNCTION_INFO_V1(withdrawal_sweep);
 #define MAX_ERROR_LEN		1000
 /* A sandbox event that cannot be applied is tried again this much later */
 #define SANDBOX_POSTPONE_MS	60000
+/* Review expiry: every minute, a bounded batch per transaction */
+#define EXPIRE_REVIEWS_MS	60000
+#define EXPIRE_REVIEWS_BATCH 1000
 
 /*
  * Settings the worker's statements rely on, pinned over anything a
@@ -203,6 +208,7 @@ static TimestampTz next_sandbox_at = 0;
 static TimestampTz next_seal_at = 0;
 static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
+static TimestampTz next_expire_at = 0;
 static bool extension_lost = false; /* a transaction failed: is it gone? */
 static bool dispatch_state_known = false;	/* dispatch_held is up to date */
 static bool dispatch_held = false;	/* bound to another installation */
@@ -727,6 +733,17 @@ load_channels(void)
 	{
 		const WithdrawalDriver *driver = WithdrawalDriverFind(channels[i].driver);
 
+		/*
+		 * A daily cap lowered below what the channel accepted today holds
+		 * its payouts until the channel's next day (policy.c).  Read after
+		 * the loop above: it may reload the policy cache through SPI.
+		 */
+		if (channels[i].unsendable == NULL)
+		{
+			old = MemoryContextSwitchTo(channel_cxt);
+			channels[i].unsendable = WithdrawalChannelCapHold(channels[i].name);
+			MemoryContextSwitchTo(old);
+		}
 		note_sendable(&channels[i]);
 		if (channels[i].unsendable == NULL && driver != NULL && driver->decide == NULL)
 			network_channels++;
@@ -1865,6 +1882,32 @@ sweep_body(void *arg)
 	*(int *) arg = sweep_internal(NULL);
 }
 
+static void
+expire_reviews_body(void *arg)
+{
+	*(int *) arg = WithdrawalExpireReviews(EXPIRE_REVIEWS_BATCH);
+}
+
+/*
+ * Rejects and refunds the withdrawals left in review longer than their
+ * policy allows (review.c), a batch a minute, or at the next pass while
+ * a backlog lasts.
+ */
+static void
+expire_reviews(void)
+{
+	int			n = 0;
+
+	next_expire_at = later_ms(EXPIRE_REVIEWS_MS);
+	if (!run_transaction("withdrawal: expiring reviews", false, expire_reviews_body, &n, NULL) ||
+		n == 0)
+		return;
+	ereport(LOG,
+			(errmsg("withdrawal worker rejected %d withdrawals whose review expired", n)));
+	if (n >= EXPIRE_REVIEWS_BATCH)
+		next_expire_at = GetCurrentTimestamp();
+}
+
 /*
  * Whether the worker may act on payouts: not while dispatch is held, nor
  * before the first claim has found out (binding_holds_dispatch).
@@ -1898,6 +1941,9 @@ housekeeping(void)
 		(void) run_transaction("withdrawal: sealing the audit log", false,
 							   seal_body, &stragglers, NULL);
 	}
+
+	if (payouts && now >= next_expire_at)
+		expire_reviews();
 
 	if (payouts && now >= next_sweep_at)
 	{

@@ -3,14 +3,15 @@
 
 /*
  * Values that would only fail later (a time zone PostgreSQL does not know,
- * a NaN or infinite rate, a base_url the dispatcher refuses) are refused
- * with 22023 when written; on UPDATE, only the columns that change.
+ * a NaN or infinite rate, a base_url the dispatcher refuses, a review
+ * expiry that is not positive, a daily cap without its currency) are
+ * refused with 22023 when written; on UPDATE, only the columns that change.
  */
 CREATE FUNCTION withdrawal.config_check() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_config_check'
 	LANGUAGE C;
 COMMENT ON FUNCTION withdrawal.config_check() IS
-	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs)';
+	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs, review expiry, daily caps)';
 
 /*
  * Payment processors.  Secrets are never stored here: api_secret and
@@ -41,7 +42,11 @@ COMMENT ON COLUMN withdrawal.processor.seed IS
  * through one processor, with flow control, an opening window and staged
  * release.  rate_per_second NULL means no rate limit; open_from/open_until
  * NULL means always open; a window whose end is before its start crosses
- * midnight.
+ * midnight.  daily_count_cap and daily_amount_cap are the processor's
+ * allocation for a channel day (from local midnight in timezone), counted
+ * when requests are accepted (withdrawal.channel_usage); a channel with a
+ * cap pays one currency, cap_currency, since an amount cap in minor units
+ * means nothing across currencies.
  */
 CREATE TABLE withdrawal.channel (
 	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
@@ -55,11 +60,22 @@ CREATE TABLE withdrawal.channel (
 	timezone	text NOT NULL DEFAULT 'UTC',
 	release_percent integer NOT NULL DEFAULT 100 CHECK (release_percent BETWEEN 0 AND 100),
 	seed		withdrawal.seed_state,
-	CHECK ((open_from IS NULL) = (open_until IS NULL))
+	daily_count_cap integer CHECK (daily_count_cap >= 1),
+	daily_amount_cap bigint CHECK (daily_amount_cap >= 1),
+	cap_currency text REFERENCES withdrawal.currency,
+	CHECK ((open_from IS NULL) = (open_until IS NULL)),
+	CONSTRAINT channel_cap_currency
+		CHECK ((cap_currency IS NULL) = (daily_count_cap IS NULL AND daily_amount_cap IS NULL))
 );
-COMMENT ON TABLE withdrawal.channel IS 'payout channels: processor, rate limit, in-flight cap, opening window, staged release';
+COMMENT ON TABLE withdrawal.channel IS 'payout channels: processor, rate limit, in-flight cap, opening window, staged release, daily caps';
 COMMENT ON COLUMN withdrawal.channel.seed IS
 	'default or changed for the sandbox channel CREATE EXTENSION installs (it cannot be deleted: disable it), NULL for channels operators added; maintained by the extension';
+COMMENT ON COLUMN withdrawal.channel.daily_count_cap IS
+	'most withdrawals accepted per channel day (local midnight in timezone); NULL: no cap';
+COMMENT ON COLUMN withdrawal.channel.daily_amount_cap IS
+	'most money accepted per channel day, in minor units of cap_currency; NULL: no cap';
+COMMENT ON COLUMN withdrawal.channel.cap_currency IS
+	'the one currency a channel with a daily cap pays (others get WD004); set exactly when a cap is';
 
 /*
  * Risk policy per currency; the row with currency '*' applies to currencies
@@ -81,9 +97,12 @@ CREATE TABLE withdrawal.policy (
 	four_eyes_threshold bigint CHECK (four_eyes_threshold >= 1),
 	timezone	text NOT NULL DEFAULT 'UTC',
 	seed		withdrawal.seed_state,
+	review_expires_after interval CHECK (review_expires_after > '0'::interval),
 	CHECK (max_amount IS NULL OR max_amount >= min_amount)
 );
 COMMENT ON TABLE withdrawal.policy IS 'risk policy per currency (''*'' is the default); NULL limits are off';
+COMMENT ON COLUMN withdrawal.policy.review_expires_after IS
+	'a withdrawal left in review this long after its request is rejected and refunded by expire_reviews(); NULL: never';
 COMMENT ON COLUMN withdrawal.policy.seed IS
 	'default or changed for the ''*'' policy CREATE EXTENSION installs (it cannot be deleted: tighten it), NULL for policies operators added; maintained by the extension';
 

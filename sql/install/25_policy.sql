@@ -109,3 +109,37 @@ GRANT EXECUTE ON FUNCTION withdrawal.channel_open_at(text, timestamptz),
 	withdrawal.policy_day_start(text, timestamptz)
 	TO withdrawal_auditor;
 GRANT SELECT ON withdrawal.blocklist TO withdrawal_ops, withdrawal_auditor;
+
+/*
+ * Daily caps of channels (withdrawal.channel.daily_count_cap and
+ * daily_amount_cap): what request() accepted through each capped channel
+ * on each channel day, one row per channel and day, updated in the
+ * request's transaction.  A counter rather than a count at each request:
+ * a channel's day may hold a hundred thousand withdrawals, an account's
+ * only a few.  Rows of channels without caps are never written.  The
+ * counter only grows during its day: a withdrawal refunded later keeps its
+ * slot, so that a refund racing a request can never let the channel
+ * accept more than its allocation.
+ */
+CREATE TABLE withdrawal.channel_usage (
+	channel		text NOT NULL,
+	day			date NOT NULL,
+	requests	bigint NOT NULL CHECK (requests >= 0),
+	amount		bigint NOT NULL CHECK (amount >= 0),
+	PRIMARY KEY (channel, day)
+);
+COMMENT ON TABLE withdrawal.channel_usage IS
+	'withdrawals and amount (in cap_currency) accepted per capped channel and channel day; the daily caps are checked against it';
+
+CREATE FUNCTION withdrawal.expire_reviews()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'withdrawal_expire_reviews'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.expire_reviews() IS
+	'ops: rejects and refunds the withdrawals left in review longer than their policy''s review_expires_after, each audited; returns how many; the worker runs it every minute';
+
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.channel_usage', '');
+
+GRANT EXECUTE ON FUNCTION withdrawal.expire_reviews() TO withdrawal_ops;
+GRANT SELECT ON withdrawal.channel_usage TO withdrawal_ops, withdrawal_auditor;

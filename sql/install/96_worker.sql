@@ -36,3 +36,7 @@ GRANT SELECT ON withdrawal.installation TO withdrawal_worker;
 -- the status events its status changes append (70_events.sql)
 GRANT INSERT ON withdrawal.status_event TO withdrawal_worker;
 GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;
+
+-- review expiry (expire_reviews() reads the policy and the approvals) and
+-- the daily caps of channels, checked before claims
+GRANT SELECT ON withdrawal.policy, withdrawal.approval, withdrawal.channel_usage TO withdrawal_worker;
