@@ -44,11 +44,13 @@ sub requests_of
 	  @{ mock_get($mock, '/_control/requests') };
 }
 
+# The breaker's columns of monitor_channels (an error says it has none)
 sub breaker
 {
-	return $node->safe_psql('postgres', q{
+	my ($rc, $out, $err) = $node->psql('postgres', q{
 		SELECT breaker || ' ' || breaker_failures || ' ' || breaker_opens
 		  FROM withdrawal.monitor_channels WHERE channel = 'flaky'});
+	return $rc == 0 ? $out : "ERROR: $err";
 }
 
 sub log_count
@@ -57,20 +59,38 @@ sub log_count
 	return scalar grep { /$re/ } split /\n/, slurp_file($node->logfile);
 }
 
+# Waits until the server log after $offset matches $re, or $give_up (a
+# sub) says it never will; returns whether it matched.  Without a breaker
+# the channel is retried every few milliseconds, so the processor's count
+# passing what the breaker allows ends the wait at once.
+sub log_or_give_up
+{
+	my ($re, $offset, $give_up) = @_;
+	my $seen = 0;
+	wait_for("$re in the server log", sub {
+		$seen = slurp_file($node->logfile, $offset) =~ $re;
+		return $seen || $give_up->();
+	});
+	return $seen;
+}
+
 # 1. The processor is down for the flaky channel.
 mock_post($mock, '/_control/faults', { rules => [ { fault => '503', amount => 7000 } ] });
 my $offset = -s $node->logfile;
 request_many($node, 10, 'flaky', amount => '7000', prefix => 'flaky');
-$node->wait_for_log(qr/withdrawal channel "flaky" circuit breaker opened after 5 consecutive failures/, $offset);
+ok(log_or_give_up(qr/withdrawal channel "flaky" circuit breaker opened after 5 consecutive failures/, $offset,
+	sub { requests_of(7000) > 5 }), 'the breaker opened (LOG)');
 like(slurp_file($node->logfile, $offset),
 	qr/circuit breaker opened after 5 consecutive failures\n.*DETAIL:  Nothing is sent on the channel for 4000 ms; its payouts stay queued.  Last failure: HTTP 503/,
 	'the breaker opened after withdrawal.breaker_failures failures, for withdrawal.breaker_open_time, and said why');
 my @flaky = requests_of(7000);
 is(scalar(@flaky), 5, 'the processor received exactly the five failed requests');
 is(breaker(), 'open 5 1', 'monitor_channels: the breaker is open after 5 failures');
-is($node->safe_psql('postgres', q{
-	SELECT breaker_until > now() - interval '1 minute' FROM withdrawal.monitor_channels WHERE channel = 'flaky'}),
-	't', 'monitor_channels: breaker_until is set');
+{
+	my ($rc, $out) = $node->psql('postgres', q{
+		SELECT breaker_until > now() - interval '1 minute' FROM withdrawal.monitor_channels WHERE channel = 'flaky'});
+	is($out, 't', 'monitor_channels: breaker_until is set');
+}
 my $t5 = $flaky[-1]{t_ms};
 
 # From now on only the breaker limits the channel: a half-open breaker
@@ -94,7 +114,8 @@ is($node->safe_psql('postgres', q{
 	'0', 'nothing was refunded');
 
 # 2. Half-open: one probe, which fails.
-$node->wait_for_log(qr/withdrawal channel "flaky" circuit breaker opened again: the probe failed/, $offset);
+ok(log_or_give_up(qr/withdrawal channel "flaky" circuit breaker opened again: the probe failed/, $offset,
+	sub { requests_of(7000) > 6 }), 'the probe failed: opened again (LOG)');
 @flaky = requests_of(7000);
 is(scalar(@flaky), 6, 'half-open: exactly one probe reached the processor, across both workers');
 cmp_ok($flaky[5]{t_ms} - $t5, '>=', 3900, 'nothing was sent on the channel while the breaker was open');
@@ -106,7 +127,11 @@ my $t6 = $flaky[5]{t_ms};
 
 # 3. The processor heals: the next probe closes the breaker; the channel drains.
 mock_post($mock, '/_control/faults', { rules => [] });
-$node->wait_for_log(qr/withdrawal channel "flaky" circuit breaker closed: the probe was answered/, $offset);
+ok(log_or_give_up(qr/withdrawal channel "flaky" circuit breaker closed: the probe was answered/, $offset,
+	sub { $node->safe_psql('postgres', q{
+		SELECT count(*) FILTER (WHERE status NOT IN ('queued', 'dispatching')) = 10
+		  FROM withdrawal.withdrawal WHERE channel = 'flaky'}) eq 't' }),
+	'the probe was answered: closed (LOG)');
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 10 FROM withdrawal.withdrawal WHERE channel = 'flaky' AND status = 'paid'}),
 	'closed: the channel drains');
