@@ -42,6 +42,7 @@ SELECT channel, status, payouts, (oldest_created_at IS NOT NULL) = (payouts > 0)
   FROM withdrawal.monitor_queue;
 -- no shared memory: the configuration and the outbox, NULL state
 SELECT channel, processor, enabled, tokens, blocked_until, blocked, throttled, in_flight,
+	   breaker, breaker_until, breaker_failures, breaker_opens,
 	   cannot_dispatch, outbox, due, oldest_due_at IS NOT NULL AS has_oldest_due, parked
   FROM withdrawal.monitor_channels;
 SELECT count(*) AS worker_rows FROM withdrawal.monitor_workers;

@@ -830,3 +830,125 @@ REVOKE ALL ON withdrawal.channel_usage FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdrawal.expire_reviews() TO withdrawal_ops;
 GRANT SELECT ON withdrawal.channel_usage TO withdrawal_ops, withdrawal_auditor;
 GRANT SELECT ON withdrawal.policy, withdrawal.approval, withdrawal.channel_usage TO withdrawal_worker;
+
+-- circuit breaker and audited configuration (issue 14)
+
+/*
+ * The circuit breaker of each channel is shown by channel_state() and
+ * monitor_channels (60_monitor.sql of the install): their columns change,
+ * so they are made again, with their rights.
+ */
+DROP VIEW withdrawal.monitor_channels;
+DROP FUNCTION withdrawal.monitor_channels();
+DROP FUNCTION withdrawal.channel_state();
+
+/* The shared flow-control state of the channels (shmem.c), for monitor_channels() */
+CREATE FUNCTION withdrawal.channel_state(OUT channel text, OUT rate_per_second double precision,
+										 OUT burst integer, OUT tokens double precision,
+										 OUT blocked_until timestamptz, OUT throttled bigint,
+										 OUT in_flight integer, OUT cannot_dispatch text,
+										 OUT breaker text, OUT breaker_until timestamptz,
+										 OUT breaker_failures integer, OUT breaker_opens bigint)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdrawal_channel_state'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.channel_state() IS
+	'the shared flow-control state and circuit breaker of each channel the workers used since the server started (none without shared_preload_libraries); read through monitor_channels';
+
+/*
+ * Each channel's configuration, its shared flow-control state (circuit
+ * breaker included) and its part of the outbox (a small table: rows leave
+ * when payouts do).
+ */
+CREATE FUNCTION withdrawal.monitor_channels(OUT channel text, OUT processor text, OUT enabled boolean,
+											OUT rate_per_second double precision, OUT burst integer,
+											OUT max_in_flight integer, OUT tokens double precision,
+											OUT blocked_until timestamptz, OUT blocked boolean,
+											OUT throttled bigint, OUT in_flight integer,
+											OUT breaker text, OUT breaker_until timestamptz,
+											OUT breaker_failures integer, OUT breaker_opens bigint,
+											OUT cannot_dispatch text, OUT outbox bigint,
+											OUT due bigint, OUT oldest_due_at timestamptz,
+											OUT parked bigint)
+	RETURNS SETOF record
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.name, c.processor, c.enabled, c.rate_per_second, c.burst, c.max_in_flight,
+		   s.tokens, s.blocked_until,
+		   CASE WHEN s.channel IS NOT NULL THEN coalesce(s.blocked_until > now(), false) END,
+		   s.throttled, s.in_flight,
+		   s.breaker, s.breaker_until, s.breaker_failures, s.breaker_opens,
+		   CASE WHEN c.enabled THEN s.cannot_dispatch END,
+		   o.outbox, o.due, o.oldest_due_at, o.parked
+	  FROM withdrawal.channel c
+	  LEFT JOIN withdrawal.channel_state() s ON s.channel = c.name
+	 CROSS JOIN LATERAL (
+		SELECT count(*) AS outbox,
+			   count(*) FILTER (WHERE x.parked_at IS NULL AND x.next_attempt_at <= now()
+								AND (x.lease_until IS NULL OR x.lease_until < now())) AS due,
+			   min(x.next_attempt_at) FILTER (WHERE x.parked_at IS NULL AND x.next_attempt_at <= now()
+											  AND (x.lease_until IS NULL OR x.lease_until < now())) AS oldest_due_at,
+			   count(*) FILTER (WHERE x.parked_at IS NOT NULL) AS parked
+		  FROM withdrawal.outbox x
+		 WHERE x.channel = c.name) o
+	 ORDER BY c.name
+$$;
+COMMENT ON FUNCTION withdrawal.monitor_channels() IS
+	'each channel: switch, limits, shared flow-control state (tokens, Retry-After pause, requests on the wire, circuit breaker), why it cannot dispatch, and its outbox rows (due now, oldest due, parked)';
+CREATE VIEW withdrawal.monitor_channels AS SELECT * FROM withdrawal.monitor_channels();
+COMMENT ON VIEW withdrawal.monitor_channels IS
+	'each channel''s switch, limits, flow-control state, circuit breaker and outbox; see docs/monitoring.md';
+
+REVOKE ALL ON FUNCTION withdrawal.channel_state(), withdrawal.monitor_channels() FROM PUBLIC;
+REVOKE ALL ON withdrawal.monitor_channels FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.monitor_channels() TO pg_monitor, withdrawal_ops, withdrawal_auditor;
+GRANT SELECT ON withdrawal.monitor_channels TO pg_monitor, withdrawal_ops, withdrawal_auditor;
+
+/* Audited configuration: 62_config_audit.sql of the install */
+
+/*
+ * Every change of a configuration row (policy, channels, processors,
+ * currencies, the blocklist) appends an audit row: action config_insert,
+ * config_update or config_delete, actor session_user, and the row before
+ * and after as jsonb (detail: table, before, after, and the columns an
+ * UPDATE changed).  The tables hold no secret: processors name theirs
+ * (api_secret, webhook_secret are names in withdrawal.secrets_file), and a
+ * base_url's user information is replaced by [redacted] all the same.
+ *
+ * Not audited by the trigger:
+ * - block() and unblock(), which audit their changes themselves (actions
+ *   block, block_update, unblock);
+ * - rows loaded by COPY: that is how a restore loads these tables, and the
+ *   restored audit log already holds their changes (audit rows written
+ *   during the load would also take identity values the restored log
+ *   uses, and fail the restore).  The seeded row a restore replaces
+ *   (60_restore.sql) is replaced under that COPY, and not audited either;
+ * - UPDATEs that change nothing.
+ * TRUNCATE is refused on the tables with seeded rows (config_seed) and
+ * audited, with the number of rows, on the blocklist.
+ *
+ * The triggers are created after CREATE EXTENSION has written the seeded
+ * rows, so that an installation starts with no configuration audit rows.
+ */
+CREATE FUNCTION withdrawal.config_audit() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdrawal_config_audit'
+	LANGUAGE C SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.config_audit() IS
+	'trigger: appends an audit row (config_insert, config_update, config_delete, config_truncate) with the row before and after for each change of a configuration table; not for COPY (restores) nor block()/unblock(), which audit themselves';
+
+CREATE TRIGGER currency_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.currency
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_audit();
+CREATE TRIGGER processor_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.processor
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_audit();
+CREATE TRIGGER channel_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.channel
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_audit();
+CREATE TRIGGER policy_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.policy
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_audit();
+CREATE TRIGGER blocklist_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.blocklist
+	FOR EACH ROW EXECUTE FUNCTION withdrawal.config_audit();
+CREATE TRIGGER blocklist_audit_truncate BEFORE TRUNCATE ON withdrawal.blocklist
+	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_audit();
+REVOKE ALL ON FUNCTION withdrawal.config_audit() FROM PUBLIC;

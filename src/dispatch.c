@@ -803,14 +803,18 @@ finish_transfer(CURL *easy, CURLcode code)
 			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
 								   "processor response larger than %d bytes", MAX_RESPONSE_BYTES);
 		else
+		{
 			WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "transport error: %s",
 								   t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
+			p->transport_failed = true;
+		}
 	}
 	else
 	{
 		MemoryContext old = MemoryContextSwitchTo(p->cxt);
 
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		p->http_status = status;
 		driver->classify(p, status, t->response.data, t->response.len);
 		MemoryContextSwitchTo(old);
 		if (p->outcome == WITHDRAWAL_OUTCOME_NONE)

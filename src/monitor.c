@@ -2,7 +2,8 @@
  *
  * monitor.c
  *	  SQL read functions over the shared state of the dispatcher: each
- *	  channel's flow control and each worker's own report.
+ *	  channel's flow control and circuit breaker, and each worker's own
+ *	  report.
  *
  * The monitoring views (sql/install/60_monitor.sql) join these with the
  * tables.  Everything here is a copy taken under the lock that protects
@@ -36,8 +37,15 @@
 PG_FUNCTION_INFO_V1(withdrawal_channel_state);
 PG_FUNCTION_INFO_V1(withdrawal_monitor_workers);
 
-#define CHANNEL_STATE_COLS	8
+#define CHANNEL_STATE_COLS	12
 #define WORKER_COLS			15
+
+/* The circuit breaker's states, as monitor_channels names them */
+static const char *const breaker_state_names[] = {
+	[WITHDRAWAL_BREAKER_CLOSED] = "closed",
+	[WITHDRAWAL_BREAKER_OPEN] = "open",
+	[WITHDRAWAL_BREAKER_HALF_OPEN] = "half-open",
+};
 
 /* A timestamp column: NULL for the zero that means "never" */
 static void
@@ -60,7 +68,9 @@ put_text(Datum *values, bool *nulls, int col, const char *s)
  * has used since the server started: rate and burst as last used, tokens
  * in the bucket now (NULL without a rate limit), the end of the last
  * Retry-After pause, the number of such pauses, requests on the wire over
- * all workers, and why the workers cannot dispatch on it (NULL: they can).
+ * all workers, why the workers cannot dispatch on it (NULL: they can), and
+ * its circuit breaker: state, end of the last open period, consecutive
+ * failures counted, times opened.
  */
 Datum
 withdrawal_channel_state(PG_FUNCTION_ARGS)
@@ -90,6 +100,10 @@ withdrawal_channel_state(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum(c->throttled);
 		values[6] = Int32GetDatum(c->in_flight);
 		put_text(values, nulls, 7, c->unsendable);
+		values[8] = CStringGetTextDatum(breaker_state_names[c->breaker]);
+		put_timestamp(values, nulls, 9, c->breaker_until);
+		values[10] = Int32GetDatum(c->breaker_failures);
+		values[11] = Int64GetDatum(c->breaker_opened);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	pfree(channels);

@@ -88,6 +88,7 @@
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "config.h"
 #include "lock.h"
 #include "policy.h"
 #include "review.h"
@@ -1579,7 +1580,10 @@ withdrawal_block(PG_FUNCTION_ARGS)
 	values[4] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
 	values[5] = NameGetDatum(&actor_name);
+	/* audited below, not by the table's trigger */
+	WithdrawalConfigApiWrite(true);
 	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
+	WithdrawalConfigApiWrite(false);
 	inserted = DatumGetBool(WithdrawalSpiGet(0, 1, &isnull));
 
 	detail[0] = kind;
@@ -1619,7 +1623,9 @@ withdrawal_unblock(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = CStringGetTextDatum(value);
 	values[2] = CStringGetTextDatum(list_name);
+	WithdrawalConfigApiWrite(true);
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_DELETE);
+	WithdrawalConfigApiWrite(false);
 	removed = SPI_processed > 0;
 	if (removed)
 	{

@@ -79,6 +79,8 @@ typedef struct WithdrawalPayout
 	int			burst;			/* of the channel, for the shared bucket */
 	bool		reserved;		/* counted in the channel's shared in-flight
 								 * numbers until its outcome is known */
+	bool		breaker_probe;	/* the one request of a half-open circuit
+								 * breaker (shmem.c) */
 
 	/* the result */
 	WithdrawalOutcome outcome;
@@ -89,6 +91,8 @@ typedef struct WithdrawalPayout
 								 * absent */
 	const char *ended;			/* set by worker.c: "failed" or "dead" when
 								 * recording the outcome made it so */
+	long		http_status;	/* of the answer; 0 when there was none */
+	bool		transport_failed;	/* no answer: refused, reset, timed out */
 
 	/* transport state, owned by dispatch.c */
 	bool		on_wire;		/* a request was started */

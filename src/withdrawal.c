@@ -43,6 +43,9 @@ int			withdrawal_channel_share = 50;
 int			withdrawal_park_after = 3;
 int			withdrawal_max_busy_answers = 50;
 int			withdrawal_retry_after_cap_ms = 300000;
+int			withdrawal_breaker_failures = 5;
+int			withdrawal_breaker_open_ms = 30000;
+int			withdrawal_breaker_max_open_ms = 600000;
 char	   *withdrawal_secrets_file = NULL;
 char	   *withdrawal_ca_file = NULL;
 bool		withdrawal_allow_insecure_loopback = false;
@@ -185,6 +188,33 @@ _PG_init(void)
 							NULL,
 							&withdrawal_retry_after_cap_ms,
 							300000, 0, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.breaker_failures",
+							"Consecutive transport failures or 5xx answers that open a channel's circuit breaker.",
+							"While the breaker is open nothing is sent on the channel; its payouts stay queued.  Zero disables the breaker.",
+							&withdrawal_breaker_failures,
+							5, 0, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.breaker_open_time",
+							"How long an opened circuit breaker keeps a channel from sending before one probe is let through.",
+							"Each failed probe doubles it, up to withdrawal.breaker_max_open_time.",
+							&withdrawal_breaker_open_ms,
+							30000, 10, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdrawal.breaker_max_open_time",
+							"Longest a circuit breaker stays open after failed probes.",
+							NULL,
+							&withdrawal_breaker_max_open_ms,
+							600000, 10, 86400000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -771,6 +771,7 @@ typedef struct ChannelClaim
 	ChannelConfig *channel;
 	int			granted;		/* reserved in shared memory */
 	int			claimed;
+	bool		probe;			/* the grant is a half-open breaker's probe */
 } ChannelClaim;
 
 typedef struct ClaimWork
@@ -988,6 +989,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		p->request_timeout_ms = c->request_timeout_ms;
 		p->burst = c->burst;
 		p->reserved = true;
+		p->breaker_probe = cc->probe;
 		MemoryContextSwitchTo(old);
 		p->next = w->list;
 		w->list = p;
@@ -1120,7 +1122,7 @@ claim_body(void *arg)
 		cc->channel = c;
 		cc->granted = WithdrawalChannelReserve(c->name, c->rate, c->burst, c->max_in_flight,
 											   worker_index, Min(headroom, w->capacity - w->total),
-											   &wait_ms);
+											   &wait_ms, &cc->probe);
 		if (wait_ms >= 0)
 			earliest(&next_claim_at, later_ms(wait_ms));
 		if (cc->granted == 0)
@@ -1704,6 +1706,26 @@ note_send_error(const WithdrawalPayout *p)
 }
 
 /*
+ * What a finished request says about its processor, for the channel's
+ * circuit breaker: no answer (refused, reset, timed out) or a 5xx is a
+ * failure, any other answer a success (a decline, "in progress" or a 429
+ * shows a processor that answers; a 429 has its own pause).  Status
+ * queries do not open the breaker, so that a processor whose status
+ * endpoint fails keeps paying; a query sent as the half-open probe
+ * decides like any probe.  A payout decided without a request says
+ * nothing.
+ */
+static WithdrawalBreakerVerdict
+breaker_verdict(const WithdrawalPayout *p)
+{
+	if (!p->on_wire || (p->query && !p->breaker_probe))
+		return WITHDRAWAL_BREAKER_NONE;
+	if (p->transport_failed || p->http_status >= 500)
+		return WITHDRAWAL_BREAKER_FAILURE;
+	return WITHDRAWAL_BREAKER_SUCCESS;
+}
+
+/*
  * Records a list of decided payouts: all in one transaction, or, when that
  * fails, each in its own, counting a failure against the ones that fail
  * again.
@@ -1724,6 +1746,9 @@ record_outcomes(WithdrawalPayout *list)
 		note_send_error(p);
 		if (!p->reserved)
 			continue;
+		/* before the release: no other send is granted in between */
+		WithdrawalChannelBreakerNote(p->channel, worker_index, breaker_verdict(p),
+									 p->breaker_probe, p->error, p->burst);
 		WithdrawalChannelRelease(p->channel, worker_index, 0, 1, p->burst);
 		if (p->retry_after_ms > 0)
 			WithdrawalChannelBlock(p->channel, p->retry_after_ms, p->burst);

@@ -15,13 +15,15 @@
 CREATE FUNCTION withdrawal.channel_state(OUT channel text, OUT rate_per_second double precision,
 										 OUT burst integer, OUT tokens double precision,
 										 OUT blocked_until timestamptz, OUT throttled bigint,
-										 OUT in_flight integer, OUT cannot_dispatch text)
+										 OUT in_flight integer, OUT cannot_dispatch text,
+										 OUT breaker text, OUT breaker_until timestamptz,
+										 OUT breaker_failures integer, OUT breaker_opens bigint)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'withdrawal_channel_state'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION withdrawal.channel_state() IS
-	'the shared flow-control state of each channel the workers used since the server started (none without shared_preload_libraries); read through monitor_channels';
+	'the shared flow-control state and circuit breaker of each channel the workers used since the server started (none without shared_preload_libraries); read through monitor_channels';
 
 /*
  * Open payouts per channel and status, every pair listed (zero included)
@@ -57,14 +59,17 @@ COMMENT ON VIEW withdrawal.monitor_queue IS
 	'open payouts per channel and status, with the oldest; see docs/monitoring.md';
 
 /*
- * Each channel's configuration, its shared flow-control state and its
- * part of the outbox (a small table: rows leave when payouts do).
+ * Each channel's configuration, its shared flow-control state (circuit
+ * breaker included) and its part of the outbox (a small table: rows leave
+ * when payouts do).
  */
 CREATE FUNCTION withdrawal.monitor_channels(OUT channel text, OUT processor text, OUT enabled boolean,
 											OUT rate_per_second double precision, OUT burst integer,
 											OUT max_in_flight integer, OUT tokens double precision,
 											OUT blocked_until timestamptz, OUT blocked boolean,
 											OUT throttled bigint, OUT in_flight integer,
+											OUT breaker text, OUT breaker_until timestamptz,
+											OUT breaker_failures integer, OUT breaker_opens bigint,
 											OUT cannot_dispatch text, OUT outbox bigint,
 											OUT due bigint, OUT oldest_due_at timestamptz,
 											OUT parked bigint)
@@ -76,6 +81,7 @@ CREATE FUNCTION withdrawal.monitor_channels(OUT channel text, OUT processor text
 		   s.tokens, s.blocked_until,
 		   CASE WHEN s.channel IS NOT NULL THEN coalesce(s.blocked_until > now(), false) END,
 		   s.throttled, s.in_flight,
+		   s.breaker, s.breaker_until, s.breaker_failures, s.breaker_opens,
 		   CASE WHEN c.enabled THEN s.cannot_dispatch END,
 		   o.outbox, o.due, o.oldest_due_at, o.parked
 	  FROM withdrawal.channel c
@@ -92,10 +98,10 @@ CREATE FUNCTION withdrawal.monitor_channels(OUT channel text, OUT processor text
 	 ORDER BY c.name
 $$;
 COMMENT ON FUNCTION withdrawal.monitor_channels() IS
-	'each channel: switch, limits, shared flow-control state (tokens, Retry-After pause, requests on the wire), why it cannot dispatch, and its outbox rows (due now, oldest due, parked)';
+	'each channel: switch, limits, shared flow-control state (tokens, Retry-After pause, requests on the wire, circuit breaker), why it cannot dispatch, and its outbox rows (due now, oldest due, parked)';
 CREATE VIEW withdrawal.monitor_channels AS SELECT * FROM withdrawal.monitor_channels();
 COMMENT ON VIEW withdrawal.monitor_channels IS
-	'each channel''s switch, limits, flow-control state and outbox; see docs/monitoring.md';
+	'each channel''s switch, limits, flow-control state, circuit breaker and outbox; see docs/monitoring.md';
 
 CREATE FUNCTION withdrawal.monitor_workers(OUT worker integer, OUT pid integer, OUT state text,
 										   OUT started_at timestamptz, OUT last_loop_at timestamptz,
