@@ -17,8 +17,12 @@ my $mock = start_mock();
 for my $workers (2, 4)
 {
 	mock_post($mock, '/_control/reset');
+	# The faults below are a count of answers, not a period of time: with
+	# the circuit breaker on, its single probes would use them up one per
+	# open period, minutes apart.  036_breaker tests the breaker.
 	my $node = dispatch_node("workers$workers", $mock, workers => $workers,
-		conf => "withdrawal.max_attempts = 100\nwithdrawal.max_in_flight = 16\nwithdrawal.batch_size = 20\n");
+		conf => "withdrawal.max_attempts = 100\nwithdrawal.max_in_flight = 16\nwithdrawal.batch_size = 20\n"
+		  . "withdrawal.breaker_failures = 0\n");
 	$node->poll_query_until('postgres',
 		"SELECT count(*) = $workers FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'")
 	  or die 'workers missing';
