@@ -100,3 +100,9 @@ SELECT bucket AS house_and_wallet_accounts, sum(amount) FROM withdrawal.ledger_e
 SELECT * FROM withdrawal.check_invariants();
 SELECT * FROM withdrawal.verify_audit();
 SELECT audit_id, actor, action, before_status, after_status FROM withdrawal.audit_log ORDER BY audit_id;
+
+\echo
+\echo '== monitoring: what pg_monitor and ops see (docs/monitoring.md)'
+SELECT channel, status, payouts FROM withdrawal.monitor_queue WHERE payouts > 0;
+SELECT worker, state, sent, recorded, failed, dead FROM withdrawal.monitor_workers;
+SELECT review, dead, parked, workers_running, audit_head_seq, audit_unsealed FROM withdrawal.monitor_summary;
