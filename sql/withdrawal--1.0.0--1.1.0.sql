@@ -952,3 +952,26 @@ CREATE TRIGGER blocklist_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.bl
 CREATE TRIGGER blocklist_audit_truncate BEFORE TRUNCATE ON withdrawal.blocklist
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_audit();
 REVOKE ALL ON FUNCTION withdrawal.config_audit() FROM PUBLIC;
+
+-- partial returns (issue 13)
+/*
+ * A processor may return a paid payout in parts.  Each part is a ledger
+ * movement partial_return (settled -> available), which may come several
+ * times per withdrawal, so the once-only index no longer covers it;
+ * withdrawal.returned_amount, updated in the same statement as the
+ * entries, bounds the parts by the amount.
+ */
+ALTER DOMAIN withdrawal.ledger_kind DROP CONSTRAINT ledger_kind_check;
+ALTER DOMAIN withdrawal.ledger_kind ADD CONSTRAINT ledger_kind_check
+	CHECK (VALUE IN ('credit', 'debit', 'refund', 'settle', 'return', 'partial_return'));
+DROP INDEX withdrawal.ledger_entry_once;
+CREATE UNIQUE INDEX ledger_entry_once ON withdrawal.ledger_entry (withdrawal_id, kind)
+	WHERE leg = 1 AND withdrawal_id IS NOT NULL AND kind <> 'partial_return';
+COMMENT ON INDEX withdrawal.ledger_entry_once IS 'at most one debit, refund, settle and return per withdrawal';
+ALTER TABLE withdrawal.withdrawal ADD COLUMN returned_amount bigint NOT NULL DEFAULT 0,
+	ADD CONSTRAINT withdrawal_returned_amount_check
+		CHECK (returned_amount >= 0 AND returned_amount <= amount);
+COMMENT ON COLUMN withdrawal.withdrawal.returned_amount IS
+	'the part of a paid payout the processor returned (partial returns), credited back to the wallet; the amount once returned';
+-- a withdrawal returned under 1.0.0 was returned whole
+UPDATE withdrawal.withdrawal SET returned_amount = amount WHERE status = 'returned';

@@ -53,6 +53,7 @@ static const struct
 	[WITHDRAWAL_MOVE_REFUND] = {"refund", "held", "available"},
 	[WITHDRAWAL_MOVE_SETTLE] = {"settle", "held", "settled"},
 	[WITHDRAWAL_MOVE_RETURN] = {"return", "settled", "available"},
+	[WITHDRAWAL_MOVE_PARTIAL_RETURN] = {"partial_return", "settled", "available"},
 };
 
 const char *
@@ -168,6 +169,71 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
 				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+}
+
+int64
+WithdrawalPostPartialReturn(const pg_uuid_t *withdrawal_id, int64 amount)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {UUIDOID, INT8OID};
+	Datum		values[2];
+	bool		isnull;
+
+	Assert(amount > 0);
+
+	/*
+	 * One statement: the withdrawal's returned_amount (its CHECK refuses a
+	 * sum past the amount, whoever writes it), the wallet (its CHECKs
+	 * refuse a negative paid_out) and the two entries move together or
+	 * not at all.  The WHERE refuses a part that is not strictly less
+	 * than what is left: the part that completes the return is the
+	 * transition to returned, the once-only "return".
+	 */
+	WithdrawalPrepare(&plan,
+					  "WITH r AS ("
+					  " UPDATE withdrawal.withdrawal SET returned_amount = returned_amount + $2,"
+					  "  updated_at = pg_catalog.now()"
+					  " WHERE withdrawal_id = $1 AND status = 'paid'"
+					  "  AND returned_amount + $2 < amount"
+					  " RETURNING account_id, currency),"
+					  "w AS ("
+					  " UPDATE withdrawal.wallet x SET available = x.available + $2,"
+					  "  paid_out = x.paid_out - $2, updated_at = pg_catalog.now()"
+					  " FROM r WHERE x.account_id = r.account_id AND x.currency = r.currency"
+					  " RETURNING x.wallet_id, x.currency, x.available, x.paid_out,"
+					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id)"
+					  "INSERT INTO withdrawal.ledger_entry"
+					  " (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
+					  " SELECT w.txn_id, v.leg, 'partial_return', w.wallet_id, w.currency, v.bucket, v.amount,"
+					  "  CASE v.bucket WHEN 'available' THEN w.available ELSE w.paid_out END, $1"
+					  " FROM w, (VALUES (1::int2, 'settled', -$2), (2::int2, 'available', $2)) v(leg, bucket, amount)"
+					  " RETURNING txn_id",
+					  2, types);
+	values[0] = UUIDPGetDatum(withdrawal_id);
+	values[1] = Int64GetDatum(amount);
+	switch (WithdrawalExecuteMapped(plan, values, NULL, 0, SPI_OK_INSERT_RETURNING,
+									mapped_errors, lengthof(mapped_errors)))
+	{
+		case 0:
+			break;
+		case ERRCODE_CHECK_VIOLATION:
+			ereport(ERROR,
+					(errcode(ERRCODE_WD_INSUFFICIENT_FUNDS),
+					 errmsg("insufficient funds for partial_return of " INT64_FORMAT, amount),
+					 errdetail("The paid out balance of withdrawal %s is smaller than the amount, or the parts would exceed what was paid.",
+							   WithdrawalUuidText(withdrawal_id))));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("partial return of withdrawal %s would overflow a balance",
+							WithdrawalUuidText(withdrawal_id))));
+	}
+	/* the caller decided under the row lock; anything else is a bug */
+	if (SPI_processed != 2)
+		elog(ERROR, "partial return of withdrawal %s does not fit its status or amount",
+			 WithdrawalUuidText(withdrawal_id));
 	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 }
 
@@ -875,7 +941,27 @@ static const struct
 		"        GROUP BY withdrawal_id) m USING (withdrawal_id)"
 		"  WHERE coalesce(m.held, 0) <> CASE WHEN w.status IN"
 		"        ('review', 'queued', 'dispatching', 'submitted', 'dead') THEN w.amount ELSE 0 END"
-		"     OR coalesce(m.settled, 0) <> CASE WHEN w.status = 'paid' THEN w.amount ELSE 0 END) bad"
+		"     OR coalesce(m.settled, 0) <> CASE WHEN w.status = 'paid'"
+		"        THEN w.amount - w.returned_amount ELSE 0 END) bad"
+	},
+	{
+		/*
+		 * What came back of a payout is in the ledger as its return
+		 * entries, never more than the amount, all of it once returned,
+		 * and nothing of a payout that was not paid.
+		 */
+		"returns_match_withdrawal",
+		"SELECT count(*), pg_catalog.string_agg(withdrawal_id::text, ', ') FILTER (WHERE n <= 10)"
+		" FROM (SELECT w.withdrawal_id, pg_catalog.row_number() OVER () AS n"
+		"  FROM withdrawal.withdrawal w"
+		"  LEFT JOIN (SELECT withdrawal_id, sum(amount) AS returned"
+		"        FROM withdrawal.ledger_entry"
+		"        WHERE kind IN ('return', 'partial_return') AND bucket = 'available'"
+		"        GROUP BY withdrawal_id) r USING (withdrawal_id)"
+		"  WHERE coalesce(r.returned, 0) <> w.returned_amount"
+		"     OR w.returned_amount < 0 OR w.returned_amount > w.amount"
+		"     OR (w.status = 'returned') <> (w.returned_amount = w.amount)"
+		"     OR (w.returned_amount > 0 AND w.status NOT IN ('paid', 'returned'))) bad"
 	},
 	{
 		"no_negative_balances",

@@ -24,9 +24,11 @@
  *	refund	held      -> available	(failed, rejected or canceled)
  *	settle	held      -> settled	(paid; the wallet's paid_out grows)
  *	return	settled   -> available	(returned after payment)
+ *	partial_return settled -> available (part of a paid payout returned)
  *
  * debit, refund, settle and return happen at most once per withdrawal; the
- * unique index ledger_entry_once enforces it.
+ * unique index ledger_entry_once enforces it.  partial_return may happen
+ * several times; withdrawal.returned_amount bounds their sum by the amount.
  */
 typedef enum WithdrawalMovement
 {
@@ -34,7 +36,8 @@ typedef enum WithdrawalMovement
 	WITHDRAWAL_MOVE_DEBIT,
 	WITHDRAWAL_MOVE_REFUND,
 	WITHDRAWAL_MOVE_SETTLE,
-	WITHDRAWAL_MOVE_RETURN
+	WITHDRAWAL_MOVE_RETURN,
+	WITHDRAWAL_MOVE_PARTIAL_RETURN
 } WithdrawalMovement;
 
 extern const char *WithdrawalMovementName(WithdrawalMovement kind);
@@ -51,6 +54,15 @@ extern int64 WithdrawalPostMovement(WithdrawalMovement kind,
 									const char *account_id,
 									const char *currency,
 									int64 amount);
+
+/*
+ * Posts a partial return of a paid withdrawal (locked by the caller) and
+ * adds it to withdrawal.returned_amount in the same statement; returns the
+ * ledger txn_id.  The part must leave something of the amount paid: the
+ * last part is the transition to returned.
+ */
+extern int64 WithdrawalPostPartialReturn(const pg_uuid_t *withdrawal_id,
+										 int64 amount);
 
 /*
  * Raises 22003 for a movement that would take a balance of the wallet

@@ -164,6 +164,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	char	   *currency;
 	char	   *channel;
 	int64		amount;
+	int64		returned;
 	int			from;
 	bool		sent;
 	bool		isnull;
@@ -171,7 +172,8 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	Assert(data != NULL && data->action != NULL);
 
 	WithdrawalPrepare(&lock_plan,
-					  "SELECT status, account_id, currency, amount, channel, sent_at IS NOT NULL"
+					  "SELECT status, account_id, currency, amount, channel, sent_at IS NOT NULL,"
+					  " returned_amount"
 					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
 					  1, lock_types);
 	values[0] = UUIDPGetDatum(withdrawal_id);
@@ -188,6 +190,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	amount = DatumGetInt64(WithdrawalSpiGet(0, 4, &isnull));
 	channel = WithdrawalSpiGetText(0, 5);
 	sent = DatumGetBool(WithdrawalSpiGet(0, 6, &isnull));
+	returned = DatumGetInt64(WithdrawalSpiGet(0, 7, &isnull));
 	from = WithdrawalStatusParse(from_name);
 	if (from < 0)
 		elog(ERROR, "withdrawal has unknown status \"%s\"", from_name);
@@ -209,8 +212,17 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_SETTLE, withdrawal_id,
 							   account_id, currency, amount);
 	else if (to == WITHDRAWAL_RETURNED)
+	{
+		/*
+		 * What partial returns gave back is in the wallet already: the
+		 * return is of the rest, and the once-only index still makes the
+		 * whole return happen at most once.
+		 */
+		if (returned >= amount)
+			elog(ERROR, "withdrawal returned in parts has nothing left to return");
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_RETURN, withdrawal_id,
-							   account_id, currency, amount);
+							   account_id, currency, amount - returned);
+	}
 	else if (refunds(from, to))
 		WithdrawalPostMovement(WITHDRAWAL_MOVE_REFUND, withdrawal_id,
 							   account_id, currency, amount);
@@ -247,6 +259,8 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 					  " reason = coalesce($3, reason), processor_ref = coalesce($4, processor_ref),"
 					  " last_error = coalesce($5, last_error),"
 					  " refund_proof = coalesce($6, refund_proof), attempts = attempts - $7,"
+					  " returned_amount = CASE WHEN $2 OPERATOR(pg_catalog.=) 'returned'"
+					  "  THEN amount ELSE returned_amount END,"
 					  " updated_at = pg_catalog.now()"
 					  " WHERE withdrawal_id = $1",
 					  7, update_types);

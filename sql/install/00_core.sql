@@ -66,7 +66,7 @@ CREATE DOMAIN withdrawal.status AS text
 					 'failed', 'rejected', 'canceled', 'returned', 'dead'));
 COMMENT ON DOMAIN withdrawal.status IS 'the status of a withdrawal';
 CREATE DOMAIN withdrawal.ledger_kind AS text
-	CHECK (VALUE IN ('credit', 'debit', 'refund', 'settle', 'return'));
+	CHECK (VALUE IN ('credit', 'debit', 'refund', 'settle', 'return', 'partial_return'));
 COMMENT ON DOMAIN withdrawal.ledger_kind IS 'the kind of money movement a ledger transaction is';
 CREATE DOMAIN withdrawal.ledger_bucket AS text
 	CHECK (VALUE IN ('funding', 'available', 'held', 'settled'));
@@ -300,7 +300,11 @@ COMMENT ON TABLE withdrawal.wallet IS 'per (account, currency) balances, a cache
  * running balance for statements (NULL on the house "funding" leg).
  *
  * The partial unique index makes each once-only effect (debit, refund,
- * settle, return) of a withdrawal impossible to post twice.
+ * settle, return) of a withdrawal impossible to post twice.  A
+ * partial_return may come several times (a processor returns a payout in
+ * parts); withdrawal.returned_amount, updated in the same statement and
+ * CHECKed against the amount, bounds them, and the webhook event id (the
+ * primary key of webhook_event) makes each event count once.
  */
 CREATE SEQUENCE withdrawal.ledger_txn_seq;
 CREATE TABLE withdrawal.ledger_entry (
@@ -320,7 +324,7 @@ CREATE TABLE withdrawal.ledger_entry (
 				ELSE credit_id IS NULL AND withdrawal_id IS NOT NULL END)
 );
 CREATE UNIQUE INDEX ledger_entry_once ON withdrawal.ledger_entry (withdrawal_id, kind)
-	WHERE leg = 1 AND withdrawal_id IS NOT NULL;
+	WHERE leg = 1 AND withdrawal_id IS NOT NULL AND kind <> 'partial_return';
 COMMENT ON TABLE withdrawal.ledger_entry IS 'append-only double-entry ledger; entries of one txn_id sum to zero';
 COMMENT ON INDEX withdrawal.ledger_entry_once IS 'at most one debit, refund, settle and return per withdrawal';
 CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON withdrawal.ledger_entry
@@ -374,7 +378,10 @@ CREATE TABLE withdrawal.withdrawal (
 	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	sent_at		timestamptz,
 	refund_proof withdrawal.refund_proof,
-	UNIQUE (account_id, idempotency_key)
+	returned_amount bigint NOT NULL DEFAULT 0,
+	UNIQUE (account_id, idempotency_key),
+	CONSTRAINT withdrawal_returned_amount_check
+		CHECK (returned_amount >= 0 AND returned_amount <= amount)
 ) WITH (fillfactor = 70);
 CREATE INDEX withdrawal_account_created ON withdrawal.withdrawal (account_id, created_at);
 CREATE INDEX withdrawal_open ON withdrawal.withdrawal (status, updated_at)
@@ -386,6 +393,8 @@ COMMENT ON COLUMN withdrawal.withdrawal.sent_at IS
 	'when a create request for this payout could first have reached the processor; committed durably before it is sent, never cleared';
 COMMENT ON COLUMN withdrawal.withdrawal.refund_proof IS
 	'the proof that the processor did not and will not pay, required to refund a payout once sent_at is set';
+COMMENT ON COLUMN withdrawal.withdrawal.returned_amount IS
+	'the part of a paid payout the processor returned (partial returns), credited back to the wallet; the amount once returned';
 /*
  * The guard refuses undocumented transitions, a sent_at that is cleared or
  * moved, and a refund of a payout that may have been sent without a proof
