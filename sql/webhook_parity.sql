@@ -218,7 +218,8 @@ SELECT deliver_stripe('evt_c1', 'transfer.created', 't-created');
 -- payout.canceled: the money never left
 SELECT deliver_stripe('evt_p1', 'payout.canceled', 't-canceled');
 -- transfer.reversed: amount_reversed is the running total of reversals;
--- short of the amount nothing moves, never a refund of the whole amount
+-- short of the amount the part comes back (sql/returns.sql), never the
+-- whole amount; without a total nothing moves
 SELECT deliver_stripe('evt_r0', 'transfer.paid', 't-rev');
 SELECT deliver_stripe('evt_r1', 'transfer.reversed', 't-rev', '{"amount_reversed": 300, "reversed": false}');
 SELECT deliver_stripe('evt_r2', 'transfer.reversed', 't-rev', '{"reversed": true}');
@@ -226,7 +227,7 @@ SELECT deliver_stripe('evt_r3', 'transfer.reversed', 't-rev', '{"amount_reversed
 SELECT deliver_stripe('evt_r4', 'transfer.reversed', 't-rev', '{"amount_reversed": 1000, "reversed": true, "currency": "eur"}');
 SELECT key, st(key) FROM unnest(ARRAY['t-created', 't-canceled', 't-rev']) key;
 SELECT * FROM withdrawal.balance('alice', 'USD');
--- the rest of the money comes back: returned once, the whole amount
+-- the rest of the money comes back: returned once, the 700 left
 SELECT deliver_stripe('evt_r5', 'transfer.reversed', 't-rev', '{"amount_reversed": 1000, "reversed": true}');
 SELECT deliver_stripe('evt_r6', 'transfer.reversed', 't-rev', '{"amount_reversed": 1000, "reversed": true}');
 -- a partial reversal delivered late changes nothing either

@@ -49,6 +49,7 @@
 #include "utils/uuid.h"
 
 #include "audit.h"
+#include "ledger.h"
 #include "lifecycle.h"
 #include "secrets.h"
 #include "util.h"
@@ -121,6 +122,7 @@ typedef struct WebhookDecision
 	const char *discrepancy;	/* disagreement with the books, or NULL */
 	int			nsteps;			/* transitions to apply, in order */
 	WithdrawalStatus steps[3];
+	int64		partial;		/* then a partial return of this much, or 0 */
 } WebhookDecision;
 
 static EVP_MAC *hmac_algorithm = NULL;
@@ -701,25 +703,29 @@ set_text(Datum *values, char *nulls, int i, const char *value)
 static Jsonb *
 event_detail(const char *processor, const char *event_id,
 			 const char *event_type, const char *discrepancy,
-			 const char *amount, const char *currency)
+			 const char *amount, const char *currency, int64 part)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6];
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
+	Datum		values[7];
+	char		nulls[7];
 	bool		isnull;
 
 	WithdrawalPrepare(&plan,
 					  "SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 					  "'processor', $1, 'event_id', $2, 'event_type', $3,"
-					  " 'discrepancy', $4, 'event_amount', $5, 'event_currency', $6))",
-					  6, types);
+					  " 'discrepancy', $4, 'event_amount', $5, 'event_currency', $6,"
+					  " 'partial_return', $7))",
+					  7, types);
 	set_text(values, nulls, 0, processor);
 	set_text(values, nulls, 1, event_id);
 	set_text(values, nulls, 2, event_type);
 	set_text(values, nulls, 3, discrepancy);
-	set_text(values, nulls, 4, discrepancy ? amount : NULL);
-	set_text(values, nulls, 5, discrepancy ? currency : NULL);
+	set_text(values, nulls, 4, amount);
+	set_text(values, nulls, 5, currency);
+	/* what the event returned (Stripe's event_amount is a running total) */
+	values[6] = Int64GetDatum(part);
+	nulls[6] = part > 0 ? ' ' : 'n';
 	WithdrawalExecute(plan, values, nulls, true, 1, SPI_OK_SELECT);
 	return DatumGetJsonbP(WithdrawalSpiGet(0, 1, &isnull));
 }
@@ -924,6 +930,9 @@ decide_locked(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 	Datum		values[1];
 	const char *unknown = ev->action == ACTION_NONE ? "unknown_event_type" : "unknown_withdrawal";
 	int64		amount;
+	int64		returned;
+	int64		part = -1;		/* a partial return of this much, or -1 */
+	bool		has_amount;
 	char	   *currency;
 	bool		isnull;
 
@@ -937,7 +946,7 @@ decide_locked(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 	}
 
 	WithdrawalPrepare(&plan,
-					  "SELECT w.status, w.amount, w.currency, c.processor"
+					  "SELECT w.status, w.amount, w.currency, c.processor, w.returned_amount"
 					  " FROM withdrawal.withdrawal w"
 					  " JOIN withdrawal.channel c ON c.name OPERATOR(pg_catalog.=) w.channel"
 					  " WHERE w.withdrawal_id OPERATOR(pg_catalog.=) $1"
@@ -967,33 +976,69 @@ decide_locked(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 	out->from = (WithdrawalStatus) WithdrawalStatusParse(WithdrawalSpiGetText(0, 1));
 	amount = DatumGetInt64(WithdrawalSpiGet(0, 2, &isnull));
 	currency = WithdrawalSpiGetText(0, 3);
+	returned = DatumGetInt64(WithdrawalSpiGet(0, 5, &isnull));
+	has_amount = ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0;
 	if (ev->reversal)
 	{
 		/*
-		 * amount_reversed is the running total of a transfer's reversals.
-		 * Short of the whole amount, the money came back only in part, and
-		 * the ledger returns whole withdrawals: crediting the amount would
-		 * give the user money that is still with the connected account.
-		 * Nothing moves until a later event's total covers the amount (then
-		 * the whole amount is returned, once); a human settles the part.
+		 * amount_reversed is the running total of a transfer's reversals,
+		 * so an event returns what its total adds to what the books
+		 * returned already: a redelivery under another id, or an older
+		 * total arriving late, adds nothing.  A total of the whole amount
+		 * is the return (of the rest, once).  Without a total, the event
+		 * cannot say how much came back: it is a discrepancy, as before.
 		 */
-		int64		reversed = -1;
+		int64		reversed = has_amount ? parse_amount(ev->amount_type, ev->amount) : -1;
 
-		if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0)
-			reversed = parse_amount(ev->amount_type, ev->amount);
 		if (reversed > amount)
 			out->d.discrepancy = "amount_mismatch";
-		else if (reversed < amount && out->from != WITHDRAWAL_RETURNED)
+		else if (reversed < 0 && out->from != WITHDRAWAL_RETURNED)
 			out->d.discrepancy = "partial_reversal";
+		else if (reversed >= 0 && reversed < amount)
+			part = reversed > returned ? reversed - returned : 0;
 	}
-	else if (ev->amount_type != NULL && strcmp(ev->amount_type, "null") != 0 &&
-			 parse_amount(ev->amount_type, ev->amount) != amount)
+	else if (ev->action == ACTION_RETURNED && has_amount)
+	{
+		/*
+		 * The http protocol's payout.returned carries the amount that
+		 * event returns; the event id (webhook_event's key) makes it count
+		 * once.  The rest of the amount is the return; less is a part;
+		 * more than is left is a disagreement, except the whole amount
+		 * again for a returned payout (a redelivery under another id).
+		 */
+		int64		given = parse_amount(ev->amount_type, ev->amount);
+
+		if (given == amount - returned ||
+			(given == amount && out->from == WITHDRAWAL_RETURNED))
+			;
+		else if (given < amount - returned)
+			part = given;
+		else
+			out->d.discrepancy = "amount_mismatch";
+	}
+	else if (has_amount && parse_amount(ev->amount_type, ev->amount) != amount)
 		out->d.discrepancy = "amount_mismatch";
 	if (out->d.discrepancy == NULL && ev->currency != NULL &&
 		pg_strcasecmp(ev->currency, currency) != 0)
 		out->d.discrepancy = "currency_mismatch";
 	if (out->d.discrepancy == NULL)
 		decide(ev->action, out->from, &out->d);
+	if (part >= 0 && out->d.discrepancy == NULL && out->d.nsteps > 0 &&
+		out->d.steps[out->d.nsteps - 1] == WITHDRAWAL_RETURNED)
+	{
+		/*
+		 * A part, not the whole: the payout is (or becomes) paid and stays
+		 * so, with the part credited back.  A part of zero changes
+		 * nothing, except a late paid the event proves.
+		 */
+		out->d.nsteps--;
+		out->d.partial = part;
+		if (out->d.nsteps == 0 && part == 0)
+		{
+			out->d.result = "ignored";
+			out->d.reason = "no_change";
+		}
+	}
 	out->status_after = WithdrawalStatusName(out->d.nsteps > 0 ?
 											 out->d.steps[out->d.nsteps - 1] :
 											 out->from);
@@ -1065,12 +1110,16 @@ static void
 apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 {
 	Jsonb	   *detail;
+	bool		show;
 	int			i;
 
-	if (out->d.nsteps == 0 && out->d.discrepancy == NULL)
+	if (out->d.nsteps == 0 && out->d.discrepancy == NULL && out->d.partial == 0)
 		return;
+	/* the event's amount tells a disagreement, or how much came back */
+	show = out->d.discrepancy != NULL || out->d.partial > 0;
 	detail = event_detail(processor, ev->id, ev->type, out->d.discrepancy,
-						  ev->amount, ev->currency);
+						  show ? ev->amount : NULL, show ? ev->currency : NULL,
+						  out->d.partial);
 	for (i = 0; i < out->d.nsteps; i++)
 	{
 		WithdrawalTransitionData data;
@@ -1082,6 +1131,12 @@ apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 		data.refund_proof = "webhook";
 		data.detail = detail;
 		WithdrawalTransition(out->withdrawal_id, out->d.steps[i], &data, NULL);
+	}
+	if (out->d.partial > 0)
+	{
+		WithdrawalPostPartialReturn(out->withdrawal_id, out->d.partial);
+		WithdrawalAudit("webhook_partial_return", NULL, out->withdrawal_id, NULL,
+						"paid", "paid", detail);
 	}
 	if (out->d.discrepancy != NULL)
 	{
