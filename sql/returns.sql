@@ -1,0 +1,256 @@
+--
+-- returns: partial returns of a paid payout (issue 13).  A returned
+-- webhook for less than the amount credits that part back, once per
+-- event; the payout stays paid with returned_amount until the parts reach
+-- the amount, then it is returned.  Stripe's amount_reversed is a running
+-- total: each event books its increment.  The books stay consistent.
+--
+-- a database of its own: the other suites share theirs
+CREATE DATABASE regress_returns;
+\c regress_returns
+CREATE EXTENSION withdrawal;
+CREATE EXTENSION pgcrypto;
+SET client_min_messages = warning;
+\set VERBOSITY terse
+
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
+	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
+	  FROM withdrawal.check_invariants() WHERE violations <> 0
+$$;
+
+INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret, webhook_scheme) VALUES
+	('acme', 'http', 'https://acme.example', 'regress_http', 'hmac-sha256'),
+	('stripe_test', 'stripe', 'https://stripe.example', 'regress_stripe', 'stripe'),
+	('std', 'http', 'https://std.example', 'regress_standard', 'standard'),
+	('nosecret', 'http', 'https://nosecret.example', NULL, 'hmac-sha256'),
+	('lost', 'http', 'https://lost.example', 'regress_not_in_file', 'hmac-sha256'),
+	('badstd', 'http', 'https://badstd.example', 'regress_standard_bad', 'standard');
+INSERT INTO withdrawal.channel (name, processor) VALUES
+	('acme_bank', 'acme'), ('stripe_ch', 'stripe_test'), ('std_ch', 'std');
+
+-- the signing side of each scheme, as a processor would do it
+CREATE FUNCTION sign(processor text, body text, ts bigint, msg_id text DEFAULT 'msg_1',
+					 secret_override text DEFAULT NULL) RETURNS jsonb LANGUAGE sql AS $$
+	SELECT CASE p.webhook_scheme
+		WHEN 'hmac-sha256' THEN jsonb_build_object(
+			'X-Withdrawal-Timestamp', ts::text,
+			'X-Withdrawal-Signature', 'v1=' || encode(hmac(ts || '.' || body,
+				coalesce(secret_override, 'http-secret-1'), 'sha256'), 'hex'))
+		WHEN 'stripe' THEN jsonb_build_object(
+			'Stripe-Signature', 't=' || ts || ',v1=' || encode(hmac(ts || '.' || body,
+				coalesce(secret_override, 'whsec_stripe_regress_secret'), 'sha256'), 'hex'))
+		WHEN 'standard' THEN jsonb_build_object(
+			'webhook-id', msg_id, 'webhook-timestamp', ts::text,
+			'webhook-signature', 'v1,' || encode(hmac(convert_to(msg_id || '.' || ts || '.' || body, 'UTF8'),
+				convert_to(coalesce(secret_override, 'secret-key-for-standard-webhooks'), 'UTF8'), 'sha256'), 'base64'))
+	END
+	FROM withdrawal.processor p WHERE p.name = processor
+$$;
+
+CREATE FUNCTION epoch() RETURNS bigint LANGUAGE sql AS $$
+	SELECT floor(extract(epoch FROM clock_timestamp()))::bigint
+$$;
+
+-- the body of an event in the processor's shape
+CREATE FUNCTION event(processor text, evt text, typ text, wid text,
+					  amount bigint DEFAULT NULL, currency text DEFAULT NULL) RETURNS text
+LANGUAGE sql AS $$
+	SELECT CASE WHEN p.webhook_scheme = 'stripe' THEN
+		jsonb_build_object('id', evt, 'object', 'event', 'type', typ,
+			'data', jsonb_build_object('object', jsonb_build_object(
+				'id', 'tr_' || evt, 'object', 'transfer',
+				'amount', coalesce($5, w.amount), 'currency', lower(coalesce($6, w.currency, 'USD')),
+				'metadata', jsonb_build_object('withdrawal_id', wid))
+				-- Stripe's running total of a transfer's reversals
+				|| CASE WHEN typ = 'transfer.reversed' THEN
+					jsonb_build_object('amount_reversed', coalesce($5, w.amount)) ELSE '{}' END))::text
+	ELSE
+		jsonb_build_object('id', evt, 'type', typ,
+			'data', jsonb_build_object('id', 'ref_' || evt, 'payout_id', wid,
+				'amount', coalesce($5, w.amount), 'currency', coalesce($6, w.currency, 'USD')))::text
+	END
+	FROM withdrawal.processor p
+	LEFT JOIN withdrawal.withdrawal w ON w.withdrawal_id::text = wid
+	WHERE p.name = processor
+$$;
+
+-- deliver(): signs and receives an event; a compact text of the result
+CREATE FUNCTION show(r jsonb) RETURNS text LANGUAGE sql AS $$
+	SELECT (r->>'result') || ' ' || coalesce(r->>'status', '-')
+		|| coalesce(' reason=' || (r->>'reason'), '')
+		|| coalesce(' discrepancy=' || (r->>'discrepancy'), '')
+$$;
+CREATE FUNCTION deliver(processor text, evt text, typ text, wid uuid,
+						amount bigint DEFAULT NULL, currency text DEFAULT NULL) RETURNS text
+LANGUAGE sql AS $$
+	SELECT show(withdrawal.receive_webhook(processor, sign(processor, b, epoch(), 'msg_' || evt), b))
+	  FROM event(processor, evt, typ, wid::text, amount, currency) b
+$$;
+
+-- a withdrawal of alice through channel, moved on to status
+CREATE FUNCTION wd(key text, amount bigint, upto text DEFAULT 'submitted',
+				   channel text DEFAULT 'acme_bank') RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+	id uuid;
+BEGIN
+	SELECT withdrawal_id INTO id FROM withdrawal.request('alice', 'USD', amount, channel, '{"bank": "x"}', key);
+	IF upto IN ('dispatching', 'submitted', 'dead') THEN
+		PERFORM withdrawal.transition(id, 'dispatching');
+	END IF;
+	IF upto = 'submitted' THEN
+		PERFORM withdrawal.transition(id, 'submitted');
+	ELSIF upto = 'dead' THEN
+		PERFORM withdrawal.transition(id, 'dead');
+	ELSIF upto = 'canceled' THEN
+		PERFORM withdrawal.cancel(id, 'test');
+	END IF;
+	RETURN id;
+END
+$$;
+CREATE FUNCTION st(key text) RETURNS text LANGUAGE sql AS $$
+	SELECT status FROM withdrawal.withdrawal WHERE idempotency_key = key
+$$;
+CREATE FUNCTION id(key text) RETURNS uuid LANGUAGE sql AS $$
+	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
+$$;
+
+-- a Stripe transfer.reversed with amount_reversed, the running total
+CREATE FUNCTION reversed(evt text, key text, total bigint) RETURNS text LANGUAGE sql AS $$
+	SELECT show(withdrawal.receive_webhook('stripe_test', sign('stripe_test', b, epoch()), b))
+	  FROM (SELECT jsonb_build_object('id', evt, 'object', 'event', 'type', 'transfer.reversed',
+			'data', jsonb_build_object('object', jsonb_build_object(
+				'id', 'tr_' || key, 'object', 'transfer', 'amount', w.amount,
+				'currency', lower(w.currency), 'amount_reversed', total,
+				'reversed', total = w.amount,
+				'metadata', jsonb_build_object('withdrawal_id', w.withdrawal_id))))::text AS b
+		  FROM withdrawal.withdrawal w WHERE w.idempotency_key = key) e
+$$;
+-- the withdrawal's status, returned part and the wallet
+CREATE FUNCTION books(key text) RETURNS text LANGUAGE sql AS $$
+	SELECT format('%s returned_amount=%s available=%s held=%s paid_out=%s',
+				  w.status, w.returned_amount, b.available, b.held, b.paid_out)
+	  FROM withdrawal.withdrawal w, withdrawal.balance(w.account_id, w.currency) b
+	 WHERE w.idempotency_key = key
+$$;
+
+SELECT available FROM withdrawal.credit('alice', 'USD', 10000, 'fund-1');
+
+--
+-- 1. the http scheme: payout.returned carries the amount it returns
+--
+SELECT wd('h', 1000) IS NOT NULL AS created;
+SELECT deliver('acme', 'h-paid', 'payout.paid', id('h'));
+SELECT books('h');
+-- 30% comes back: credited, still paid
+SELECT deliver('acme', 'h-r1', 'payout.returned', id('h'), 300);
+SELECT books('h');
+-- the same event again: a duplicate, nothing moves
+SELECT deliver('acme', 'h-r1', 'payout.returned', id('h'), 300);
+SELECT books('h');
+-- a second part
+SELECT deliver('acme', 'h-r2', 'payout.returned', id('h'), 200);
+SELECT books('h');
+-- more than is left: a discrepancy, nothing moves
+SELECT deliver('acme', 'h-r3', 'payout.returned', id('h'), 501);
+SELECT deliver('acme', 'h-r4', 'payout.returned', id('h'), 1000);
+SELECT books('h');
+SELECT invariants();
+-- the rest: returned, by the once-only return of what was left
+SELECT deliver('acme', 'h-r5', 'payout.returned', id('h'), 500);
+SELECT books('h');
+-- after that, neither a part nor the whole moves anything
+SELECT deliver('acme', 'h-r6', 'payout.returned', id('h'), 100);
+SELECT deliver('acme', 'h-r7', 'payout.returned', id('h'), 1000);
+SELECT deliver('acme', 'h-r8', 'payout.returned', id('h'));
+SELECT books('h');
+SELECT kind, bucket, amount FROM withdrawal.ledger_entry
+ WHERE withdrawal_id = id('h') ORDER BY txn_id, leg;
+SELECT invariants();
+
+-- a whole return at once is a single return, as before
+SELECT wd('w', 700) IS NOT NULL AS created;
+SELECT deliver('acme', 'w-paid', 'payout.paid', id('w'));
+SELECT deliver('acme', 'w-r1', 'payout.returned', id('w'), 700);
+SELECT books('w');
+-- a payout.failed after a part returns the rest
+SELECT wd('f', 400) IS NOT NULL AS created;
+SELECT deliver('acme', 'f-paid', 'payout.paid', id('f'));
+SELECT deliver('acme', 'f-r1', 'payout.returned', id('f'), 100);
+SELECT deliver('acme', 'f-fail', 'payout.failed', id('f'), 400);
+SELECT books('f');
+SELECT kind, amount FROM withdrawal.ledger_entry
+ WHERE withdrawal_id = id('f') AND bucket = 'available' ORDER BY txn_id;
+-- a part that overtakes its paid event: paid, then the part
+SELECT wd('o', 600) IS NOT NULL AS created;
+SELECT deliver('acme', 'o-r1', 'payout.returned', id('o'), 150);
+SELECT books('o');
+SELECT deliver('acme', 'o-paid', 'payout.paid', id('o'));
+SELECT books('o');
+-- a part of a refunded payout: a discrepancy, as a whole return is
+SELECT wd('c', 500, 'canceled') IS NOT NULL AS created;
+SELECT deliver('acme', 'c-r1', 'payout.returned', id('c'), 100);
+SELECT books('c');
+-- a part in another currency: a discrepancy
+SELECT deliver('acme', 'o-r2', 'payout.returned', id('o'), 100, 'EUR');
+SELECT books('o');
+SELECT invariants();
+
+--
+-- 2. Stripe: amount_reversed is a running total; each event books what it
+-- adds
+--
+SELECT wd('s', 1000, 'submitted', 'stripe_ch') IS NOT NULL AS created;
+SELECT deliver('stripe_test', 'evt_s_paid', 'transfer.created', id('s'));
+SELECT reversed('evt_s_r1', 's', 300);
+SELECT books('s');
+SELECT reversed('evt_s_r1', 's', 300);
+SELECT reversed('evt_s_r2', 's', 700);
+SELECT books('s');
+-- an older total arriving late, or the same total again: nothing
+SELECT reversed('evt_s_r0', 's', 200);
+SELECT reversed('evt_s_r2b', 's', 700);
+-- a total past the amount: a discrepancy
+SELECT reversed('evt_s_r3', 's', 1001);
+SELECT books('s');
+SELECT kind, amount FROM withdrawal.ledger_entry
+ WHERE withdrawal_id = id('s') AND bucket = 'available' ORDER BY txn_id;
+-- the whole amount: returned, the last 300
+SELECT reversed('evt_s_r4', 's', 1000);
+SELECT reversed('evt_s_r5', 's', 1000);
+SELECT books('s');
+SELECT kind, amount FROM withdrawal.ledger_entry
+ WHERE withdrawal_id = id('s') AND bucket = 'available' ORDER BY txn_id;
+SELECT invariants();
+
+--
+-- 3. the database refuses what the webhook would never do
+--
+SET client_min_messages = error;
+SELECT try(format('UPDATE withdrawal.withdrawal SET returned_amount = amount + 1 WHERE withdrawal_id = %L', id('o')));
+SELECT try(format('UPDATE withdrawal.withdrawal SET returned_amount = -1 WHERE withdrawal_id = %L', id('o')));
+SET client_min_messages = warning;
+-- a partial return is not once-only; a whole return still is
+SELECT indexdef LIKE '%partial_return%' AS once_only_excludes_parts FROM pg_indexes
+ WHERE indexname = 'ledger_entry_once';
+
+SELECT event_id, result, discrepancy, reason, status_before, status_after
+  FROM withdrawal.webhook_event ORDER BY received_at, event_id;
+SELECT action, before_status, after_status, detail->>'event_id' AS event_id,
+	   detail->>'event_amount' AS event_amount, detail->>'partial_return' AS part
+  FROM withdrawal.audit_log WHERE action IN ('webhook_partial_return', 'webhook_discrepancy')
+ ORDER BY audit_id;
+SELECT invariants();
+SELECT withdrawal.seal_audit() >= 0 AS sealed;
+SELECT ok FROM withdrawal.verify_audit();
+
+\c postgres
+DROP DATABASE regress_returns;
