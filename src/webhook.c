@@ -81,9 +81,9 @@ typedef enum WebhookAction
  * Stripe: the stripe driver creates transfers to connected accounts
  * (/v1/transfers), which are final when created, so transfer.created is
  * the proof that the money left (paid) and transfer.reversed that it came
- * back (returned), but only once amount_reversed, which Stripe keeps as the
- * running total of the reversals, covers the whole amount: the ledger
- * returns whole withdrawals.  transfer.paid and transfer.failed exist only
+ * back: returned once amount_reversed, which Stripe keeps as the running
+ * total of the reversals, covers the whole amount, a partial return of the
+ * increase before that (decide_locked).  transfer.paid and transfer.failed exist only
  * for webhook endpoints on API versions before 2017-04-06 (when transfers
  * still had a status); there they mean what they say, so they are still
  * applied.  payout.* events concern payouts from a Stripe balance to a bank
@@ -629,7 +629,8 @@ bad:
  *				paid event is late or lost; settle then return keeps the
  *				books true); returned: no change; failed/rejected/canceled:
  *				already refunded, a discrepancy (returned_after_refund);
- *				review: discrepancy.
+ *				review: discrepancy.  A return of part of the amount takes
+ *				the same path but stops at paid (decide_locked).
  */
 static void
 decide(WebhookAction action, WithdrawalStatus from, WebhookDecision *d)
