@@ -15,6 +15,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/policy.o \
 	src/request.o \
+	src/methods.o \
 	src/review.o \
 	src/secrets.o \
 	src/shmem.o \
