@@ -112,6 +112,9 @@ RESET SESSION AUTHORIZATION;
 -- cooling-off: a method verified now cannot be paid to for a day (WD003),
 -- then can
 UPDATE withdrawal.policy SET method_cooling_off = '1 day' WHERE currency = '*';
+-- a mixed sign, or more than 100 years, is refused when written
+SELECT try($$UPDATE withdrawal.policy SET method_cooling_off = '1 day -25 hours' WHERE currency = '*'$$);
+SELECT try($$UPDATE withdrawal.policy SET method_cooling_off = '101 years' WHERE currency = '*'$$);
 SET SESSION AUTHORIZATION regress_pm_ops;
 SELECT withdrawal.verify_payout_method(:'alice_m2');
 RESET SESSION AUTHORIZATION;
