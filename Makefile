@@ -15,6 +15,7 @@ OBJS = \
 	src/lifecycle.o \
 	src/policy.o \
 	src/request.o \
+	src/methods.o \
 	src/review.o \
 	src/secrets.o \
 	src/shmem.o \
@@ -38,7 +39,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns
+REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

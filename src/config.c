@@ -160,6 +160,32 @@ check_review_expiry(const char *table, const Interval *span)
 				 errhint("Use NULL for withdrawals in review that never expire.")));
 }
 
+/*
+ * method_cooling_off: like review_expires_after (each field zero or more,
+ * at most 100 years), but zero is allowed, and means none, as NULL does.
+ * request() adds it to a method's verified_at, where a mixed sign would
+ * shorten it in some time zones and an overflow would fail every request
+ * by method id.
+ */
+static void
+check_cooling_off(const char *table, const Interval *span)
+{
+	double		days;
+
+	if (span->month < 0 || span->day < 0 || span->time < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method_cooling_off of withdrawal.%s must not be negative", table),
+				 errdetail("Each of its months, days and time must be zero or more."),
+				 errhint("Use NULL for no cooling-off.")));
+	days = span->month * (double) DAYS_PER_MONTH + span->day +
+		(double) span->time / USECS_PER_DAY;
+	if (days > 100 * MONTHS_PER_YEAR * DAYS_PER_MONTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method_cooling_off of withdrawal.%s must be at most 100 years", table)));
+}
+
 /* A daily cap of a channel: NULL (none) or at least 1 */
 static void
 check_cap(TriggerData *trigdata, const char *table, const char *name, bool int8)
@@ -271,6 +297,8 @@ withdrawal_config_check(PG_FUNCTION_ARGS)
 
 	if (written_value(trigdata, "review_expires_after", &value))
 		check_review_expiry(table, DatumGetIntervalP(value));
+	if (written_value(trigdata, "method_cooling_off", &value))
+		check_cooling_off(table, DatumGetIntervalP(value));
 	check_caps(trigdata, table);
 
 	if (written_value(trigdata, "base_url", &value))

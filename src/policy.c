@@ -123,6 +123,9 @@ typedef struct WithdrawalPolicyEntry
 	int32		kyc_level_required;
 	int64		four_eyes_threshold;
 	char	   *timezone;
+	bool		free_destinations;
+	bool		has_cooling_off;
+	Interval	method_cooling_off;
 } WithdrawalPolicyEntry;
 
 typedef struct WithdrawalChannelEntry
@@ -149,6 +152,9 @@ enum
 	BLOCK_KINDS
 };
 static const char *const block_kind_names[BLOCK_KINDS] = {"account", "destination", "device", "ip"};
+
+static void check_destination(const WithdrawalPolicyEntry *p,
+							  const WithdrawalRequestData *req, TimestampTz now);
 
 /*
  * Policy and channel caches.  Invalidation only bumps a counter (it may
@@ -223,7 +229,8 @@ load_caches(void)
 					  "SELECT currency, min_amount, max_amount, daily_amount_limit,"
 					  " daily_count_limit, velocity_window, velocity_account_limit,"
 					  " velocity_device_limit, velocity_ip_limit, review_threshold,"
-					  " kyc_threshold, kyc_level_required, four_eyes_threshold, timezone"
+					  " kyc_threshold, kyc_level_required, four_eyes_threshold, timezone,"
+					  " free_destinations, method_cooling_off"
 					  " FROM withdrawal.policy",
 					  0, NULL);
 	WithdrawalExecute(policy_plan, NULL, NULL, true, 0, SPI_OK_SELECT);
@@ -232,6 +239,7 @@ load_caches(void)
 		char	   *currency = WithdrawalSpiGetText(i, 1);
 		WithdrawalPolicyEntry *e;
 		bool		isnull;
+		Datum		d;
 
 		if (strlen(currency) >= POLICY_KEY_LEN)
 			continue;			/* the table's CHECK makes this impossible */
@@ -249,6 +257,11 @@ load_caches(void)
 		e->kyc_level_required = (int32) nullable_int4(i, 12);
 		e->four_eyes_threshold = nullable_int8(i, 13);
 		e->timezone = MemoryContextStrdup(cxt, WithdrawalSpiGetText(i, 14));
+		e->free_destinations = DatumGetBool(WithdrawalSpiGet(i, 15, &isnull));
+		d = WithdrawalSpiGet(i, 16, &isnull);
+		e->has_cooling_off = !isnull;
+		if (!isnull)
+			e->method_cooling_off = *DatumGetIntervalP(d);
 	}
 
 	WithdrawalPrepare(&channel_plan,
@@ -1229,6 +1242,9 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 	decision->outcome = WITHDRAWAL_RISK_ACCEPT;
 	decision->reason = NULL;
 
+	/* 0. Payout methods (docs/security.md) */
+	check_destination(p, req, now);
+
 	/* 1. Amount bounds */
 	if (p != NULL && req->amount < p->min_amount)
 		ereport(ERROR,
@@ -1381,6 +1397,46 @@ WithdrawalFourEyesThreshold(const char *currency)
 	WithdrawalPolicyEntry *p = policy_for(currency);
 
 	return p ? p->four_eyes_threshold : -1;
+}
+
+/*
+ * A policy may refuse free destinations (anything but a payout method),
+ * and may keep a newly verified method unusable for a cooling-off period:
+ * the time an account holder has to notice the notification of a method
+ * added from a stolen session, and remove it.  Both WD003, like the other
+ * limits of the policy: the channel is open, this request breaks a rule.
+ */
+static void
+check_destination(const WithdrawalPolicyEntry *p, const WithdrawalRequestData *req,
+				  TimestampTz now)
+{
+	TimestampTz usable_from;
+
+	if (p == NULL)
+		return;
+	if (req->method_id == NULL)
+	{
+		if (!p->free_destinations)
+			ereport(ERROR,
+					(errcode(ERRCODE_WD_POLICY_VIOLATION),
+					 errmsg("withdrawals in %s must be paid to a payout method", req->currency),
+					 errdetail("The policy of %s sets free_destinations to false.", req->currency),
+					 errhint("Pass destination as {\"method_id\": \"...\"}, a method added with add_payout_method() and verified.")));
+		return;
+	}
+	if (!p->has_cooling_off)
+		return;
+	usable_from = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														  TimestampTzGetDatum(req->method_verified_at),
+														  IntervalPGetDatum(&p->method_cooling_off)));
+	if (now < usable_from)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_POLICY_VIOLATION),
+				 errmsg("payout method %s is in its cooling-off period",
+						WithdrawalUuidText(req->method_id)),
+				 errdetail("The policy of %s sets method_cooling_off; the method can be paid to from %s.",
+						   req->currency, timestamptz_to_str(usable_from)),
+				 errhint("Try again after that time.")));
 }
 
 /*

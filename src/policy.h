@@ -14,7 +14,9 @@
 #ifndef WITHDRAWAL_POLICY_H
 #define WITHDRAWAL_POLICY_H
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 /* What request() knows when it asks for a decision */
 typedef struct WithdrawalRequestData
@@ -28,6 +30,8 @@ typedef struct WithdrawalRequestData
 	const char *device_id;		/* context.device_id, or NULL */
 	const char *ip;				/* context.ip, validated, or NULL */
 	int			kyc_level;		/* of the account */
+	const pg_uuid_t *method_id;	/* the payout method named, or NULL */
+	TimestampTz method_verified_at; /* ... and when it was verified */
 } WithdrawalRequestData;
 
 typedef enum WithdrawalRiskOutcome

@@ -4,7 +4,8 @@
  *	  Withdrawal requests: request(), cancel() and get().
  *
  * request() does everything in the caller's transaction with three index
- * lookups (the idempotency key, the account and its wallet) and one write
+ * lookups (the idempotency key, the account and its wallet; a fourth, the
+ * payout method, only when the destination names one) and one write
  * statement that inserts the withdrawal, debits the wallet, posts the
  * ledger entries, queues the outbox row and appends the audit row.  The
  * write starts with INSERT ... ON CONFLICT DO NOTHING on the idempotency
@@ -21,11 +22,15 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "events.h"
 #include "ledger.h"
@@ -96,13 +101,92 @@ context_ip(Jsonb *context)
 	return ip ? WithdrawalCanonicalIp(ip, true, "context.ip") : NULL;
 }
 
+/*
+ * Returns the payout method a destination names, or NULL for a free
+ * destination.  A destination naming a method has the one member
+ * method_id, a UUID in its canonical text form; one that mixes it with
+ * other members is 22023 rather than a free destination that happens to
+ * carry a method id.  A member lookup in the binary object: free
+ * destinations pay nothing else for payout methods.
+ */
+static pg_uuid_t *
+destination_method(Jsonb *destination)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	char	   *text;
+	int			i;
+
+	k.type = jbvString;
+	k.val.string.val = "method_id";
+	k.val.string.len = strlen("method_id");
+	v = findJsonbValueFromContainer(&destination->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return NULL;
+	if (JB_ROOT_COUNT(destination) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destination.method_id must be the only member of destination"),
+				 errdetail("A request pays either to a payout method or to a destination of its own.")));
+	if (v->type != jbvString || v->val.string.len != UUID_LEN * 2 + 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destination.method_id must be a UUID as a JSON string")));
+	text = pnstrdup(v->val.string.val, v->val.string.len);
+	/* uuid_in() takes other spellings too, and fails with 22P02 */
+	for (i = 0; text[i]; i++)
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ? text[i] != '-' : !isxdigit((unsigned char) text[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("destination.method_id must be a UUID as a JSON string")));
+	return DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(text)));
+}
+
+/*
+ * Replaces a method id by the method's destination, with one fetch through
+ * the primary key.  Another account's or channel's method, and a removed
+ * one, are unknown alike (WD007), so that a caller learns nothing about
+ * methods that are not the account's; a pending one breaks the rule that
+ * ops verify a method before it is paid to (WD003).
+ */
+static void
+resolve_method(WithdrawalRequestData *req)
+{
+	static const char *const columns[] = {
+		"account_id", "channel", "destination", "status", "verified_at"
+	};
+	Datum		values[lengthof(columns)];
+	bool		nulls[lengthof(columns)];
+	Datum		key = UUIDPGetDatum(req->method_id);
+	char	   *status = NULL;
+
+	if (WithdrawalIndexFetch("payout_method", "payout_method_pkey", 1, &key,
+							 lengthof(columns), columns, values, nulls))
+		status = TextDatumGetCString(values[3]);
+	if (status == NULL ||
+		strcmp(status, "removed") == 0 ||
+		strcmp(TextDatumGetCString(values[0]), req->account_id) != 0 ||
+		strcmp(TextDatumGetCString(values[1]), req->channel) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+				 errmsg("unknown payout method %s", WithdrawalUuidText(req->method_id)),
+				 errdetail("A request names a payout method of its own account and channel that was not removed.")));
+	if (strcmp(status, "verified") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_POLICY_VIOLATION),
+				 errmsg("payout method %s is not verified", WithdrawalUuidText(req->method_id)),
+				 errhint("Ops verify a payout method with verify_payout_method().")));
+	req->destination = DatumGetJsonbP(values[2]);
+	req->method_verified_at = DatumGetTimestampTz(values[4]);
+}
+
 /* request()'s write statement (see withdrawal_request) */
 static const char *const write_sql =
 "WITH w AS ("
 " INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id,"
 "  currency, amount, channel, destination, context, device_id, ip, status, reason,"
-"  requested_by)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
+"  requested_by, method_id)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13, $15)"
 " ON CONFLICT (account_id, idempotency_key) DO NOTHING"
 " RETURNING withdrawal_id),"
 "d AS ("
@@ -127,7 +211,9 @@ static const char *const write_sql =
 " INSERT INTO withdrawal.audit_log (actor, action, withdrawal_id, account_id,"
 "  after_status, detail)"
 " SELECT $13, 'request', $1, $3, $11, pg_catalog.jsonb_build_object("
-"  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12) FROM w)"
+"  'amount', $5, 'currency', $4, 'channel', $6, 'reason', $12)"
+"  OPERATOR(pg_catalog.||) CASE WHEN $15 IS NULL THEN '{}'::jsonb"
+"   ELSE pg_catalog.jsonb_build_object('method_id', $15) END FROM w)"
 "SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM d)";
 
 /*
@@ -162,7 +248,8 @@ static void
 pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 {
 	static const char *const withdrawal_columns[] = {
-		"withdrawal_id", "status", "account_id", "currency", "amount", "channel", "destination"
+		"withdrawal_id", "status", "account_id", "currency", "amount", "channel", "destination",
+		"method_id"
 	};
 	static const char *const account_columns[] = {"frozen", "kyc_level"};
 	Datum		values[lengthof(withdrawal_columns)];
@@ -184,9 +271,21 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 			strcmp(TextDatumGetCString(values[2]), req->account_id) == 0 &&
 			strcmp(TextDatumGetCString(values[3]), req->currency) == 0 &&
 			DatumGetInt64(values[4]) == req->amount &&
-			strcmp(TextDatumGetCString(values[5]), req->channel) == 0 &&
-			DatumGetBool(DirectFunctionCall2(jsonb_eq, values[6],
-											 JsonbPGetDatum(req->destination)));
+			strcmp(TextDatumGetCString(values[5]), req->channel) == 0;
+
+		/*
+		 * A request by method id stored the method's destination as it was
+		 * then: the method id is what it passed, and what is compared.
+		 */
+		if (!pr->same_parameters)
+			;
+		else if (req->method_id != NULL)
+			pr->same_parameters = !nulls[7] &&
+				memcmp(DatumGetUUIDP(values[7]), req->method_id, UUID_LEN) == 0;
+		else
+			pr->same_parameters = nulls[7] &&
+				DatumGetBool(DirectFunctionCall2(jsonb_eq, values[6],
+												 JsonbPGetDatum(req->destination)));
 		return;
 	}
 
@@ -228,10 +327,10 @@ withdrawal_request(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr write_plan = NULL;
 	static const int overflow = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
-	Oid			types[14] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
-		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID};
-	Datum		values[14];
-	char		nulls[14];
+	Oid			types[15] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+		JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, BOOLOID, UUIDOID};
+	Datum		values[15];
+	char		nulls[15];
 	WithdrawalRequestData req;
 	WithdrawalRiskDecision decision;
 	PreRead		pr;
@@ -248,6 +347,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	req.amount = WithdrawalArgAmount(fcinfo, 2, "amount");
 	req.channel = WithdrawalArgText(fcinfo, 3, "channel", MAX_CHANNEL_NAME);
 	req.destination = WithdrawalArgObject(fcinfo, 4, "destination");
+	req.method_id = destination_method(req.destination);
 	key = WithdrawalArgIdentifier(fcinfo, 5, "idempotency_key", WITHDRAWAL_MAX_KEY);
 	req.context = WithdrawalArgObject(fcinfo, 6, "context");
 	req.device_id = context_string(req.context, "device_id", MAX_DEVICE_ID);
@@ -275,6 +375,8 @@ withdrawal_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WD_ACCOUNT_FROZEN),
 				 errmsg("account \"%s\" is frozen", req.account_id)));
 	req.kyc_level = pr.kyc_level;
+	if (req.method_id != NULL)
+		resolve_method(&req);
 
 	WithdrawalChannelCheck(&req);
 	WithdrawalPolicyScreen(&req, &decision);
@@ -299,7 +401,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	 * ON CONFLICT names the key's unique index (a target-less ON CONFLICT
 	 * would probe the primary key too, a few percent of the request's CPU).
 	 */
-	WithdrawalPrepare(&write_plan, write_sql, 14, types);
+	WithdrawalPrepare(&write_plan, write_sql, 15, types);
 
 	id = WithdrawalNewUuid();
 	namestrcpy(&actor, WithdrawalActor());
@@ -321,6 +423,8 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	nulls[11] = decision.reason ? ' ' : 'n';
 	values[12] = NameGetDatum(&actor);
 	values[13] = BoolGetDatum(debit);
+	values[14] = req.method_id ? UUIDPGetDatum(req.method_id) : (Datum) 0;
+	nulls[14] = req.method_id ? ' ' : 'n';
 
 	/*
 	 * credit() keeps a wallet's buckets within bigint together, so the debit

@@ -61,7 +61,7 @@ static const char *const config_tables[] = {"currency", "policy", "channel", "pr
 static Oid	config_table_oids[lengthof(config_tables)];
 
 /* Relation OIDs looked up by name, see WithdrawalRelationOid */
-#define RELATION_CACHE_SIZE 16
+#define RELATION_CACHE_SIZE 24
 static struct
 {
 	char		name[NAMEDATALEN];
