@@ -952,3 +952,32 @@ CREATE TRIGGER blocklist_audit AFTER INSERT OR UPDATE OR DELETE ON withdrawal.bl
 CREATE TRIGGER blocklist_audit_truncate BEFORE TRUNCATE ON withdrawal.blocklist
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_audit();
 REVOKE ALL ON FUNCTION withdrawal.config_audit() FROM PUBLIC;
+
+-- statements and batch settlements (issue 13)
+
+/*
+ * A statement pages through one wallet's ledger by txn_id, so it needs the
+ * wallet's entries in txn_id order: no other index leads with wallet_id.
+ * Every ledger insert maintains it (two entries per movement); see
+ * docs/api.md for the measured cost.
+ */
+CREATE INDEX ledger_entry_wallet ON withdrawal.ledger_entry (wallet_id, txn_id);
+COMMENT ON INDEX withdrawal.ledger_entry_wallet IS
+	'a wallet''s entries in txn_id order, for statement()';
+
+CREATE FUNCTION withdrawal.statement(account_id text, currency text,
+									 after_txn_id bigint DEFAULT NULL,
+									 page_size integer DEFAULT 100)
+	RETURNS TABLE (txn_id bigint, kind text, bucket text, amount bigint,
+				   balance_after bigint, withdrawal_id uuid, credit_id uuid,
+				   withdrawal_status text, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'withdrawal_statement'
+	LANGUAGE C STABLE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off;
+COMMENT ON FUNCTION withdrawal.statement(text, text, bigint, integer) IS
+	'a wallet''s ledger movements after after_txn_id, page_size ledger transactions at a time, with running balances';
+
+GRANT EXECUTE ON FUNCTION withdrawal.statement(text, text, bigint, integer)
+	TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
+REVOKE ALL ON FUNCTION withdrawal.statement(text, text, bigint, integer) FROM PUBLIC;
