@@ -11,10 +11,11 @@
  * Pages are keyed by txn_id (keyset pagination): the caller passes the
  * last txn_id it received.  A page holds whole ledger transactions, never
  * part of one, so that "after the last txn_id seen" neither repeats nor
- * skips an entry.  txn_id comes from a sequence; a transaction that
- * commits late with a smaller txn_id than a page already read can be
- * missed by a reader paging at that moment, as with any keyset over a
- * sequence (docs/api.md says so).
+ * skips an entry.  Movements of a wallet take their txn_id under its row
+ * lock and so commit in txn_id order; a credit takes its txn_id before
+ * that lock, so a credit racing another movement of the wallet can commit
+ * below a txn_id a reader was already shown (docs/api.md says what an
+ * application can do about it).
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -92,17 +93,18 @@ withdrawal_statement(PG_FUNCTION_ARGS)
 	values[0] = WithdrawalSpiGet(0, 1, &isnull);
 
 	/*
-	 * The page is chosen on ledger_entry_wallet (wallet_id, txn_id): a
-	 * range scan from after_txn_id that stops after page_size distinct
-	 * transactions, whatever the length of the wallet's history.  The
-	 * entries are then fetched by primary key.  wallet_id is tested on
-	 * the entries too, so that only this wallet's rows can come out even
-	 * if a transaction ever had legs of several wallets.
+	 * The page is chosen on ledger_entry_wallet (wallet_id, txn_id) WHERE
+	 * leg = 2, one entry per transaction: a range scan from after_txn_id
+	 * that stops after page_size transactions, whatever the length of the
+	 * wallet's history.  The entries are then fetched by primary key.
+	 * wallet_id is tested on the entries too, so that only this wallet's
+	 * rows can come out even if a transaction ever had legs of several
+	 * wallets.
 	 */
 	WithdrawalPrepare(&page_plan,
 					  "WITH page AS ("
-					  " SELECT DISTINCT txn_id FROM withdrawal.ledger_entry"
-					  "  WHERE wallet_id = $1 AND txn_id > $2"
+					  " SELECT txn_id FROM withdrawal.ledger_entry"
+					  "  WHERE wallet_id = $1 AND txn_id > $2 AND leg = 2"
 					  "  ORDER BY txn_id LIMIT $3)"
 					  "SELECT e.txn_id, e.kind::text, e.bucket::text, e.amount::int8,"
 					  "       e.balance_after, e.withdrawal_id, e.credit_id,"
