@@ -131,6 +131,20 @@ check_timezone(const char *table, const char *tzname)
 }
 
 /*
+ * Whether an interval is longer than 100 years as PostgreSQL compares
+ * intervals (1200 months of 30 days): the bound of the intervals that are
+ * added to a timestamp on every use, which must not leave its range.
+ */
+static bool
+longer_than_100_years(const Interval *span)
+{
+	double		days = span->month * (double) DAYS_PER_MONTH + span->day +
+		(double) span->time / USECS_PER_DAY;
+
+	return days > 100 * MONTHS_PER_YEAR * DAYS_PER_MONTH;
+}
+
+/*
  * review_expires_after must be positive in each of its fields: a mix such
  * as '1 day -25 hours' compares as positive with PostgreSQL's 30-day
  * months and 24-hour days, yet would expire a withdrawal before it was
@@ -141,8 +155,6 @@ check_timezone(const char *table, const char *tzname)
 static void
 check_review_expiry(const char *table, const Interval *span)
 {
-	double		days;
-
 	if (span->month < 0 || span->day < 0 || span->time < 0 ||
 		(span->month == 0 && span->day == 0 && span->time == 0))
 		ereport(ERROR,
@@ -150,10 +162,7 @@ check_review_expiry(const char *table, const Interval *span)
 				 errmsg("review_expires_after of withdrawal.%s must be positive", table),
 				 errdetail("Each of its months, days and time must be zero or more, and one of them more than zero."),
 				 errhint("Use NULL for withdrawals in review that never expire.")));
-	days = span->month * (double) DAYS_PER_MONTH + span->day +
-		(double) span->time / USECS_PER_DAY;
-	/* 100 years as PostgreSQL compares intervals: 1200 months of 30 days */
-	if (days > 100 * MONTHS_PER_YEAR * DAYS_PER_MONTH)
+	if (longer_than_100_years(span))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("review_expires_after of withdrawal.%s must be at most 100 years", table),
@@ -170,17 +179,13 @@ check_review_expiry(const char *table, const Interval *span)
 static void
 check_cooling_off(const char *table, const Interval *span)
 {
-	double		days;
-
 	if (span->month < 0 || span->day < 0 || span->time < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("method_cooling_off of withdrawal.%s must not be negative", table),
 				 errdetail("Each of its months, days and time must be zero or more."),
 				 errhint("Use NULL for no cooling-off.")));
-	days = span->month * (double) DAYS_PER_MONTH + span->day +
-		(double) span->time / USECS_PER_DAY;
-	if (days > 100 * MONTHS_PER_YEAR * DAYS_PER_MONTH)
+	if (longer_than_100_years(span))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("method_cooling_off of withdrawal.%s must be at most 100 years", table)));

@@ -66,6 +66,18 @@ WithdrawalMovementName(WithdrawalMovement kind)
 static const int mapped_errors[] = {ERRCODE_CHECK_VIOLATION, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE};
 
 /*
+ * WD007 for a wallet that does not exist; see ledger.h.
+ */
+void
+WithdrawalRaiseUnknownWallet(const char *account_id, const char *currency)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
+			 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+	pg_unreachable();
+}
+
+/*
  * The overflow error of every wallet update; see ledger.h.
  */
 void
@@ -166,9 +178,7 @@ WithdrawalPostMovement(WithdrawalMovement kind, const pg_uuid_t *withdrawal_id,
 	}
 
 	if (SPI_processed != 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+		WithdrawalRaiseUnknownWallet(account_id, currency);
 	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 }
 
@@ -178,63 +188,33 @@ WithdrawalPostPartialReturn(const pg_uuid_t *withdrawal_id, int64 amount)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {UUIDOID, INT8OID};
 	Datum		values[2];
-	bool		isnull;
 
 	Assert(amount > 0);
 
 	/*
-	 * One statement: the withdrawal's returned_amount (its CHECK refuses a
-	 * sum past the amount, whoever writes it), the wallet (its CHECKs
-	 * refuse a negative paid_out) and the two entries move together or
-	 * not at all.  The WHERE refuses a part that is not strictly less
-	 * than what is left: the part that completes the return is the
-	 * transition to returned, the once-only "return".
+	 * The part is added to returned_amount (its CHECK refuses a sum past
+	 * the amount, whoever writes it) before the money moves, in the same
+	 * transaction.  The WHERE refuses a part that is not strictly less than
+	 * what is left: the part that completes the return is the transition
+	 * to returned, the once-only "return".
 	 */
 	WithdrawalPrepare(&plan,
-					  "WITH r AS ("
-					  " UPDATE withdrawal.withdrawal SET returned_amount = returned_amount + $2,"
-					  "  updated_at = pg_catalog.now()"
+					  "UPDATE withdrawal.withdrawal SET returned_amount = returned_amount + $2,"
+					  " updated_at = pg_catalog.now()"
 					  " WHERE withdrawal_id = $1 AND status = 'paid'"
 					  "  AND returned_amount + $2 < amount"
-					  " RETURNING account_id, currency),"
-					  "w AS ("
-					  " UPDATE withdrawal.wallet x SET available = x.available + $2,"
-					  "  paid_out = x.paid_out - $2, updated_at = pg_catalog.now()"
-					  " FROM r WHERE x.account_id = r.account_id AND x.currency = r.currency"
-					  " RETURNING x.wallet_id, x.currency, x.available, x.paid_out,"
-					  "  pg_catalog.nextval('withdrawal.ledger_txn_seq') AS txn_id)"
-					  "INSERT INTO withdrawal.ledger_entry"
-					  " (txn_id, leg, kind, wallet_id, currency, bucket, amount, balance_after, withdrawal_id)"
-					  " SELECT w.txn_id, v.leg, 'partial_return', w.wallet_id, w.currency, v.bucket, v.amount,"
-					  "  CASE v.bucket WHEN 'available' THEN w.available ELSE w.paid_out END, $1"
-					  " FROM w, (VALUES (1::int2, 'settled', -$2), (2::int2, 'available', $2)) v(leg, bucket, amount)"
-					  " RETURNING txn_id",
+					  " RETURNING account_id, currency",
 					  2, types);
 	values[0] = UUIDPGetDatum(withdrawal_id);
 	values[1] = Int64GetDatum(amount);
-	switch (WithdrawalExecuteMapped(plan, values, NULL, 0, SPI_OK_INSERT_RETURNING,
-									mapped_errors, lengthof(mapped_errors)))
-	{
-		case 0:
-			break;
-		case ERRCODE_CHECK_VIOLATION:
-			ereport(ERROR,
-					(errcode(ERRCODE_WD_INSUFFICIENT_FUNDS),
-					 errmsg("insufficient funds for partial_return of " INT64_FORMAT, amount),
-					 errdetail("The paid out balance of withdrawal %s is smaller than the amount, or the parts would exceed what was paid.",
-							   WithdrawalUuidText(withdrawal_id))));
-			break;
-		default:
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("partial return of withdrawal %s would overflow a balance",
-							WithdrawalUuidText(withdrawal_id))));
-	}
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
 	/* the caller decided under the row lock; anything else is a bug */
-	if (SPI_processed != 2)
+	if (SPI_processed != 1)
 		elog(ERROR, "partial return of withdrawal %s does not fit its status or amount",
 			 WithdrawalUuidText(withdrawal_id));
-	return DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
+	return WithdrawalPostMovement(WITHDRAWAL_MOVE_PARTIAL_RETURN, withdrawal_id,
+								  WithdrawalSpiGetText(0, 1), WithdrawalSpiGetText(0, 2),
+								  amount);
 }
 
 /*
@@ -811,9 +791,7 @@ withdrawal_balance(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(currency);
 	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+		WithdrawalRaiseUnknownWallet(account_id, currency);
 	for (i = 0; i < 3; i++)
 		result[i] = WithdrawalSpiGet(0, i + 1, &nulls[i]);
 	SPI_finish();

@@ -57,12 +57,15 @@ extern int64 WithdrawalPostMovement(WithdrawalMovement kind,
 
 /*
  * Posts a partial return of a paid withdrawal (locked by the caller) and
- * adds it to withdrawal.returned_amount in the same statement; returns the
- * ledger txn_id.  The part must leave something of the amount paid: the
+ * adds it to withdrawal.returned_amount; returns the ledger txn_id.  The part must leave something of the amount paid: the
  * last part is the transition to returned.
  */
 extern int64 WithdrawalPostPartialReturn(const pg_uuid_t *withdrawal_id,
 										 int64 amount);
+
+/* Raises WD007 for the wallet of an account and currency that has none */
+extern void WithdrawalRaiseUnknownWallet(const char *account_id,
+										 const char *currency) pg_attribute_noreturn();
 
 /*
  * Raises 22003 for a movement that would take a balance of the wallet

@@ -31,6 +31,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
+#include "ledger.h"
 #include "util.h"
 #include "withdrawal.h"
 
@@ -87,9 +88,7 @@ withdrawal_statement(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(currency);
 	WithdrawalExecute(wallet_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
-				 errmsg("unknown wallet of account \"%s\" in %s", account_id, currency)));
+		WithdrawalRaiseUnknownWallet(account_id, currency);
 	values[0] = WithdrawalSpiGet(0, 1, &isnull);
 
 	/*
