@@ -84,24 +84,21 @@ binding_read(WithdrawalBinding *binding, bool for_update,
 	binding->system_identifier = (int64) GetSystemIdentifier();
 	binding->database_oid = MyDatabaseId;
 
+	/* the row, locked when rebinding; the seed test is fresh_since's */
+#define BINDING_SELECT \
+	"SELECT system_identifier, database_oid, database_name, bound_at, bound_by," \
+	" seed IS NOT DISTINCT FROM 'default' FROM withdrawal.installation"
 	if (for_update)
 	{
-		WithdrawalPrepare(&lock_plan,
-						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by,"
-						  " seed IS NOT DISTINCT FROM 'default'"
-						  "  FROM withdrawal.installation FOR UPDATE",
-						  0, NULL);
+		WithdrawalPrepare(&lock_plan, BINDING_SELECT " FOR UPDATE", 0, NULL);
 		WithdrawalExecute(lock_plan, NULL, NULL, false, 0, SPI_OK_SELECT);
 	}
 	else
 	{
-		WithdrawalPrepare(&plan,
-						  "SELECT system_identifier, database_oid, database_name, bound_at, bound_by,"
-						  " seed IS NOT DISTINCT FROM 'default'"
-						  "  FROM withdrawal.installation",
-						  0, NULL);
+		WithdrawalPrepare(&plan, BINDING_SELECT, 0, NULL);
 		WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
 	}
+#undef BINDING_SELECT
 	if (SPI_processed == 1)
 	{
 		binding->found = true;
