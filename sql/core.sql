@@ -170,3 +170,20 @@ SELECT account_id, available, replayed
   FROM unnest(ARRAY['user-42', 'user-43']) account_id,
 	   withdrawal.credit(account_id, 'CNY', 500, 'reward:checkin:2026-11-23', 'daily check-in');
 SELECT invariants();
+
+-- The status sets have one source, status_info() (lifecycle.c's tables).
+-- The two places that cannot call it, the status domain's CHECK and the
+-- predicate of the partial index withdrawal_open, must name the same sets.
+SELECT status, ordinal, holds_funds, keeps_outbox, final, next_statuses
+  FROM withdrawal.status_info() ORDER BY ordinal;
+SELECT (SELECT array_agg(m[1] ORDER BY m[1])
+		  FROM regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') m)
+	 = (SELECT array_agg(status ORDER BY status) FROM withdrawal.status_info()) AS domain_matches
+  FROM pg_constraint c
+ WHERE c.contypid = 'withdrawal.status'::regtype;
+SELECT (SELECT array_agg(m[1] ORDER BY m[1])
+		  FROM regexp_matches(pg_get_expr(i.indpred, i.indrelid), '''([a-z_]+)''', 'g') m)
+	 = (SELECT array_agg(status ORDER BY status) FROM withdrawal.status_info() WHERE holds_funds)
+	   AS open_index_matches
+  FROM pg_index i
+ WHERE i.indexrelid = 'withdrawal.withdrawal_open'::regclass;

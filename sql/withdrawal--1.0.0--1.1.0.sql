@@ -271,6 +271,19 @@ CREATE FUNCTION withdrawal.channel_state(OUT channel text, OUT rate_per_second d
 COMMENT ON FUNCTION withdrawal.channel_state() IS
 	'the shared flow-control state of each channel the workers used since the server started (none without shared_preload_libraries); read through monitor_channels';
 
+-- The status sets, from the C tables that enforce them (lifecycle.c).
+CREATE FUNCTION withdrawal.status_info(OUT status text, OUT ordinal integer,
+									   OUT holds_funds boolean, OUT keeps_outbox boolean,
+									   OUT final boolean, OUT next_statuses text[])
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdrawal_status_info'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.status_info() IS
+	'every withdrawal status: whether its amount is held, whether it keeps an outbox row, whether it is final, and the statuses it may move to';
+REVOKE ALL ON FUNCTION withdrawal.status_info() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.status_info() TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
+
 /*
  * Open payouts per channel and status, every pair listed (zero included)
  * so that a gauge drops to 0 instead of disappearing.  The status test is
@@ -293,10 +306,10 @@ CREATE FUNCTION withdrawal.monitor_queue(OUT channel text, OUT status text, OUT 
 	)
 	SELECT c.channel, s.status, coalesce(q.payouts, 0), q.oldest_created_at, q.oldest_updated_at
 	  FROM (SELECT name FROM withdrawal.channel UNION SELECT channel FROM q) c(channel)
-	 CROSS JOIN (VALUES (1, 'review'), (2, 'queued'), (3, 'dispatching'), (4, 'submitted'),
-						(5, 'dead')) s(rank, status)
+	 CROSS JOIN (SELECT i.status, i.ordinal FROM withdrawal.status_info() i
+				  WHERE i.holds_funds) s
 	  LEFT JOIN q ON q.channel = c.channel AND q.status = s.status
-	 ORDER BY c.channel, s.rank
+	 ORDER BY c.channel, s.ordinal
 $$;
 COMMENT ON FUNCTION withdrawal.monitor_queue() IS
 	'open payouts (review, queued, dispatching, submitted, dead) per channel and status: how many, the oldest request and the longest unchanged';

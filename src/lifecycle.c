@@ -39,6 +39,7 @@
 PG_FUNCTION_INFO_V1(withdrawal_status_guard);
 PG_FUNCTION_INFO_V1(withdrawal_transition);
 PG_FUNCTION_INFO_V1(withdrawal_retry_dead);
+PG_FUNCTION_INFO_V1(withdrawal_status_info);
 
 static const char *const status_names[WITHDRAWAL_STATUS_COUNT] = {
 	[WITHDRAWAL_REVIEW] = "review",
@@ -613,5 +614,45 @@ withdrawal_retry_dead(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * status_info(): the status sets of this file, for SQL.
+ *
+ * The tables above are the one source of which statuses hold funds, keep an
+ * outbox row and lead where.  SQL that needs a set reads it from here; the
+ * few places that cannot call a function (the status domain's CHECK, the
+ * predicate of the partial index withdrawal_open) are compared with it by
+ * the core regression test, so a new status cannot be added to one and
+ * forgotten in another.
+ */
+Datum
+withdrawal_status_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			from;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (from = 0; from < WITHDRAWAL_STATUS_COUNT; from++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		Datum		next[WITHDRAWAL_STATUS_COUNT];
+		int			nnext = 0;
+		int			to;
+
+		for (to = 0; to < WITHDRAWAL_STATUS_COUNT; to++)
+			if (WithdrawalTransitionAllowed(from, to))
+				next[nnext++] = CStringGetTextDatum(status_names[to]);
+		values[0] = CStringGetTextDatum(status_names[from]);
+		values[1] = Int32GetDatum(from + 1);
+		values[2] = BoolGetDatum((holding & (1 << from)) != 0);
+		values[3] = BoolGetDatum((in_outbox & (1 << from)) != 0);
+		values[4] = BoolGetDatum(allowed_to[from] == 0);
+		values[5] = PointerGetDatum(construct_array(next, nnext, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }

@@ -42,6 +42,17 @@ CREATE FUNCTION withdrawal.status_guard() RETURNS trigger
 COMMENT ON FUNCTION withdrawal.status_guard() IS
 	'trigger: refuses undocumented status transitions, changes to sent_at and refunds of sent payouts without proof (WD005)';
 
+CREATE FUNCTION withdrawal.status_info(OUT status text, OUT ordinal integer,
+									   OUT holds_funds boolean, OUT keeps_outbox boolean,
+									   OUT final boolean, OUT next_statuses text[])
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdrawal_status_info'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.status_info() IS
+	'every withdrawal status: whether its amount is held, whether it keeps an outbox row, whether it is final, and the statuses it may move to';
+GRANT EXECUTE ON FUNCTION withdrawal.status_info() TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
+
 /*
  * Column rules as domains rather than table CHECKs: the executor re-reads a
  * table's CHECK constraints from their stored text at the start of every

@@ -47,10 +47,10 @@ CREATE FUNCTION withdrawal.monitor_queue(OUT channel text, OUT status text, OUT 
 	)
 	SELECT c.channel, s.status, coalesce(q.payouts, 0), q.oldest_created_at, q.oldest_updated_at
 	  FROM (SELECT name FROM withdrawal.channel UNION SELECT channel FROM q) c(channel)
-	 CROSS JOIN (VALUES (1, 'review'), (2, 'queued'), (3, 'dispatching'), (4, 'submitted'),
-						(5, 'dead')) s(rank, status)
+	 CROSS JOIN (SELECT i.status, i.ordinal FROM withdrawal.status_info() i
+				  WHERE i.holds_funds) s
 	  LEFT JOIN q ON q.channel = c.channel AND q.status = s.status
-	 ORDER BY c.channel, s.rank
+	 ORDER BY c.channel, s.ordinal
 $$;
 COMMENT ON FUNCTION withdrawal.monitor_queue() IS
 	'open payouts (review, queued, dispatching, submitted, dead) per channel and status: how many, the oldest request and the longest unchanged';
