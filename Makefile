@@ -19,7 +19,12 @@ OBJS = \
 	src/methods.o \
 	src/review.o \
 	src/secrets.o \
+	src/flow.o \
 	src/shmem.o \
+	src/workerproc.o \
+	src/claim.o \
+	src/record.o \
+	src/ops.o \
 	src/worker.o \
 	src/dispatch.o \
 	src/processor_sandbox.o \

@@ -34,7 +34,6 @@
 #include "shmem.h"
 #include "util.h"
 #include "withdrawal.h"
-#include "worker.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_status_guard);
 PG_FUNCTION_INFO_V1(withdrawal_transition);

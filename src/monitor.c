@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "flow.h"
 #include "shmem.h"
 #include "withdrawal.h"
 

@@ -33,6 +33,11 @@
 #define WITHDRAWAL_MAX_JSON			16384
 #define WITHDRAWAL_MAX_PROCESSOR_REF	255
 
+/* Fixed sizes of the shared state (shmem.c, flow.c) */
+#define WITHDRAWAL_MAX_WORKERS		32	/* the maximum of withdrawal.workers */
+#define WITHDRAWAL_MAX_CHANNELS		64	/* channels with a shared bucket */
+#define WITHDRAWAL_STATUS_TEXT_LEN	256 /* messages kept for monitoring */
+
 /* The role the dispatcher workers connect as */
 #define WITHDRAWAL_WORKER_ROLE		"withdrawal_worker"
 

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * worker.h
- *	  The dispatcher background worker.
+ *	  The dispatcher background worker (worker.c): registration and main.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -19,8 +19,5 @@
 extern void WithdrawalWorkerRegister(void);
 
 extern PGDLLEXPORT void withdrawal_worker_main(Datum main_arg) pg_attribute_noreturn();
-
-/* retry(withdrawal_id), which retry_dead() (lifecycle.c) calls per payout */
-extern PGDLLEXPORT Datum withdrawal_retry(PG_FUNCTION_ARGS);
 
 #endif							/* WITHDRAWAL_WORKER_H */
