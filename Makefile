@@ -22,6 +22,7 @@ OBJS = \
 	src/flow.o \
 	src/shmem.o \
 	src/workerproc.o \
+	src/workerchannels.o \
 	src/claim.o \
 	src/record.o \
 	src/ops.o \

@@ -31,7 +31,7 @@ typedef struct WithdrawalBinding
 	 * While the row is the one this database's CREATE EXTENSION wrote (never
 	 * restored over, never resumed): when it was written.  A payout queued
 	 * before it can only come from a restore that has not loaded the
-	 * original's binding yet, and is not sent (see scan_due in worker.c).
+	 * original's binding yet, and is not sent (see scan_due in claim.c).
 	 * 0 otherwise.
 	 */
 	TimestampTz fresh_since;

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * claim.c
- *	  The worker's claims: which channels may send (loaded with their
- *	  processors at every claim), how many sends each may start (its share
- *	  of the worker, and the shared flow control of flow.c), the due scan,
- *	  the claim statement, and the start of the claimed payouts.
+ *	  The worker's claims: how many sends each channel may start (its
+ *	  share of the worker, and the shared flow control of flow.c), the
+ *	  binding that may hold dispatch, the due scan, the claim statement,
+ *	  and the start of the claimed payouts.
  *
  * A claim is ONE short transaction, committed durably: FOR UPDATE SKIP
  * LOCKED, a lease, status dispatching, attempts + 1 and sent_at, bounded
@@ -41,7 +41,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -51,15 +50,12 @@
 #include "claim.h"
 #include "dispatch.h"
 #include "flow.h"
-#include "policy.h"
 #include "processor.h"
-#include "secrets.h"
 #include "util.h"
 #include "withdrawal.h"
+#include "workerchannels.h"
 #include "workerproc.h"
 
-/* Initial size of the per-channel state table (it grows) */
-#define CHANNEL_STATES_SIZE	16
 /*
  * Most due rows one scan of a channel and kind returns as candidates: the
  * claim needs a few more than it may take (other workers lock some first),
@@ -67,41 +63,7 @@
  */
 #define CLAIM_MAX_CANDIDATES	1000
 
-/* A channel and its processor, as loaded at the last claim */
-typedef struct ChannelConfig
-{
-	char	   *name;
-	double		rate;			/* <= 0: no rate limit */
-	int			burst;
-	int			max_in_flight;	/* <= 0: no cluster-wide cap */
-	char	   *processor;
-	char	   *driver;
-	char	   *base_url;
-	char	   *api_secret;
-	int			connect_timeout_ms;
-	int			request_timeout_ms;
-	const char *unsendable;		/* why nothing can be sent, or NULL */
-} ChannelConfig;
-
-/*
- * What this worker keeps per channel across reloads: its requests on the
- * wire (for the channel's share of the worker) and the last reason the
- * channel could not send (logged when it changes).
- */
-typedef struct ChannelState
-{
-	char		name[NAMEDATALEN];	/* hash key */
-	int			in_flight;
-	char		unsendable[WITHDRAWAL_STATUS_TEXT_LEN];
-	bool		shared_noted;	/* unsendable copied to shared memory */
-} ChannelState;
-
-static MemoryContext channel_cxt = NULL;
-static ChannelConfig *channels = NULL;
-static int	nchannels = 0;
-static HTAB *channel_states = NULL;
-static int	network_channels = 0;	/* sendable channels not decided locally */
-static int	claim_rotation = 0;
+static int	claim_rotation = 0;	/* which channel is served first */
 
 static bool dispatch_state_known = false;	/* dispatch_held is up to date */
 static bool dispatch_held = false;	/* bound to another installation */
@@ -123,179 +85,12 @@ copy_or_null(MemoryContext cxt, const char *s)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
-/* ---------- channels ---------- */
-
-static ChannelState *
-channel_state(const char *name)
-{
-	char		key[NAMEDATALEN];
-	bool		found;
-	ChannelState *state;
-
-	if (channel_states == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(ChannelState);
-		ctl.hcxt = MyWithdrawalWorker.cxt;
-		channel_states = hash_create("withdrawal worker channels", CHANNEL_STATES_SIZE, &ctl,
-									 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	memset(key, 0, sizeof(key));
-	strlcpy(key, name, NAMEDATALEN);
-	state = hash_search(channel_states, key, HASH_ENTER, &found);
-	if (!found)
-	{
-		state->in_flight = 0;
-		state->unsendable[0] = '\0';
-		state->shared_noted = false;
-	}
-	return state;
-}
-
-/*
- * Why a channel cannot send anything now, or NULL: checked before a claim,
- * so that its payouts stay queued (and unsent) instead of being claimed,
- * marked sent and failed by the transport.
- */
-static const char *
-channel_unsendable(const ChannelConfig *c)
-{
-	const WithdrawalDriver *driver = WithdrawalDriverFind(c->driver);
-	char	   *why;
-
-	if (driver == NULL)
-		return psprintf("processor \"%s\" has unknown driver \"%s\"", c->processor, c->driver);
-	if (driver->decide != NULL)
-		return NULL;
-	if (c->base_url == NULL)
-		return psprintf("processor \"%s\" has no base_url", c->processor);
-	if (!WithdrawalUrlAllowed(c->base_url, &why))
-		return why;
-	if (c->api_secret && WithdrawalSecretGet(c->api_secret) == NULL)
-		return psprintf("api secret \"%s\" of processor \"%s\" is not in withdrawal.secrets_file",
-						c->api_secret, c->processor);
-	return NULL;
-}
-
-/*
- * Logs a channel's ability to send when it changes, and shows it in
- * shared memory for monitor_channels (also at the first look after a
- * start: the shared copy may date from a previous worker).
- */
-static void
-note_sendable(const ChannelConfig *c)
-{
-	ChannelState *state = channel_state(c->name);
-	const char *why = c->unsendable ? c->unsendable : "";
-	bool		changed = strncmp(state->unsendable, why, sizeof(state->unsendable) - 1) != 0;
-
-	if (changed || !state->shared_noted)
-	{
-		WithdrawalChannelNoteUnsendable(c->name, c->unsendable, c->burst);
-		state->shared_noted = true;
-	}
-	if (!changed)
-		return;
-	if (c->unsendable)
-		ereport(WARNING,
-				(errmsg("withdrawal channel \"%s\" cannot dispatch: %s", c->name, c->unsendable),
-				 errdetail("Its payouts stay queued and are not sent until this is fixed.")));
-	else
-		ereport(LOG,
-				(errmsg("withdrawal channel \"%s\" can dispatch again", c->name)));
-	strlcpy(state->unsendable, why, sizeof(state->unsendable));
-}
-
-/* Loads the enabled channels (with each channel's processor) */
-static void
-load_channels(void)
-{
-	static SPIPlanPtr plan = NULL;
-	MemoryContext old;
-	int			i;
-
-	WithdrawalPrepare(&plan,
-					  "SELECT c.name, c.rate_per_second, c.burst, c.max_in_flight,"
-					  "       p.name, p.driver, p.base_url, p.api_secret,"
-					  "       p.connect_timeout_ms, p.request_timeout_ms"
-					  "  FROM withdrawal.channel c JOIN withdrawal.processor p"
-					  "    ON p.name = c.processor"
-					  " WHERE c.enabled",
-					  0, NULL);
-	WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
-
-	if (channel_cxt == NULL)
-		channel_cxt = AllocSetContextCreate(MyWithdrawalWorker.cxt, "withdrawal channels",
-											ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(channel_cxt);
-	old = MemoryContextSwitchTo(channel_cxt);
-	nchannels = (int) SPI_processed;
-	channels = palloc0(sizeof(ChannelConfig) * Max(nchannels, 1));
-	for (i = 0; i < nchannels; i++)
-	{
-		ChannelConfig *c = &channels[i];
-		bool		isnull;
-		Datum		d;
-
-		c->name = WithdrawalSpiGetText(i, 1);
-		d = WithdrawalSpiGet(i, 2, &isnull);
-		c->rate = isnull ? 0 : DatumGetFloat8(d);
-		c->burst = DatumGetInt32(WithdrawalSpiGet(i, 3, &isnull));
-		d = WithdrawalSpiGet(i, 4, &isnull);
-		c->max_in_flight = isnull ? 0 : DatumGetInt32(d);
-		c->processor = WithdrawalSpiGetText(i, 5);
-		c->driver = WithdrawalSpiGetText(i, 6);
-		c->base_url = WithdrawalSpiGetText(i, 7);
-		c->api_secret = WithdrawalSpiGetText(i, 8);
-		c->connect_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 9, &isnull));
-		c->request_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
-		c->unsendable = channel_unsendable(c);
-	}
-	MemoryContextSwitchTo(old);
-	network_channels = 0;
-	for (i = 0; i < nchannels; i++)
-	{
-		const WithdrawalDriver *driver = WithdrawalDriverFind(channels[i].driver);
-
-		/*
-		 * A daily cap lowered below what the channel accepted today holds
-		 * its payouts until the channel's next day (policy.c).  Read after
-		 * the loop above: it may reload the policy cache through SPI.
-		 */
-		if (channels[i].unsendable == NULL)
-		{
-			old = MemoryContextSwitchTo(channel_cxt);
-			channels[i].unsendable = WithdrawalChannelCapHold(channels[i].name);
-			MemoryContextSwitchTo(old);
-		}
-		note_sendable(&channels[i]);
-		if (channels[i].unsendable == NULL && driver != NULL && driver->decide == NULL)
-			network_channels++;
-	}
-}
-
-/*
- * The most requests one channel may have on this worker's wire: its share,
- * when there is another channel whose processor it could starve (one that
- * sends over the network); all of the wire when it is the only one.
- */
-static int
-channel_share_cap(void)
-{
-	if (network_channels <= 1)
-		return withdrawal_max_in_flight;
-	return Max(1, withdrawal_max_in_flight * withdrawal_channel_share / 100);
-}
-
 /* ---------- claiming ---------- */
 
 /* A channel's part of a claim: how many rows it may give, how many it gave */
 typedef struct ChannelClaim
 {
-	ChannelConfig *channel;
+	WithdrawalWorkerChannel *channel;
 	int			granted;		/* reserved in shared memory */
 	int			claimed;
 	bool		probe;			/* the grant is a half-open breaker's probe */
@@ -441,7 +236,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {UUIDARRAYOID, INT4OID, INT4OID, INT4OID};
 	Datum		values[4];
-	ChannelConfig *c = cc->channel;
+	WithdrawalWorkerChannel *c = cc->channel;
 	int			i;
 	int			n;
 
@@ -624,24 +419,26 @@ claim_body(void *arg)
 {
 	ClaimWork  *w = (ClaimWork *) arg;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	WithdrawalWorkerChannel *channels;
+	int			nchannels;
 	int			i;
 
 	/* a restored copy claims nothing until resumed */
 	if (binding_holds_dispatch())
 		return;
-	load_channels();
+	nchannels = WithdrawalWorkerChannelsLoad(&channels);
 	w->claims = MemoryContextAllocZero(MyWithdrawalWorker.iter_cxt, sizeof(ChannelClaim) * Max(nchannels, 1));
 	claim_rotation = nchannels > 0 ? (claim_rotation + 1) % nchannels : 0;
 	for (i = 0; i < nchannels && w->total < w->capacity; i++)
 	{
-		ChannelConfig *c = &channels[(i + claim_rotation) % nchannels];
+		WithdrawalWorkerChannel *c = &channels[(i + claim_rotation) % nchannels];
 		ChannelClaim *cc = &w->claims[w->nclaims];
 		int			headroom;
 		long		wait_ms;
 
 		if (c->unsendable)
 			continue;
-		headroom = channel_share_cap() - channel_state(c->name)->in_flight;
+		headroom = WithdrawalWorkerChannelShareCap() - WithdrawalWorkerChannelInFlight(c->name);
 		if (headroom <= 0)
 			continue;
 		cc->channel = c;
@@ -718,23 +515,16 @@ WithdrawalClaimAndStart(int capacity)
 		next = p->next;
 		if (WithdrawalDispatchStart(p))
 		{
-			channel_state(p->channel)->in_flight++;
+			WithdrawalWorkerChannelOnWire(p->channel, 1);
 			MyWithdrawalWorker.sent++;
 		}
 	}
 }
 
 void
-WithdrawalClaimLeaveWire(const char *channel)
-{
-	channel_state(channel)->in_flight--;
-}
-
-void
 WithdrawalClaimForget(void)
 {
-	hash_destroy(channel_states);
-	channel_states = NULL;
+	WithdrawalWorkerChannelsForget();
 	dispatch_state_known = false;
 }
 

@@ -24,9 +24,6 @@ extern void WithdrawalClaimAndStart(int capacity);
 /* Lowers MyWithdrawalWorker.next_sandbox_at to the first sandbox event due */
 extern void WithdrawalClaimPlanSandbox(void);
 
-/* A started payout of channel is off the wire (its outcome is recorded) */
-extern void WithdrawalClaimLeaveWire(const char *channel);
-
 /* Forgets the channels and the binding state (the extension was dropped) */
 extern void WithdrawalClaimForget(void);
 

@@ -35,7 +35,6 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "claim.h"
 #include "dispatch.h"
 #include "flow.h"
 #include "lifecycle.h"
@@ -44,6 +43,7 @@
 #include "shmem.h"
 #include "util.h"
 #include "withdrawal.h"
+#include "workerchannels.h"
 #include "workerproc.h"
 
 /*
@@ -622,7 +622,7 @@ record_outcomes(WithdrawalPayout *list)
 		if (p->retry_after_ms > 0)
 			WithdrawalChannelBlock(p->channel, p->retry_after_ms, p->burst);
 		if (p->on_wire)
-			WithdrawalClaimLeaveWire(p->channel);
+			WithdrawalWorkerChannelOnWire(p->channel, -1);
 		p->reserved = false;
 	}
 
@@ -638,7 +638,7 @@ record_outcomes(WithdrawalPayout *list)
 			next = p->next;
 			p->next = NULL;
 			if (!WithdrawalRunTransaction("withdrawal: recording an outcome", false,
-								 record_body, p, &error))
+										  record_body, p, &error))
 			{
 				p->ended = NULL;
 				record_failure(p, error);

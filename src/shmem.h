@@ -51,7 +51,7 @@ extern void WithdrawalShmemAttachWorker(int worker);
 extern bool WithdrawalShmemWorkerRoleSeen(int worker);
 extern void WithdrawalShmemSetWorkerRoleSeen(int worker, bool seen);
 
-/* ---------- monitoring (monitor.c reads, worker.c writes) ---------- */
+/* ---------- monitoring (monitor.c reads, the workers write) ---------- */
 
 /* What one dispatcher worker slot reports about itself */
 typedef struct WithdrawalWorkerStatus

@@ -177,14 +177,14 @@ step_sandbox_events(TimestampTz now)
 	memset(&s, 0, sizeof(s));
 	MyWithdrawalWorker.next_sandbox_at = 0;
 	if (WithdrawalRunTransaction("withdrawal: applying sandbox events", false,
-						sandbox_apply_body, &s, NULL))
+								 sandbox_apply_body, &s, NULL))
 	{
 		if (s.applied >= withdrawal_batch_size)
 			MyWithdrawalWorker.next_sandbox_at = GetCurrentTimestamp();
 		return;
 	}
 	if (!WithdrawalRunTransaction("withdrawal: listing sandbox events", false,
-						 sandbox_due_body, &s, NULL))
+								  sandbox_due_body, &s, NULL))
 	{
 		MyWithdrawalWorker.next_sandbox_at = WithdrawalLaterMs(WITHDRAWAL_ERROR_PAUSE_MS);
 		return;
@@ -197,11 +197,11 @@ step_sandbox_events(TimestampTz now)
 		memset(&one, 0, sizeof(one));
 		one.only = &s.due[i];
 		if (WithdrawalRunTransaction("withdrawal: applying a sandbox event", false,
-							sandbox_apply_body, &one, &error))
+									 sandbox_apply_body, &one, &error))
 			continue;
 		one.error = error;
 		if (WithdrawalRunTransaction("withdrawal: postponing a sandbox event", false,
-							sandbox_postpone_body, &one, NULL))
+									 sandbox_postpone_body, &one, NULL))
 			ereport(WARNING,
 					(errmsg("withdrawal worker %d postponed the sandbox events of withdrawal %s",
 							MyWithdrawalWorker.index, WithdrawalUuidText(&s.due[i])),
@@ -243,7 +243,8 @@ step_expire_reviews(TimestampTz now)
 	int			n = 0;
 
 	next_expire_at = WithdrawalLaterMs(EXPIRE_REVIEWS_MS);
-	if (!WithdrawalRunTransaction("withdrawal: expiring reviews", false, expire_reviews_body, &n, NULL) ||
+	if (!WithdrawalRunTransaction("withdrawal: expiring reviews", false,
+								  expire_reviews_body, &n, NULL) ||
 		n == 0)
 		return;
 	ereport(LOG,
