@@ -99,6 +99,7 @@
 #include "review.h"
 #include "secrets.h"
 #include "shmem.h"
+#include "url.h"
 #include "util.h"
 #include "withdrawal.h"
 #include "worker.h"
@@ -946,11 +947,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 							"   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
 							"    AND w.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM l))"
 							" RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
-							"   w.amount, w.attempts,"
-							"   pg_catalog.jsonb_build_object('id', w.withdrawal_id, 'account_id', w.account_id,"
-							"     'amount', w.amount, 'currency', w.currency, 'channel', w.channel,"
-							"     'destination', w.destination)::text,"
-							"   w.destination ->> 'stripe_account', w.processor_ref, l.busy_answers",
+							"   w.amount, w.attempts, w.destination, w.processor_ref, l.busy_answers",
 							4, types);
 	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = Int32GetDatum(limit);
@@ -976,10 +973,10 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		p->currency = WithdrawalSpiGetText(i, 5);
 		p->amount = DatumGetInt64(WithdrawalSpiGet(i, 6, &isnull));
 		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 7, &isnull));
-		p->http_body = WithdrawalSpiGetText(i, 8);
-		p->stripe_account = WithdrawalSpiGetText(i, 9);
-		p->known_ref = WithdrawalSpiGetText(i, 10);
-		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 11, &isnull));
+		/* copied: the driver reads it after the claim's transaction ended */
+		p->destination = DatumGetJsonbPCopy(WithdrawalSpiGet(i, 8, &isnull));
+		p->known_ref = WithdrawalSpiGetText(i, 9);
+		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
 		p->channel = pstrdup(c->name);
 		p->processor = copy_or_null(cxt, c->processor);
 		p->driver_name = copy_or_null(cxt, c->driver);
@@ -1344,6 +1341,15 @@ apply_query_outcome(WithdrawalPayout *p)
 	}
 }
 
+/* p's driver settles accepted sends itself (the sandbox's delayed events) */
+static bool
+driver_settles_by_itself(const WithdrawalPayout *p)
+{
+	const WithdrawalDriver *driver = WithdrawalDriverFind(p->driver_name);
+
+	return driver != NULL && driver->settles_by_itself;
+}
+
 /*
  * Applies one outcome in the current transaction, the withdrawal's row
  * already locked (record_body).  The lease is the claim token: when it is
@@ -1382,7 +1388,7 @@ apply_outcome(WithdrawalPayout *p)
 	{
 		case WITHDRAWAL_OUTCOME_SUBMITTED:
 			if (transition(p, WITHDRAWAL_SUBMITTED, "dispatch_submitted") &&
-				strcmp(p->driver_name, "sandbox") == 0)
+				driver_settles_by_itself(p))
 			{
 				WithdrawalSandboxSchedule(p);
 				earliest(&next_sandbox_at, later_ms(withdrawal_sandbox_settle_ms));
@@ -1426,12 +1432,17 @@ apply_outcome(WithdrawalPayout *p)
 	}
 }
 
-/* A set-based outcome applies to p: a plain send accepted by a network driver */
+/*
+ * A set-based outcome applies to p: a plain send accepted by a driver whose
+ * accepted sends need nothing but the status change
+ */
 static bool
 submitted_in_bulk(const WithdrawalPayout *p)
 {
+	const WithdrawalDriver *driver = WithdrawalDriverFind(p->driver_name);
+
 	return p->outcome == WITHDRAWAL_OUTCOME_SUBMITTED && !p->query &&
-		strcmp(p->driver_name, "sandbox") != 0;
+		driver != NULL && driver->bulk_submit;
 }
 
 /*
