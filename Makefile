@@ -28,6 +28,7 @@ OBJS = \
 	src/processor_sandbox.o \
 	src/processor_http.o \
 	src/processor_stripe.o \
+	src/processor_paypal.o \
 	src/webhook.o \
 	src/events.o \
 	src/reconcile.o \

@@ -1110,3 +1110,7 @@ COMMENT ON FUNCTION withdrawal.drivers() IS
 	'the processor drivers of the loaded library: whether each sends over the network, settles by itself (sandbox), has its accepted sends recorded in bulk';
 REVOKE ALL ON FUNCTION withdrawal.drivers() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdrawal.drivers() TO withdrawal_ops, withdrawal_auditor;
+
+/* The paypal driver (PayPal Payouts) */
+ALTER TABLE withdrawal.processor DROP CONSTRAINT processor_driver_check,
+	ADD CONSTRAINT processor_driver_check CHECK (driver IN ('sandbox', 'http', 'stripe', 'paypal'));

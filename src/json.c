@@ -64,6 +64,29 @@ WithdrawalDetail(int n, const char *const *keys, const char *const *values,
 	return JsonbValueToJsonb(result);
 }
 
+void
+WithdrawalJsonPushKey(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+void
+WithdrawalJsonPushString(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	WithdrawalJsonPushKey(state, key);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
 Jsonb *
 WithdrawalJsonParse(const char *text, size_t len)
 {

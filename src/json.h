@@ -35,6 +35,15 @@ extern Jsonb *WithdrawalDetail(int n, const char *const *keys,
 							   const char *const *values, uint32 numbers);
 
 /*
+ * For building an object with pushJsonbValue: a key, and a key with its
+ * string value.  jsonb sorts the keys and prints one canonical text, so a
+ * body built this way is the same bytes whenever its values are.
+ */
+extern void WithdrawalJsonPushKey(JsonbParseState **state, const char *key);
+extern void WithdrawalJsonPushString(JsonbParseState **state, const char *key,
+									 const char *value);
+
+/*
  * Built on PostgreSQL's JSON parser: a malformed or oversized document
  * gives NULL (never an ERROR); a missing key or a non-scalar gives NULL.
  */

@@ -20,11 +20,14 @@
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
+#include "json.h"
 #include "processor.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_drivers);
@@ -33,11 +36,13 @@ PG_FUNCTION_INFO_V1(withdrawal_drivers);
 extern const WithdrawalDriver withdrawal_sandbox_driver;
 extern const WithdrawalDriver withdrawal_http_driver;
 extern const WithdrawalDriver withdrawal_stripe_driver;
+extern const WithdrawalDriver withdrawal_paypal_driver;
 
 static const WithdrawalDriver *const drivers[] = {
 	&withdrawal_sandbox_driver,
 	&withdrawal_http_driver,
 	&withdrawal_stripe_driver,
+	&withdrawal_paypal_driver,
 };
 
 /* The columns of withdrawal.drivers() */
@@ -111,6 +116,33 @@ WithdrawalProcessorUrl(const WithdrawalPayout *p, const char *path)
 	while (len > 0 && p->base_url[len - 1] == '/')
 		len--;
 	return psprintf("%.*s%s", (int) len, p->base_url, path);
+}
+
+char *
+WithdrawalProcessorEscape(const char *s)
+{
+	char	   *escaped = curl_easy_escape(NULL, s, 0);
+	char	   *result;
+
+	if (escaped == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory encoding a processor request")));
+	result = pstrdup(escaped);
+	curl_free(escaped);
+	return result;
+}
+
+char *
+WithdrawalDestinationField(WithdrawalPayout *p, const char *key)
+{
+	char	   *value = WithdrawalJsonGetValueText(p->destination, key);
+
+	if (value != NULL && value[0] != '\0')
+		return value;
+	WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
+						   "destination has no %s; nothing was sent in this attempt", key);
+	return NULL;
 }
 
 static int

@@ -183,6 +183,16 @@ extern void WithdrawalPayoutResult(WithdrawalPayout *p, WithdrawalOutcome outcom
 /* Helpers for drivers: p->base_url without its trailing slashes, then path */
 extern char *WithdrawalProcessorUrl(const WithdrawalPayout *p, const char *path);
 
+/* s escaped for a URL or a form, palloc'd */
+extern char *WithdrawalProcessorEscape(const char *s);
+
+/*
+ * destination->>key of p; when it is missing or empty, decides p DEAD (held
+ * for an operator, never a decline: an earlier attempt may have been sent
+ * through another configuration) and returns NULL
+ */
+extern char *WithdrawalDestinationField(WithdrawalPayout *p, const char *key);
+
 /* true when code is in list, a sorted array of n strings (NULL: false) */
 extern bool WithdrawalCodeListed(const char *code, const char *const *list, int n);
 

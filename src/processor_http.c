@@ -58,35 +58,10 @@ static const char *const decline_codes[] = {
 	"recipient_blocked",
 };
 
-/* Appends a key to the object being built */
-static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
-/* Appends "key": string to the object being built */
-static void
-push_string(JsonbParseState **state, const char *key, const char *value)
-{
-	JsonbValue	v;
-
-	push_key(state, key);
-	v.type = jbvString;
-	v.val.string.val = (char *) value;
-	v.val.string.len = strlen(value);
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /*
- * The create body, as jsonb_build_object() of the same members would
- * print it: jsonb sorts the keys and prints one canonical text, so the
- * bytes depend only on the withdrawal, never on the attempt.
+ * The create body, byte for byte what jsonb_build_object() of the same
+ * members prints (the claim built it so in SQL before): the bytes depend
+ * only on the withdrawal, never on the attempt.
  */
 static char *
 http_body(const WithdrawalPayout *p)
@@ -96,15 +71,15 @@ http_body(const WithdrawalPayout *p)
 	Jsonb	   *jb;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, "id", p->id_text);
-	push_string(&state, "account_id", p->account_id);
-	push_key(&state, "amount");
+	WithdrawalJsonPushString(&state, "id", p->id_text);
+	WithdrawalJsonPushString(&state, "account_id", p->account_id);
+	WithdrawalJsonPushKey(&state, "amount");
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(p->amount);
 	pushJsonbValue(&state, WJB_VALUE, &v);
-	push_string(&state, "currency", p->currency);
-	push_string(&state, "channel", p->channel);
-	push_key(&state, "destination");
+	WithdrawalJsonPushString(&state, "currency", p->currency);
+	WithdrawalJsonPushString(&state, "channel", p->channel);
+	WithdrawalJsonPushKey(&state, "destination");
 	if (p->destination == NULL)
 		v.type = jbvNull;
 	else

@@ -36,8 +36,6 @@
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
-
 #include "lib/stringinfo.h"
 
 #include "json.h"
@@ -78,20 +76,12 @@ static const char *const decline_codes[] = {
 	"transfers_not_allowed",
 };
 
-/* Appends name=value, form-encoded by libcurl */
+/* Appends name=value, form-encoded */
 static void
 append_form(StringInfo buf, const char *name, const char *value)
 {
-	char	   *n = curl_easy_escape(NULL, name, 0);
-	char	   *v = curl_easy_escape(NULL, value, 0);
-
-	if (n == NULL || v == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory encoding a processor request")));
-	appendStringInfo(buf, "%s%s=%s", buf->len > 0 ? "&" : "", n, v);
-	curl_free(n);
-	curl_free(v);
+	appendStringInfo(buf, "%s%s=%s", buf->len > 0 ? "&" : "",
+					 WithdrawalProcessorEscape(name), WithdrawalProcessorEscape(value));
 }
 
 static void
@@ -105,33 +95,18 @@ stripe_build(WithdrawalPayout *p, WithdrawalHttpRequest *req)
 	req->extra_header = "Stripe-Version: " STRIPE_API_VERSION;
 	if (p->query)
 	{
-		char	   *escaped = curl_easy_escape(NULL, p->known_ref ? p->known_ref : p->id_text, 0);
+		char	   *escaped = WithdrawalProcessorEscape(p->known_ref ? p->known_ref : p->id_text);
 
-		if (escaped == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory encoding a processor request")));
 		req->method = "GET";
 		req->url = p->known_ref ?
 			WithdrawalProcessorUrl(p, psprintf("/v1/transfers/%s", escaped)) :
 			WithdrawalProcessorUrl(p, psprintf("/v1/transfers?transfer_group=%s&limit=" GROUP_LIST_LIMIT,
 											   escaped));
-		curl_free(escaped);
 		return;
 	}
 
-	/*
-	 * Never a local decline: an earlier attempt may have been sent through
-	 * another configuration, so this attempt's failure to build proves
-	 * nothing.  The payout stays held for an operator.
-	 */
-	account = WithdrawalJsonGetValueText(p->destination, "stripe_account");
-	if (account == NULL || account[0] == '\0')
-	{
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-							   "destination has no stripe_account; nothing was sent in this attempt");
+	if ((account = WithdrawalDestinationField(p, "stripe_account")) == NULL)
 		return;
-	}
 	for (c = currency; *c; c++)
 		*c = pg_ascii_tolower((unsigned char) *c);
 

@@ -19,7 +19,7 @@ COMMENT ON FUNCTION withdrawal.config_check() IS
  */
 CREATE TABLE withdrawal.processor (
 	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
-	driver		text NOT NULL CHECK (driver IN ('sandbox', 'http', 'stripe')),
+	driver		text NOT NULL CHECK (driver IN ('sandbox', 'http', 'stripe', 'paypal')),
 	base_url	text CHECK (pg_catalog.octet_length(base_url) <= 2048),
 	api_secret	text,
 	webhook_secret text,
