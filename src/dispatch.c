@@ -68,7 +68,7 @@
 /* Longest header value we read (Retry-After, Stripe-Should-Retry) */
 #define HEADER_VALUE_BYTES		128
 
-/* Sent with every request; the major version of the request format */
+/* Sent with every request; kept as 1.0.0 sent it: a processor may filter on it */
 #define USER_AGENT				"withdrawal/1.0"
 
 /* State of one transfer on the wire, in its payout's context */

@@ -963,6 +963,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		WithdrawalPayout *p = MemoryContextAllocZero(cxt, sizeof(WithdrawalPayout));
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		bool		isnull;
+		Datum		destination;
 
 		p->cxt = cxt;
 		p->id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
@@ -974,7 +975,8 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		p->amount = DatumGetInt64(WithdrawalSpiGet(i, 6, &isnull));
 		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 7, &isnull));
 		/* copied: the driver reads it after the claim's transaction ended */
-		p->destination = DatumGetJsonbPCopy(WithdrawalSpiGet(i, 8, &isnull));
+		destination = WithdrawalSpiGet(i, 8, &isnull);
+		p->destination = isnull ? NULL : DatumGetJsonbPCopy(destination);
 		p->known_ref = WithdrawalSpiGetText(i, 9);
 		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
 		p->channel = pstrdup(c->name);
