@@ -6,6 +6,8 @@ EXTVERSION = 1.1.0
 MODULE_big = withdrawal
 OBJS = \
 	src/withdrawal.o \
+	src/json.o \
+	src/url.o \
 	src/util.o \
 	src/config.o \
 	src/audit.o \
@@ -28,9 +30,11 @@ OBJS = \
 	src/ops.o \
 	src/worker.o \
 	src/dispatch.o \
+	src/processor.o \
 	src/processor_sandbox.o \
 	src/processor_http.o \
 	src/processor_stripe.o \
+	src/processor_paypal.o \
 	src/webhook.o \
 	src/events.o \
 	src/reconcile.o \

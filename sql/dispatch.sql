@@ -61,3 +61,38 @@ SELECT x.status, x.attempts, o.kind FROM w JOIN withdrawal.withdrawals x ON x.wi
 SELECT withdrawal.retry(id) FROM w WHERE label = 'dead';
 
 SELECT check_name, violations FROM withdrawal.check_invariants() WHERE violations > 0;
+
+-- The driver registry (processor.c) and the CHECK list of
+-- withdrawal.processor.driver name the same drivers: a driver added to one
+-- side only is listed here.
+WITH registry AS (SELECT name FROM withdrawal.drivers()),
+allowed AS (
+	SELECT m[1] AS name
+	  FROM pg_constraint c,
+		   regexp_matches(pg_get_constraintdef(c.oid), '''([^'']+)''::text', 'g') m
+	 WHERE c.conrelid = 'withdrawal.processor'::regclass AND c.contype = 'c'
+	   AND pg_get_constraintdef(c.oid) ~ '^CHECK \(\(driver = ANY')
+SELECT coalesce(r.name, a.name) AS driver,
+	   CASE WHEN a.name IS NULL THEN 'in the registry only' ELSE 'in the CHECK list only' END AS problem
+  FROM registry r FULL JOIN allowed a ON a.name = r.name
+ WHERE r.name IS NULL OR a.name IS NULL;
+-- the drivers without network are exactly those the base_url CHECK exempts
+WITH exempt AS (
+	SELECT m[1] AS name
+	  FROM pg_constraint c,
+		   regexp_matches(pg_get_constraintdef(c.oid), 'driver = ''([^'']+)''::text', 'g') m
+	 WHERE c.conrelid = 'withdrawal.processor'::regclass AND c.contype = 'c'
+	   AND pg_get_constraintdef(c.oid) ~ 'base_url IS NOT NULL')
+SELECT coalesce(d.name, e.name) AS driver, d.network
+  FROM (SELECT * FROM withdrawal.drivers() WHERE NOT network) d
+  FULL JOIN exempt e ON e.name = d.name
+ WHERE d.name IS NULL OR e.name IS NULL;
+-- what each driver declares; settling by itself excludes bulk recording
+SELECT * FROM withdrawal.drivers();
+SELECT name FROM withdrawal.drivers() WHERE settles_by_itself AND bulk_submit;
+SET ROLE withdrawal_auditor;
+SELECT count(*) FROM withdrawal.drivers();
+RESET ROLE;
+SET ROLE withdrawal_app;
+SELECT count(*) FROM withdrawal.drivers();
+RESET ROLE;

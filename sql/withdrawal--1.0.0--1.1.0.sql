@@ -1111,3 +1111,19 @@ COMMENT ON FUNCTION withdrawal.statement(text, text, bigint, integer) IS
 GRANT EXECUTE ON FUNCTION withdrawal.statement(text, text, bigint, integer)
 	TO withdrawal_app, withdrawal_ops, withdrawal_auditor;
 REVOKE ALL ON FUNCTION withdrawal.statement(text, text, bigint, integer) FROM PUBLIC;
+
+/* The processor drivers of the library (issue 12: the driver registry) */
+CREATE FUNCTION withdrawal.drivers(OUT name text, OUT network boolean,
+								   OUT settles_by_itself boolean, OUT bulk_submit boolean)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdrawal_drivers'
+	LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.drivers() IS
+	'the processor drivers of the loaded library: whether each sends over the network, settles by itself (sandbox), has its accepted sends recorded in bulk';
+REVOKE ALL ON FUNCTION withdrawal.drivers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdrawal.drivers() TO withdrawal_ops, withdrawal_auditor;
+
+/* The paypal driver (PayPal Payouts) */
+ALTER TABLE withdrawal.processor DROP CONSTRAINT processor_driver_check,
+	ADD CONSTRAINT processor_driver_check CHECK (driver IN ('sandbox', 'http', 'stripe', 'paypal'));

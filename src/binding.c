@@ -45,7 +45,7 @@
 
 #include "audit.h"
 #include "binding.h"
-#include "review.h"
+#include "json.h"
 #include "shmem.h"
 #include "util.h"
 #include "withdrawal.h"

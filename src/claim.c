@@ -267,11 +267,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 							"   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
 							"    AND w.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM l))"
 							" RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
-							"   w.amount, w.attempts,"
-							"   pg_catalog.jsonb_build_object('id', w.withdrawal_id, 'account_id', w.account_id,"
-							"     'amount', w.amount, 'currency', w.currency, 'channel', w.channel,"
-							"     'destination', w.destination)::text,"
-							"   w.destination ->> 'stripe_account', w.processor_ref, l.busy_answers",
+							"   w.amount, w.attempts, w.destination, w.processor_ref, l.busy_answers",
 							4, types);
 	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = Int32GetDatum(limit);
@@ -287,6 +283,7 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		WithdrawalPayout *p = MemoryContextAllocZero(cxt, sizeof(WithdrawalPayout));
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		bool		isnull;
+		Datum		destination;
 
 		p->cxt = cxt;
 		p->id = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
@@ -297,10 +294,11 @@ claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit
 		p->currency = WithdrawalSpiGetText(i, 5);
 		p->amount = DatumGetInt64(WithdrawalSpiGet(i, 6, &isnull));
 		p->attempts = DatumGetInt32(WithdrawalSpiGet(i, 7, &isnull));
-		p->http_body = WithdrawalSpiGetText(i, 8);
-		p->stripe_account = WithdrawalSpiGetText(i, 9);
-		p->known_ref = WithdrawalSpiGetText(i, 10);
-		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 11, &isnull));
+		/* copied: the driver reads it after the claim's transaction ended */
+		destination = WithdrawalSpiGet(i, 8, &isnull);
+		p->destination = isnull ? NULL : DatumGetJsonbPCopy(destination);
+		p->known_ref = WithdrawalSpiGetText(i, 9);
+		p->busy_answers = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
 		p->channel = pstrdup(c->name);
 		p->processor = copy_or_null(cxt, c->processor);
 		p->driver_name = copy_or_null(cxt, c->driver);

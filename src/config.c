@@ -57,7 +57,7 @@
 
 #include "audit.h"
 #include "config.h"
-#include "dispatch.h"
+#include "url.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_config_check);

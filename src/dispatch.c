@@ -27,27 +27,49 @@
  */
 #include "postgres.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 
-#include "common/jsonapi.h"
 #include "lib/ilist.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "dispatch.h"
+#include "json.h"
 #include "secrets.h"
+#include "url.h"
 #include "withdrawal.h"
 
-/* Largest response body we keep; a processor's answer is a few hundred bytes */
-#define MAX_RESPONSE_BYTES	(256 * 1024)
+/*
+ * Largest response body we keep: a processor's answer is a few hundred
+ * bytes, and a larger one could not be parsed anyway (json.h)
+ */
+#define MAX_RESPONSE_BYTES	WITHDRAWAL_JSON_MAX_BYTES
+
+/*
+ * Connections libcurl keeps open between payouts: one per request on the
+ * wire, and never fewer than this, so that a small withdrawal.max_in_flight
+ * still reuses connections to a few processors
+ */
+#define MIN_CACHED_CONNECTIONS	16
+
+/*
+ * Room in the WaitEventSet: besides the latch and postmaster death, twice
+ * the sockets libcurl watches now plus a few, so that new connections
+ * usually fit without a rebuild, and never fewer than the minimum
+ */
+#define WES_FIXED_EVENTS		2
+#define WES_MIN_SOCKETS			64
+#define WES_SPARE_SOCKETS		8
+
+/* Longest header value we read (Retry-After, Stripe-Should-Retry) */
+#define HEADER_VALUE_BYTES		128
+
+/* Sent with every request; kept as 1.0.0 sent it: a processor may filter on it */
+#define USER_AGENT				"withdrawal/1.0"
 
 /* State of one transfer on the wire, in its payout's context */
 typedef struct Transfer
@@ -87,266 +109,6 @@ static WithdrawalPayout *done_head = NULL;
 static WithdrawalPayout *done_tail = NULL;
 static int	done_count = 0;
 static TimestampTz done_since = 0;	/* when the oldest done payout finished */
-
-static const char *const outcome_names[] = {
-	[WITHDRAWAL_OUTCOME_NONE] = "none",
-	[WITHDRAWAL_OUTCOME_SUBMITTED] = "submitted",
-	[WITHDRAWAL_OUTCOME_PAID] = "paid",
-	[WITHDRAWAL_OUTCOME_FAILED] = "failed",
-	[WITHDRAWAL_OUTCOME_RETRY] = "retry",
-	[WITHDRAWAL_OUTCOME_DEAD] = "dead",
-	[WITHDRAWAL_OUTCOME_PENDING] = "pending",
-	[WITHDRAWAL_OUTCOME_UNKNOWN] = "unknown",
-	[WITHDRAWAL_OUTCOME_IN_PROGRESS] = "in_progress",
-};
-
-const char *
-WithdrawalOutcomeName(WithdrawalOutcome outcome)
-{
-	return outcome_names[outcome];
-}
-
-void
-WithdrawalPayoutResult(WithdrawalPayout *p, WithdrawalOutcome outcome,
-					   const char *fmt,...)
-{
-	MemoryContext old = MemoryContextSwitchTo(p->cxt);
-
-	p->outcome = outcome;
-	if (fmt)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		for (;;)
-		{
-			va_list		args;
-			int			needed;
-
-			va_start(args, fmt);
-			needed = appendStringInfoVA(&buf, fmt, args);
-			va_end(args);
-			if (needed == 0)
-				break;
-			enlargeStringInfo(&buf, needed);
-		}
-		p->error = buf.data;
-	}
-	MemoryContextSwitchTo(old);
-}
-
-const WithdrawalDriver *
-WithdrawalDriverFind(const char *name)
-{
-	if (name == NULL)
-		return NULL;
-	if (strcmp(name, "sandbox") == 0)
-		return &withdrawal_sandbox_driver;
-	if (strcmp(name, "http") == 0)
-		return &withdrawal_http_driver;
-	if (strcmp(name, "stripe") == 0)
-		return &withdrawal_stripe_driver;
-	return NULL;
-}
-
-/* ---------- JSON helpers ---------- */
-
-Jsonb *
-WithdrawalJsonParse(const char *text, size_t len)
-{
-	JsonLexContext *lex;
-	MemoryContext cxt = CurrentMemoryContext;
-	char	   *copy;
-	Jsonb	   *volatile result = NULL;
-
-	if (text == NULL || len == 0 || len > MAX_RESPONSE_BYTES || memchr(text, '\0', len))
-		return NULL;
-	copy = pnstrdup(text, len);
-	lex = makeJsonLexContextCstringLen(copy, (int) len, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-
-	/* Valid JSON; the conversion can still refuse it (deep nesting...). */
-	PG_TRY();
-	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
-}
-
-/* The scalar value of key in an object container, as text */
-static char *
-container_get_text(JsonbContainer *container, const char *key, JsonbValue *out)
-{
-	JsonbValue *v;
-
-	if (!JsonContainerIsObject(container))
-		return NULL;
-	v = getKeyJsonValueFromContainer(container, key, strlen(key), out);
-	if (v == NULL)
-		return NULL;
-	switch (v->type)
-	{
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out,
-													   NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		default:
-			return NULL;
-	}
-}
-
-/* jb->key when it is a container, else NULL */
-static JsonbContainer *
-container_get(Jsonb *jb, const char *key, JsonbValue *out)
-{
-	JsonbValue *v;
-
-	if (jb == NULL || !JsonContainerIsObject(&jb->root))
-		return NULL;
-	v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), out);
-	if (v == NULL || v->type != jbvBinary)
-		return NULL;
-	return v->val.binary.data;
-}
-
-char *
-WithdrawalJsonGetText(Jsonb *jb, const char *key)
-{
-	JsonbValue	v;
-
-	if (jb == NULL)
-		return NULL;
-	return container_get_text(&jb->root, key, &v);
-}
-
-char *
-WithdrawalJsonGetPath(Jsonb *jb, const char *key1, const char *key2)
-{
-	JsonbValue	v;
-	JsonbValue	v2;
-	JsonbContainer *inner = container_get(jb, key1, &v);
-
-	if (inner == NULL)
-		return NULL;
-	return container_get_text(inner, key2, &v2);
-}
-
-int
-WithdrawalJsonArrayLength(Jsonb *jb, const char *key)
-{
-	JsonbValue	v;
-	JsonbContainer *array = container_get(jb, key, &v);
-
-	if (array == NULL || !JsonContainerIsArray(array))
-		return -1;
-	return (int) JsonContainerSize(array);
-}
-
-char *
-WithdrawalJsonArrayGetText(Jsonb *jb, const char *key, int index, const char *field)
-{
-	JsonbValue	v;
-	JsonbValue	field_value;
-	JsonbContainer *array = container_get(jb, key, &v);
-	JsonbValue *element;
-
-	if (array == NULL || !JsonContainerIsArray(array) || index < 0 ||
-		index >= (int) JsonContainerSize(array))
-		return NULL;
-	element = getIthJsonbValueFromContainer(array, index);
-	if (element == NULL || element->type != jbvBinary)
-		return NULL;
-	return container_get_text(element->val.binary.data, field, &field_value);
-}
-
-static int
-code_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-bool
-WithdrawalCodeListed(const char *code, const char *const *list, int n)
-{
-	if (code == NULL)
-		return false;
-	return bsearch(&code, list, n, sizeof(char *), code_cmp) != NULL;
-}
-
-/* ---------- URL policy ---------- */
-
-static bool
-host_is_loopback(const char *host)
-{
-	unsigned char addr[16];
-	char		buf[64];
-	size_t		len = strlen(host);
-
-	if (pg_strcasecmp(host, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, addr) == 1)
-		return addr[0] == 127;
-	/* libcurl returns IPv6 hosts in brackets */
-	if (len >= 2 && len < sizeof(buf) && host[0] == '[' && host[len - 1] == ']')
-	{
-		memcpy(buf, host + 1, len - 2);
-		buf[len - 2] = '\0';
-		if (inet_pton(AF_INET6, buf, addr) == 1)
-		{
-			static const unsigned char loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-
-			return memcmp(addr, loopback6, 16) == 0;
-		}
-	}
-	return false;
-}
-
-bool
-WithdrawalUrlAllowed(const char *url, char **why)
-{
-	CURLU	   *u = curl_url();
-	char	   *scheme = NULL;
-	char	   *host = NULL;
-	bool		ok = false;
-
-	*why = NULL;
-	if (u == NULL)
-	{
-		*why = pstrdup("out of memory parsing the processor URL");
-		return false;
-	}
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-		*why = pstrdup("processor base_url is not a valid URL");
-	else if (pg_strcasecmp(scheme, "https") == 0)
-		ok = true;
-	else if (pg_strcasecmp(scheme, "http") != 0)
-		*why = psprintf("processor URL scheme \"%s\" is not supported", scheme);
-	else if (!withdrawal_allow_insecure_loopback)
-		*why = pstrdup("plain http is refused (withdrawal.allow_insecure_loopback is off)");
-	else if (!host_is_loopback(host))
-		*why = psprintf("plain http is refused for non-loopback host \"%s\"", host);
-	else
-		ok = true;
-	if (scheme)
-		curl_free(scheme);
-	if (host)
-		curl_free(host);
-	curl_url_cleanup(u);
-	return ok;
-}
 
 /* ---------- libcurl callbacks ---------- */
 
@@ -460,7 +222,7 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 {
 	Transfer   *t = (Transfer *) userp;
 	size_t		n = size * nmemb;
-	char		buf[128];
+	char		buf[HEADER_VALUE_BYTES];
 	char	   *value;
 
 	if ((value = header_value(data, n, "retry-after:", buf, sizeof(buf))) != NULL)
@@ -519,9 +281,13 @@ WithdrawalDispatchInit(void)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl multi handle")));
 	on_proc_exit(dispatch_exit, (Datum) 0);
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(withdrawal_max_in_flight, 16));
+	if (curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback) != CURLM_OK ||
+		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback) != CURLM_OK ||
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+						  (long) Max(withdrawal_max_in_flight, MIN_CACHED_CONNECTIONS)) != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not configure the libcurl multi handle")));
 }
 
 static void
@@ -569,6 +335,21 @@ WithdrawalDispatchInFlight(void)
 	return in_flight;
 }
 
+/*
+ * Sets an option of t->easy; the first one libcurl refuses is remembered
+ * (failed_option, failed_code) and the payout not sent.
+ */
+#define SETOPT(option, value) \
+	do { \
+		CURLcode	setopt_rc_ = curl_easy_setopt(t->easy, option, value); \
+		\
+		if (setopt_rc_ != CURLE_OK && failed_option == NULL) \
+		{ \
+			failed_option = #option; \
+			failed_code = setopt_rc_; \
+		} \
+	} while (0)
+
 /* Adds a header line; the buffer is wiped because it may hold a secret */
 static void
 add_header(Transfer *t, const char *name, const char *value)
@@ -594,6 +375,8 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 	Transfer   *t;
 	char	   *why;
 	long		timeout_ms;
+	const char *failed_option = NULL;
+	CURLcode	failed_code = CURLE_OK;
 
 	p->outcome = WITHDRAWAL_OUTCOME_NONE;
 	p->should_retry = -1;
@@ -678,35 +461,54 @@ WithdrawalDispatchStart(WithdrawalPayout *p)
 	add_header(t, "Expect", "");
 
 	timeout_ms = Min((long) p->request_timeout_ms, (long) withdrawal_http_timeout_ms);
-	curl_easy_setopt(t->easy, CURLOPT_URL, req.url);
-	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 0L);
-	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	SETOPT(CURLOPT_URL, req.url);
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_VERBOSE, 0L);
+	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
 	if (withdrawal_ca_file && withdrawal_ca_file[0] != '\0')
-		curl_easy_setopt(t->easy, CURLOPT_CAINFO, withdrawal_ca_file);
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS,
-					 Min((long) p->connect_timeout_ms, timeout_ms));
-	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "withdrawal/1.0");
-	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, write_callback);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_callback);
-	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, p);
+		SETOPT(CURLOPT_CAINFO, withdrawal_ca_file);
+	SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, Min((long) p->connect_timeout_ms, timeout_ms));
+	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(CURLOPT_USERAGENT, USER_AGENT);
+	SETOPT(CURLOPT_HTTPHEADER, t->headers);
+	SETOPT(CURLOPT_WRITEFUNCTION, write_callback);
+	SETOPT(CURLOPT_WRITEDATA, t);
+	SETOPT(CURLOPT_HEADERFUNCTION, header_callback);
+	SETOPT(CURLOPT_HEADERDATA, t);
+	SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
+	SETOPT(CURLOPT_PRIVATE, p);
 	if (strcmp(req.method, "POST") == 0)
 	{
-		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req.body));
-		curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, req.body);
+		SETOPT(CURLOPT_POSTFIELDSIZE, (long) strlen(req.body));
+		SETOPT(CURLOPT_COPYPOSTFIELDS, req.body);
 	}
 	else
-		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+		SETOPT(CURLOPT_HTTPGET, 1L);
 	MemoryContextSwitchTo(old);
+
+	/*
+	 * An option libcurl refused (a build without a protocol, TLS or the
+	 * option itself) would send something else than intended, or nothing:
+	 * nothing was sent, so the payout is retried with the same key and the
+	 * error says which option.
+	 */
+	if (failed_option != NULL)
+	{
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY,
+							   "libcurl refused option %s: %s; nothing was sent in this attempt",
+							   failed_option, curl_easy_strerror(failed_code));
+		curl_easy_cleanup(t->easy);
+		curl_slist_free_all(t->headers);
+		t->easy = NULL;
+		t->headers = NULL;
+		p->transfer = NULL;
+		push_done(p);
+		return false;
+	}
 
 	if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
 		ereport(ERROR,
@@ -847,8 +649,8 @@ rebuild_wait_event_set(void)
 
 	if (wes)
 		FreeWaitEventSet(wes);
-	wes_capacity = Max(64, 2 * nsockets + 8);
-	wes = CreateWaitEventSet(dispatch_cxt, wes_capacity + 2);
+	wes_capacity = Max(WES_MIN_SOCKETS, 2 * nsockets + WES_SPARE_SOCKETS);
+	wes = CreateWaitEventSet(dispatch_cxt, wes_capacity + WES_FIXED_EVENTS);
 	wes_used = 0;
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -885,8 +687,8 @@ WithdrawalDispatchWait(long timeout_ms)
 			timeout_ms = curl_ms;
 	}
 
-	events = palloc(sizeof(WaitEvent) * (wes_capacity + 2));
-	nevents = WaitEventSetWait(wes, timeout_ms, events, wes_capacity + 2,
+	events = palloc(sizeof(WaitEvent) * (wes_capacity + WES_FIXED_EVENTS));
+	nevents = WaitEventSetWait(wes, timeout_ms, events, wes_capacity + WES_FIXED_EVENTS,
 							   PG_WAIT_EXTENSION);
 	for (i = 0; i < nevents; i++)
 	{

@@ -2,7 +2,8 @@
  *
  * dispatch.h
  *	  HTTP dispatch through the libcurl multi interface, driven from the
- *	  worker's latch loop, and the JSON helpers the drivers share.
+ *	  worker's latch loop.  The drivers and their registry are behind
+ *	  processor.h; the URL policy is in url.h.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -15,7 +16,6 @@
 #define WITHDRAWAL_DISPATCH_H
 
 #include "datatype/timestamp.h"
-#include "utils/jsonb.h"
 
 #include "processor.h"
 
@@ -51,26 +51,5 @@ extern int	WithdrawalDispatchInFlight(void);
  * rows they would be recorded in are gone.
  */
 extern void WithdrawalDispatchAbandonAll(void);
-
-/* true when url may be used: https, or http to loopback when allowed */
-extern bool WithdrawalUrlAllowed(const char *url, char **why);
-
-/*
- * JSON helpers built on PostgreSQL's JSON parser: a malformed document
- * gives NULL (never an ERROR); a missing key or a non-scalar gives NULL.
- */
-extern Jsonb *WithdrawalJsonParse(const char *text, size_t len);
-extern char *WithdrawalJsonGetText(Jsonb *jb, const char *key);
-extern char *WithdrawalJsonGetPath(Jsonb *jb, const char *key1, const char *key2);
-
-/* Length of the array jb->key, or -1 when it is not an array */
-extern int	WithdrawalJsonArrayLength(Jsonb *jb, const char *key);
-
-/* The scalar field of the object jb->key[index], as text, or NULL */
-extern char *WithdrawalJsonArrayGetText(Jsonb *jb, const char *key, int index,
-										const char *field);
-
-/* true when code is in list, a sorted array of n strings (NULL: false) */
-extern bool WithdrawalCodeListed(const char *code, const char *const *list, int n);
 
 #endif							/* WITHDRAWAL_DISPATCH_H */

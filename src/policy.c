@@ -89,9 +89,9 @@
 
 #include "audit.h"
 #include "config.h"
+#include "json.h"
 #include "lock.h"
 #include "policy.h"
-#include "review.h"
 #include "util.h"
 #include "withdrawal.h"
 

@@ -3,10 +3,17 @@
  * processor.h
  *	  The small internal interface behind which processor drivers live.
  *
- * A driver turns a claimed payout into an HTTP request and an HTTP
+ * A driver turns a claimed payout into an HTTP request (building its own
+ * body from the payout's generic fields and destination) and an HTTP
  * response into an outcome (network drivers), or decides the outcome by
- * itself (the sandbox).  Drivers do no I/O: dispatch.c sends, worker.c
- * records; only the sandbox keeps a table, for its delayed settlements.
+ * itself (the sandbox).  What generic code must treat differently is a
+ * flag of the driver, never a test of its name.  Drivers do no I/O:
+ * dispatch.c sends, worker.c records; only the sandbox keeps a table, for
+ * its delayed settlements.
+ *
+ * The registry (processor.c) is one array; withdrawal.drivers() lists it,
+ * and the regress test "dispatch" compares it with the CHECK list of
+ * withdrawal.processor.driver.  docs/processors.md says how to add one.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -20,6 +27,7 @@
 
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 #include "utils/palloc.h"
 #include "utils/uuid.h"
 
@@ -61,8 +69,8 @@ typedef struct WithdrawalPayout
 	char	   *currency;
 	int64		amount;
 	char	   *channel;
-	char	   *http_body;		/* the http driver's JSON body, built in SQL */
-	char	   *stripe_account; /* destination.stripe_account, or NULL */
+	Jsonb	   *destination;	/* the request's destination object, copied
+								 * into cxt; each driver reads its own keys */
 	int			attempts;		/* including this one */
 	int			busy_answers;	/* "in progress" answers so far */
 	bool		query;			/* a status query rather than a send */
@@ -112,17 +120,33 @@ typedef struct WithdrawalHttpRequest
 
 typedef struct WithdrawalDriver
 {
-	const char *name;
+	const char *name;			/* as in withdrawal.processor.driver */
+
+	/*
+	 * What generic code does differently for this driver's payouts:
+	 *
+	 * settles_by_itself: a send it accepts (SUBMITTED) is settled later by
+	 * the extension itself, through the sandbox's delayed events
+	 * (WithdrawalSandboxSchedule), not by a webhook or a status query.
+	 *
+	 * bulk_submit: an accepted send needs nothing but the status change,
+	 * so the worker may record many of them in one set-based statement.
+	 * Never with settles_by_itself, which needs per-payout work.
+	 */
+	bool		settles_by_itself;
+	bool		bulk_submit;
 
 	/*
 	 * No network: decides p->outcome at once (the sandbox).  NULL for
-	 * network drivers.
+	 * network drivers, which need a base_url (withdrawal.processor CHECK).
 	 */
 	void		(*decide) (WithdrawalPayout *p);
 
 	/*
-	 * Fills req for p (p->query: a status query).  May instead decide
-	 * p->outcome (for example FAILED for a destination the processor cannot
+	 * Fills req for p (p->query: a status query, which every network driver
+	 * must answer), in p->cxt; the body, if any, is built here from p's
+	 * fields, the same bytes on every attempt.  May instead decide
+	 * p->outcome (for example DEAD for a destination the processor cannot
 	 * pay), in which case nothing is sent.
 	 */
 	void		(*build) (WithdrawalPayout *p, WithdrawalHttpRequest *req);
@@ -131,10 +155,6 @@ typedef struct WithdrawalDriver
 	void		(*classify) (WithdrawalPayout *p, long status,
 							 const char *body, size_t len);
 } WithdrawalDriver;
-
-extern const WithdrawalDriver withdrawal_sandbox_driver;
-extern const WithdrawalDriver withdrawal_http_driver;
-extern const WithdrawalDriver withdrawal_stripe_driver;
 
 /*
  * The sandbox's delayed events (settlement, return), kept in
@@ -159,5 +179,21 @@ extern const WithdrawalDriver *WithdrawalDriverFind(const char *name);
 /* Sets p->outcome and p->error (formatted in p->cxt) */
 extern void WithdrawalPayoutResult(WithdrawalPayout *p, WithdrawalOutcome outcome,
 								   const char *fmt,...) pg_attribute_printf(3, 4);
+
+/* Helpers for drivers: p->base_url without its trailing slashes, then path */
+extern char *WithdrawalProcessorUrl(const WithdrawalPayout *p, const char *path);
+
+/* s escaped for a URL or a form, palloc'd */
+extern char *WithdrawalProcessorEscape(const char *s);
+
+/*
+ * destination->>key of p; when it is missing or empty, decides p DEAD (held
+ * for an operator, never a decline: an earlier attempt may have been sent
+ * through another configuration) and returns NULL
+ */
+extern char *WithdrawalDestinationField(WithdrawalPayout *p, const char *key);
+
+/* true when code is in list, a sorted array of n strings (NULL: false) */
+extern bool WithdrawalCodeListed(const char *code, const char *const *list, int n);
 
 #endif							/* WITHDRAWAL_PROCESSOR_H */

@@ -33,6 +33,8 @@
 #include "util.h"
 #include "withdrawal.h"
 
+/* The magic amounts are told by their last two digits: amount modulo 100 */
+#define SANDBOX_MODULUS		100
 #define SANDBOX_DECLINE		13
 #define SANDBOX_RETURN		42
 
@@ -41,7 +43,7 @@ sandbox_decide(WithdrawalPayout *p)
 {
 	MemoryContext old = MemoryContextSwitchTo(p->cxt);
 
-	if (p->amount % 100 == SANDBOX_DECLINE)
+	if (p->amount % SANDBOX_MODULUS == SANDBOX_DECLINE)
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED,
 							   "sandbox: declined (amounts ending in 13 always are)");
 	else if (p->query)
@@ -56,6 +58,8 @@ sandbox_decide(WithdrawalPayout *p)
 
 const WithdrawalDriver withdrawal_sandbox_driver = {
 	.name = "sandbox",
+	.settles_by_itself = true,
+	.bulk_submit = false,
 	.decide = sandbox_decide,
 	.build = NULL,
 	.classify = NULL,
@@ -174,7 +178,7 @@ WithdrawalSandboxApplyDue(int limit, const pg_uuid_t *only)
 			data.reason = "sandbox: returned by the bank (amounts ending in 42 always are)";
 		if (WithdrawalTransition(&ev[i].id, paid ? WITHDRAWAL_PAID : WITHDRAWAL_RETURNED,
 								 &data, NULL) &&
-			paid && ev[i].amount % 100 == SANDBOX_RETURN)
+			paid && ev[i].amount % SANDBOX_MODULUS == SANDBOX_RETURN)
 			schedule(&ev[i].id, "returned");
 	}
 	return n;

@@ -36,15 +36,23 @@
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
-
 #include "lib/stringinfo.h"
 
-#include "dispatch.h"
+#include "json.h"
 #include "processor.h"
 
 /* The API version the requests and the answers' shapes are written for */
 #define STRIPE_API_VERSION	"2024-06-20"
+
+/*
+ * Transfers a status query lists from a transfer group: one is the
+ * answer, and a second is all it takes to see that there is more than one
+ */
+#define GROUP_LIST_LIMIT	"3"
+
+/* How much of Stripe's own text last_error keeps: a type or code, a message */
+#define CLIP_CODE			100
+#define CLIP_MESSAGE		200
 
 /* Error codes that decline a transfer for good; sorted */
 static const char *const decline_codes[] = {
@@ -68,31 +76,12 @@ static const char *const decline_codes[] = {
 	"transfers_not_allowed",
 };
 
-/* Appends name=value, form-encoded by libcurl */
+/* Appends name=value, form-encoded */
 static void
 append_form(StringInfo buf, const char *name, const char *value)
 {
-	char	   *n = curl_easy_escape(NULL, name, 0);
-	char	   *v = curl_easy_escape(NULL, value, 0);
-
-	if (n == NULL || v == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory encoding a processor request")));
-	appendStringInfo(buf, "%s%s=%s", buf->len > 0 ? "&" : "", n, v);
-	curl_free(n);
-	curl_free(v);
-}
-
-/* base_url without a trailing slash, then path */
-static char *
-stripe_url(const WithdrawalPayout *p, const char *path)
-{
-	size_t		len = strlen(p->base_url);
-
-	while (len > 0 && p->base_url[len - 1] == '/')
-		len--;
-	return psprintf("%.*s%s", (int) len, p->base_url, path);
+	appendStringInfo(buf, "%s%s=%s", buf->len > 0 ? "&" : "",
+					 WithdrawalProcessorEscape(name), WithdrawalProcessorEscape(value));
 }
 
 static void
@@ -100,48 +89,36 @@ stripe_build(WithdrawalPayout *p, WithdrawalHttpRequest *req)
 {
 	StringInfoData body;
 	char	   *currency = pstrdup(p->currency);
+	char	   *account;
 	char	   *c;
 
 	req->extra_header = "Stripe-Version: " STRIPE_API_VERSION;
 	if (p->query)
 	{
-		char	   *escaped = curl_easy_escape(NULL, p->known_ref ? p->known_ref : p->id_text, 0);
+		char	   *escaped = WithdrawalProcessorEscape(p->known_ref ? p->known_ref : p->id_text);
 
-		if (escaped == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory encoding a processor request")));
 		req->method = "GET";
 		req->url = p->known_ref ?
-			stripe_url(p, psprintf("/v1/transfers/%s", escaped)) :
-			stripe_url(p, psprintf("/v1/transfers?transfer_group=%s&limit=3", escaped));
-		curl_free(escaped);
+			WithdrawalProcessorUrl(p, psprintf("/v1/transfers/%s", escaped)) :
+			WithdrawalProcessorUrl(p, psprintf("/v1/transfers?transfer_group=%s&limit=" GROUP_LIST_LIMIT,
+											   escaped));
 		return;
 	}
 
-	/*
-	 * Never a local decline: an earlier attempt may have been sent through
-	 * another configuration, so this attempt's failure to build proves
-	 * nothing.  The payout stays held for an operator.
-	 */
-	if (p->stripe_account == NULL || p->stripe_account[0] == '\0')
-	{
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-							   "destination has no stripe_account; nothing was sent in this attempt");
+	if ((account = WithdrawalDestinationField(p, "stripe_account")) == NULL)
 		return;
-	}
 	for (c = currency; *c; c++)
 		*c = pg_ascii_tolower((unsigned char) *c);
 
 	initStringInfo(&body);
 	append_form(&body, "amount", psprintf(INT64_FORMAT, p->amount));
 	append_form(&body, "currency", currency);
-	append_form(&body, "destination", p->stripe_account);
+	append_form(&body, "destination", account);
 	append_form(&body, "metadata[withdrawal_id]", p->id_text);
 	append_form(&body, "transfer_group", p->id_text);
 
 	req->method = "POST";
-	req->url = stripe_url(p, "/v1/transfers");
+	req->url = WithdrawalProcessorUrl(p, "/v1/transfers");
 	req->body = body.data;
 	req->content_type = "application/x-www-form-urlencoded";
 }
@@ -210,28 +187,32 @@ stripe_classify(WithdrawalPayout *p, long status, const char *body, size_t len)
 	message = WithdrawalJsonGetPath(jb, "error", "message");
 	if (status == 409 || (code && strcmp(code, "idempotency_key_in_use") == 0))
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_IN_PROGRESS,
-							   "HTTP %ld%s%.100s: Stripe is still processing a request with this idempotency key; asking again with the same key",
-							   status, code ? ": " : "", code ? code : "");
+							   "HTTP %ld%s%.*s: Stripe is still processing a request with this idempotency key; asking again with the same key",
+							   status, code ? ": " : "", CLIP_CODE, code ? code : "");
 	else if (type && strcmp(type, "idempotency_error") == 0)
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-							   "HTTP %ld: idempotency_error%s%.100s (the key exists with other parameters; a transfer may exist)",
-							   status, code ? " " : "", code ? code : "");
+							   "HTTP %ld: idempotency_error%s%.*s (the key exists with other parameters; a transfer may exist)",
+							   status, code ? " " : "", CLIP_CODE, code ? code : "");
 	else if ((status == 400 || status == 402) && p->should_retry != 1 &&
 			 type && (strcmp(type, "invalid_request_error") == 0 || strcmp(type, "card_error") == 0) &&
 			 WithdrawalCodeListed(code, decline_codes, lengthof(decline_codes)))
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED, "HTTP %ld: %.100s%s%.200s", status,
-							   code, message ? ": " : "", message ? message : "");
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_FAILED, "HTTP %ld: %.*s%s%.*s", status,
+							   CLIP_CODE, code, message ? ": " : "", CLIP_MESSAGE, message ? message : "");
 	else if (p->should_retry == 0)
 		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_DEAD,
-							   "HTTP %ld%s%.100s%s%.100s: Stripe-Should-Retry is false and this is not a documented decline; held for an operator",
-							   status, type ? ": " : "", type ? type : "", code ? " " : "", code ? code : "");
+							   "HTTP %ld%s%.*s%s%.*s: Stripe-Should-Retry is false and this is not a documented decline; held for an operator",
+							   status, type ? ": " : "", CLIP_CODE, type ? type : "",
+							   code ? " " : "", CLIP_CODE, code ? code : "");
 	else
-		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%.100s%s%.100s", status,
-							   type ? ": " : "", type ? type : "", code ? " " : "", code ? code : "");
+		WithdrawalPayoutResult(p, WITHDRAWAL_OUTCOME_RETRY, "HTTP %ld%s%.*s%s%.*s", status,
+							   type ? ": " : "", CLIP_CODE, type ? type : "",
+							   code ? " " : "", CLIP_CODE, code ? code : "");
 }
 
 const WithdrawalDriver withdrawal_stripe_driver = {
 	.name = "stripe",
+	.settles_by_itself = false,
+	.bulk_submit = true,
 	.decide = NULL,
 	.build = stripe_build,
 	.classify = stripe_classify,

@@ -212,6 +212,15 @@ apply_query_outcome(WithdrawalPayout *p)
 	}
 }
 
+/* p's driver settles accepted sends itself (the sandbox's delayed events) */
+static bool
+driver_settles_by_itself(const WithdrawalPayout *p)
+{
+	const WithdrawalDriver *driver = WithdrawalDriverFind(p->driver_name);
+
+	return driver != NULL && driver->settles_by_itself;
+}
+
 /*
  * Applies one outcome in the current transaction, the withdrawal's row
  * already locked (record_body).  The lease is the claim token: when it is
@@ -250,7 +259,7 @@ apply_outcome(WithdrawalPayout *p)
 	{
 		case WITHDRAWAL_OUTCOME_SUBMITTED:
 			if (transition(p, WITHDRAWAL_SUBMITTED, "dispatch_submitted") &&
-				strcmp(p->driver_name, "sandbox") == 0)
+				driver_settles_by_itself(p))
 			{
 				WithdrawalSandboxSchedule(p);
 				WithdrawalEarliest(&MyWithdrawalWorker.next_sandbox_at, WithdrawalLaterMs(withdrawal_sandbox_settle_ms));
@@ -294,12 +303,17 @@ apply_outcome(WithdrawalPayout *p)
 	}
 }
 
-/* A set-based outcome applies to p: a plain send accepted by a network driver */
+/*
+ * A set-based outcome applies to p: a plain send accepted by a driver whose
+ * accepted sends need nothing but the status change
+ */
 static bool
 submitted_in_bulk(const WithdrawalPayout *p)
 {
+	const WithdrawalDriver *driver = WithdrawalDriverFind(p->driver_name);
+
 	return p->outcome == WITHDRAWAL_OUTCOME_SUBMITTED && !p->query &&
-		strcmp(p->driver_name, "sandbox") != 0;
+		driver != NULL && driver->bulk_submit;
 }
 
 /*

@@ -38,10 +38,10 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "audit.h"
+#include "json.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "review.h"
@@ -60,45 +60,6 @@ typedef struct ExpiredReview
 	char	   *expires_after;	/* the policy's review_expires_after */
 	int64		approvals;
 } ExpiredReview;
-
-Jsonb *
-WithdrawalDetail(int n, const char *const *keys, const char *const *values,
-				 uint32 numbers)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbValue *result;
-	int			i;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (i = 0; i < n; i++)
-	{
-		k.type = jbvString;
-		k.val.string.val = (char *) keys[i];
-		k.val.string.len = strlen(keys[i]);
-		pushJsonbValue(&state, WJB_KEY, &k);
-		if (values[i] == NULL)
-			v.type = jbvNull;
-		else if (numbers & (1U << i))
-		{
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																CStringGetDatum(values[i]),
-																ObjectIdGetDatum(InvalidOid),
-																Int32GetDatum(-1)));
-		}
-		else
-		{
-			v.type = jbvString;
-			v.val.string.val = (char *) values[i];
-			v.val.string.len = strlen(values[i]);
-		}
-		pushJsonbValue(&state, WJB_VALUE, &v);
-	}
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(result);
-}
 
 /*
  * approve(withdrawal_id, note): records session_user's approval; when

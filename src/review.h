@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * review.h
- *	  Manual review (approve with four-eyes, reject, expiry) and the small
- *	  JSON builder its audit rows share with the policy module.
+ *	  Manual review (approve with four-eyes, reject, expiry).
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -13,16 +12,6 @@
  */
 #ifndef WITHDRAWAL_REVIEW_H
 #define WITHDRAWAL_REVIEW_H
-
-#include "utils/jsonb.h"
-
-/*
- * Builds a flat JSON object of n members for audit details.  Member i is
- * a JSON number when bit i of numbers is set, else a string; a NULL value
- * becomes JSON null.
- */
-extern Jsonb *WithdrawalDetail(int n, const char *const *keys,
-							   const char *const *values, uint32 numbers);
 
 /*
  * Rejects and refunds, each with an audit row, the withdrawals in review

@@ -31,6 +31,7 @@
 #include "policy.h"
 #include "processor.h"
 #include "secrets.h"
+#include "url.h"
 #include "util.h"
 #include "withdrawal.h"
 #include "workerchannels.h"

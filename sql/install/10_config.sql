@@ -19,7 +19,7 @@ COMMENT ON FUNCTION withdrawal.config_check() IS
  */
 CREATE TABLE withdrawal.processor (
 	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
-	driver		text NOT NULL CHECK (driver IN ('sandbox', 'http', 'stripe')),
+	driver		text NOT NULL CHECK (driver IN ('sandbox', 'http', 'stripe', 'paypal')),
 	base_url	text CHECK (pg_catalog.octet_length(base_url) <= 2048),
 	api_secret	text,
 	webhook_secret text,
@@ -131,3 +131,20 @@ CREATE TRIGGER policy_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wi
 CREATE TRIGGER currency_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdrawal.currency
 	FOR EACH STATEMENT EXECUTE FUNCTION withdrawal.config_changed();
 
+
+/*
+ * The processor drivers this library knows (its registry, processor.c), and
+ * what the dispatcher does differently for each.  The regress test
+ * "dispatch" compares the names with the CHECK list of
+ * withdrawal.processor.driver, so that a driver cannot be added to one
+ * without the other.
+ */
+CREATE FUNCTION withdrawal.drivers(OUT name text, OUT network boolean,
+								   OUT settles_by_itself boolean, OUT bulk_submit boolean)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdrawal_drivers'
+	LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdrawal.drivers() IS
+	'the processor drivers of the loaded library: whether each sends over the network, settles by itself (sandbox), has its accepted sends recorded in bulk';
+GRANT EXECUTE ON FUNCTION withdrawal.drivers() TO withdrawal_ops, withdrawal_auditor;

@@ -3,10 +3,12 @@
  * processor.js
  *	  Mock payment processor for the withdrawal tests and benchmarks.
  *
- * Speaks the `http` driver protocol (POST /payouts, GET /payouts/{id}) and
+ * Speaks the `http` driver protocol (POST /payouts, GET /payouts/{id}),
  * Stripe's shape (POST /v1/transfers, GET /v1/transfers/{id}, and
- * POST /v1/payouts, GET /v1/payouts/{id}), honours idempotency keys the way
- * Stripe does, records every request and counts the effective payouts per
+ * POST /v1/payouts, GET /v1/payouts/{id}) and PayPal Payouts' (POST
+ * /v1/payments/payouts, one item per batch, idempotent by PayPal-Request-Id;
+ * GET /v1/payments/payouts/{payout_batch_id}), honours idempotency keys the
+ * way Stripe does, records every request and counts the effective payouts per
  * key and per withdrawal, and injects faults on demand.  Node.js standard
  * library only; binds 127.0.0.1 only.
  *
@@ -20,7 +22,8 @@
  *                                      (header Idempotent-Replayed: true),
  *                                      never a second payout
  *   same key + different parameters -> 422 idempotency_mismatch (http),
- *                                      400 idempotency_error (stripe)
+ *                                      400 idempotency_error (stripe),
+ *                                      400 USER_BUSINESS_ERROR (paypal)
  *   same key still being processed  -> 409 (a "slow" fault keeps a key busy)
  *
  * Control routes (no auth, not counted in the request log or stats):
@@ -56,7 +59,7 @@
  *                           withdrawals
  *
  * RULE: {"fault": F, "amount": A?, "times": N?, "method": "POST"|"GET"|"*"?,
- *        "protocol": "http"|"stripe"?, "retry_after": S?, "delay_ms": MS?,
+ *        "protocol": "http"|"stripe"|"paypal"?, "retry_after": S?, "delay_ms": MS?,
  *        "status": CODE?, "code": "..."?, "type": "..."?,
  *        "should_retry": true|false?, "ref_length": N?}
  * The first rule that matches a request (method, default POST; protocol;
@@ -215,8 +218,8 @@ function setRules(list) {
 		const method = r.method === undefined ? 'POST' : String(r.method).toUpperCase();
 		if (!['POST', 'GET', '*'].includes(method))
 			throw new Error('"method" must be POST, GET or *');
-		if (r.protocol !== undefined && r.protocol !== 'http' && r.protocol !== 'stripe')
-			throw new Error('"protocol" must be http or stripe');
+		if (r.protocol !== undefined && !['http', 'stripe', 'paypal'].includes(r.protocol))
+			throw new Error('"protocol" must be http, stripe or paypal');
 		out.push({
 			fault: r.fault,
 			amount: r.amount === undefined ? null : r.amount,
@@ -295,6 +298,8 @@ function hang(ctx) {
 function errorBody(protocol, type, code, message) {
 	if (protocol === 'stripe')
 		return { error: { type, code, message } };
+	if (protocol === 'paypal')
+		return { name: code, message, debug_id: newRef('dbg') };
 	return { error: { code, message } };
 }
 
@@ -342,13 +347,41 @@ function inProgress(ctx, protocol, httpCode, rule) {
 		return sendError(ctx, httpCode, 'invalid_request_error', 'idempotency_key_in_use',
 			'There is currently another in-progress request using this Idempotent Key.',
 			ruleHeaders(rule, { 'Stripe-Should-Retry': 'true' }));
+	if (protocol === 'paypal')
+		return sendError(ctx, httpCode, null, 'REQUEST_IN_PROGRESS',
+			'a request with this PayPal-Request-Id is still being processed', ruleHeaders(rule, null));
 	return sendError(ctx, httpCode, 'idempotency_error', 'idempotency_in_progress',
 		'a request with this idempotency key is still being processed', ruleHeaders(rule, null));
 }
 
 /* ---- payouts ---- */
 
+/* PayPal's item status for each of the mock's payout statuses */
+const PAYPAL_ITEM_STATUS = Object.freeze({
+	pending: 'PENDING', paid: 'SUCCESS', failed: 'FAILED', returned: 'RETURNED',
+});
+
 function objectFor(entry) {
+	if (entry.protocol === 'paypal')
+		return {
+			batch_header: {
+				payout_batch_id: entry.ref,
+				batch_status: entry.status === 'pending' ? 'PENDING' : 'SUCCESS',
+				sender_batch_header: { sender_batch_id: entry.withdrawalId, recipient_type: 'EMAIL' },
+			},
+			items: [{
+				payout_item_id: entry.ref + '_1',
+				payout_batch_id: entry.ref,
+				transaction_status: PAYPAL_ITEM_STATUS[entry.status],
+				errors: entry.status === 'failed' ? { name: entry.failureCode } : undefined,
+				payout_item: {
+					amount: entry.metadata.amount,
+					receiver: entry.destination,
+					recipient_type: 'EMAIL',
+					sender_item_id: entry.withdrawalId,
+				},
+			}],
+		};
 	if (entry.protocol === 'http')
 		return {
 			id: entry.ref,
@@ -503,6 +536,9 @@ function createPayout(ctx, p) {
 			if (p.protocol === 'stripe')
 				return sendError(ctx, 400, 'idempotency_error', 'idempotency_key_reused',
 					'Keys for idempotent requests can only be used with the same parameters they were first used with.');
+			if (p.protocol === 'paypal')
+				return sendError(ctx, 400, null, 'USER_BUSINESS_ERROR',
+					'Batch with given sender_batch_id already exists');
 			return sendError(ctx, 422, 'idempotency_error', 'idempotency_mismatch',
 				'the idempotency key was used with different parameters');
 		}
@@ -702,6 +738,60 @@ function stripeCreate(ctx, body, kind) {
 	});
 }
 
+/* PayPal's decimals per currency: none for these, two for the others */
+const PAYPAL_NO_DECIMALS = new Set(['HUF', 'JPY', 'TWD']);
+
+/* A PayPal amount {"value": "12.34", "currency": "USD"} in minor units, or null */
+function paypalMinor(amount) {
+	if (amount === null || typeof amount !== 'object' || typeof amount.value !== 'string' ||
+		typeof amount.currency !== 'string' || !/^[A-Z]{3}$/.test(amount.currency))
+		return null;
+	const m = PAYPAL_NO_DECIMALS.has(amount.currency) ? /^([0-9]+)()$/.exec(amount.value)
+		: /^([0-9]+)\.([0-9]{2})$/.exec(amount.value);
+	if (m === null)
+		return null;
+	const minor = Number(m[1] + m[2]);
+	return Number.isSafeInteger(minor) && minor > 0 ? minor : null;
+}
+
+/* POST /v1/payments/payouts: a batch of exactly one item */
+function paypalCreate(ctx, body) {
+	let p;
+	try {
+		p = JSON.parse(body);
+	} catch (e) {
+		state.invalid++;
+		return sendError(ctx, 400, null, 'MALFORMED_REQUEST', 'the body is not valid JSON');
+	}
+	const requestId = ctx.req.headers['paypal-request-id'];
+	const header = p !== null && typeof p === 'object' ? p.sender_batch_header : null;
+	const items = p !== null && typeof p === 'object' ? p.items : null;
+	const item = Array.isArray(items) && items.length === 1 && items[0] !== null &&
+		typeof items[0] === 'object' ? items[0] : null;
+	const batchId = header && typeof header.sender_batch_id === 'string' && header.sender_batch_id !== ''
+		? header.sender_batch_id : null;
+	const amount = item === null ? null : paypalMinor(item.amount);
+	ctx.rec.key = requestId === undefined || requestId === '' ? batchId : requestId;
+	ctx.rec.withdrawal_id = batchId;
+	ctx.rec.amount = amount;
+	if (batchId === null || amount === null || typeof item.receiver !== 'string' || item.receiver === '') {
+		state.invalid++;
+		return sendError(ctx, 400, null, 'VALIDATION_ERROR', 'Invalid request - see details');
+	}
+	createPayout(ctx, {
+		protocol: 'paypal',
+		kind: 'payout',
+		key: ctx.rec.key,
+		fingerprint: canonical(p),
+		withdrawalId: batchId,
+		amount,
+		currency: item.amount.currency,
+		destination: item.receiver,
+		metadata: { amount: item.amount },
+		transferGroup: null,
+	});
+}
+
 function stripeMissing(ctx, param, missing) {
 	state.invalid++;
 	send(ctx, 400, {
@@ -760,6 +850,8 @@ function getPayout(ctx, id, kind) {
 		entry = undefined;
 	const answer = () => {
 		if (entry === undefined || entry.stored === null) {
+			if (ctx.protocol === 'paypal')
+				return sendError(ctx, 404, null, 'RESOURCE_NOT_FOUND', 'The specified resource does not exist.');
 			if (ctx.protocol === 'stripe')
 				return send(ctx, 404, {
 					error: {
@@ -924,6 +1016,7 @@ function notePayoutRequest(t) {
 
 const STRIPE_GET = /^\/v1\/(transfers|payouts)\/([^/]+)$/;
 const HTTP_GET = /^\/payouts\/([^/]+)$/;
+const PAYPAL_GET = /^\/v1\/payments\/payouts\/([^/]+)$/;
 
 function route(req, res, body) {
 	const q = req.url.indexOf('?');
@@ -933,7 +1026,7 @@ function route(req, res, body) {
 		return control(req, res, path, new URLSearchParams(q < 0 ? '' : req.url.slice(q + 1)), body);
 
 	const t = nowMs();
-	const protocol = path.startsWith('/v1/') ? 'stripe' : 'http';
+	const protocol = path.startsWith('/v1/payments/') ? 'paypal' : path.startsWith('/v1/') ? 'stripe' : 'http';
 	const rec = {
 		t_ms: t, method: req.method, path, protocol, key: null, amount: null, withdrawal_id: null,
 		status: null, fault: null, replayed: false, ref: null,
@@ -955,7 +1048,8 @@ function route(req, res, body) {
 		gen.inFlight--;
 	});
 
-	if (req.method === 'POST' && (path === '/payouts' || path === '/v1/transfers' || path === '/v1/payouts'))
+	if (req.method === 'POST' && (path === '/payouts' || path === '/v1/transfers' || path === '/v1/payouts' ||
+		path === '/v1/payments/payouts'))
 		notePayoutRequest(t);
 
 	if (expectedAuth !== null && req.headers.authorization !== expectedAuth) {
@@ -970,8 +1064,13 @@ function route(req, res, body) {
 			return stripeCreate(ctx, body, 'transfer');
 		if (path === '/v1/payouts')
 			return stripeCreate(ctx, body, 'payout');
+		if (path === '/v1/payments/payouts')
+			return paypalCreate(ctx, body);
 	} else if (req.method === 'GET') {
-		let m = HTTP_GET.exec(path);
+		let m = PAYPAL_GET.exec(path);
+		if (m)
+			return getPayout(ctx, decodeURIComponent(m[1]), null);
+		m = HTTP_GET.exec(path);
 		if (m && protocol === 'http')
 			return getPayout(ctx, decodeURIComponent(m[1]), null);
 		m = STRIPE_GET.exec(path);
