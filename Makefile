@@ -6,7 +6,10 @@ EXTVERSION = 1.1.0
 MODULE_big = withdrawal
 OBJS = \
 	src/withdrawal.o \
-	src/util.o \
+	src/args.o \
+	src/spi.o \
+	src/indexscan.o \
+	src/cache.o \
 	src/config.o \
 	src/audit.o \
 	src/binding.o \
@@ -14,6 +17,8 @@ OBJS = \
 	src/statement.o \
 	src/lock.o \
 	src/lifecycle.o \
+	src/channel.o \
+	src/blocklist.o \
 	src/policy.o \
 	src/request.o \
 	src/methods.o \

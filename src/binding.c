@@ -43,11 +43,13 @@
 #include "utils/inval.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "binding.h"
+#include "indexscan.h"
 #include "review.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_dispatch_binding);

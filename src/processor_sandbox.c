@@ -30,7 +30,7 @@
 
 #include "lifecycle.h"
 #include "processor.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 #define SANDBOX_DECLINE		13

@@ -41,11 +41,12 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "review.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_approve);
