@@ -26,7 +26,6 @@
 
 #include <sys/socket.h>
 
-#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
@@ -140,25 +139,21 @@ blocklist_exact(const char *kind, const char *value, TimestampTz now, Snapshot s
 {
 	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTEqualStrategyNumber};
 	Datum		values[2];
-	ScanKeyData keys[2];
-	Relation	rel;
-	Relation	index;
-	SysScanDesc scan;
+	WithdrawalIndexScan s;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
 	AttrNumber	a_list,
 				a_expires;
 	char	   *best = NULL;
 
-	rel = table_open(WithdrawalRelationOid("blocklist"), AccessShareLock);
-	index = index_open(WithdrawalRelationOid(WITHDRAWAL_INDEX_BLOCKLIST_PKEY), AccessShareLock);
-	tupdesc = RelationGetDescr(rel);
-	a_list = WithdrawalColumnNumber(rel, "list_name");
-	a_expires = WithdrawalColumnNumber(rel, "expires_at");
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = CStringGetTextDatum(value);
-	scan = WithdrawalIndexScanBegin(rel, index, 2, strategies, values, snapshot, keys);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	WithdrawalIndexScanOpen(&s, "blocklist", WITHDRAWAL_INDEX_BLOCKLIST_PKEY, 2,
+							strategies, values, snapshot);
+	tupdesc = RelationGetDescr(s.rel);
+	a_list = WithdrawalColumnNumber(s.rel, "list_name");
+	a_expires = WithdrawalColumnNumber(s.rel, "expires_at");
+	while (HeapTupleIsValid(tuple = systable_getnext(s.scan)))
 	{
 		bool		isnull;
 		Datum		expires = heap_getattr(tuple, a_expires, tupdesc, &isnull);
@@ -170,9 +165,7 @@ blocklist_exact(const char *kind, const char *value, TimestampTz now, Snapshot s
 		if (best == NULL || strcmp(list, best) < 0)
 			best = list;
 	}
-	systable_endscan(scan);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
+	WithdrawalIndexScanClose(&s);
 	return best;
 }
 

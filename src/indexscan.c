@@ -86,30 +86,46 @@ WithdrawalRelationOid(const char *relname)
 }
 
 /* See indexscan.h.  No planner, no executor: these run on every request. */
-SysScanDesc
-WithdrawalIndexScanBegin(Relation rel, Relation index, int nkeys,
-						 const StrategyNumber *strategies, const Datum *values,
-						 Snapshot snapshot, ScanKeyData *keys)
+void
+WithdrawalIndexScanOpen(WithdrawalIndexScan *s, const char *relname,
+						const char *indexname, int nkeys,
+						const StrategyNumber *strategies, const Datum *values,
+						Snapshot snapshot)
 {
 	int			i;
 
 	Assert(nkeys <= INDEX_MAX_KEYS);
+	s->rel = table_open(WithdrawalRelationOid(relname), AccessShareLock);
+	s->index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
+	s->own_snapshot = NULL;
+	if (snapshot == InvalidSnapshot)
+		snapshot = s->own_snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	for (i = 0; i < nkeys; i++)
 	{
-		Oid			type = index->rd_opcintype[i];
-		Oid			op = get_opfamily_member(index->rd_opfamily[i], type, type,
+		Oid			type = s->index->rd_opcintype[i];
+		Oid			op = get_opfamily_member(s->index->rd_opfamily[i], type, type,
 											 strategies[i]);
 
 		if (!OidIsValid(op))
 			elog(ERROR, "no operator of strategy %d for index %s",
-				 strategies[i], RelationGetRelationName(index));
+				 strategies[i], RelationGetRelationName(s->index));
 		/* systable_beginscan takes heap attribute numbers */
-		ScanKeyEntryInitialize(&keys[i], 0, index->rd_index->indkey.values[i],
-							   strategies[i], InvalidOid, index->rd_indcollation[i],
+		ScanKeyEntryInitialize(&s->keys[i], 0, s->index->rd_index->indkey.values[i],
+							   strategies[i], InvalidOid, s->index->rd_indcollation[i],
 							   get_opcode(op), values[i]);
 	}
-	return systable_beginscan(rel, RelationGetRelid(index), true, snapshot,
-							  nkeys, keys);
+	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->index), true, snapshot,
+								 nkeys, s->keys);
+}
+
+void
+WithdrawalIndexScanClose(WithdrawalIndexScan *s)
+{
+	systable_endscan(s->scan);
+	if (s->own_snapshot != NULL)
+		UnregisterSnapshot(s->own_snapshot);
+	index_close(s->index, NoLock);
+	table_close(s->rel, NoLock);
 }
 
 AttrNumber
@@ -137,31 +153,24 @@ WithdrawalIndexFetch(const char *relname, const char *indexname, int nkeys,
 					 const char *const *columns, Datum *values, bool *nulls)
 {
 	StrategyNumber strategies[INDEX_MAX_KEYS];
-	ScanKeyData scankeys[INDEX_MAX_KEYS];
-	Relation	rel;
-	Relation	index;
-	SysScanDesc scan;
-	Snapshot	snapshot;
+	WithdrawalIndexScan s;
 	HeapTuple	tuple;
 	TupleDesc	tupdesc;
 	int			i;
 
 	Assert(nkeys <= INDEX_MAX_KEYS);
 	WithdrawalCheckSchemaVersion();
-	rel = table_open(WithdrawalRelationOid(relname), AccessShareLock);
-	index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
 	for (i = 0; i < nkeys; i++)
 		strategies[i] = BTEqualStrategyNumber;
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	scan = WithdrawalIndexScanBegin(rel, index, nkeys, strategies, keys,
-									snapshot, scankeys);
-	tuple = systable_getnext(scan);
+	WithdrawalIndexScanOpen(&s, relname, indexname, nkeys, strategies, keys,
+							InvalidSnapshot);
+	tuple = systable_getnext(s.scan);
 	if (HeapTupleIsValid(tuple))
 	{
-		tupdesc = RelationGetDescr(rel);
+		tupdesc = RelationGetDescr(s.rel);
 		for (i = 0; i < ncolumns; i++)
 		{
-			AttrNumber	attnum = WithdrawalColumnNumber(rel, columns[i]);
+			AttrNumber	attnum = WithdrawalColumnNumber(s.rel, columns[i]);
 			Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
 
 			values[i] = heap_getattr(tuple, attnum, tupdesc, &nulls[i]);
@@ -169,9 +178,6 @@ WithdrawalIndexFetch(const char *relname, const char *indexname, int nkeys,
 				values[i] = datumCopy(values[i], att->attbyval, att->attlen);
 		}
 	}
-	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
+	WithdrawalIndexScanClose(&s);
 	return HeapTupleIsValid(tuple);
 }

@@ -17,7 +17,7 @@
 
 #include "access/genam.h"
 #include "access/stratnum.h"
-#include "utils/relcache.h"
+#include "utils/rel.h"
 #include "utils/snapshot.h"
 
 /*
@@ -48,16 +48,28 @@
 extern Oid	WithdrawalRelationOid(const char *relname);
 
 /*
- * Starts a btree scan of a table of schema withdrawal through one of its
- * indexes, with one condition (strategies[i], values[i]) on each of the
- * first nkeys index columns, each with the index's own operator family and
- * collation.  keys must have room for nkeys entries and live as long as
- * the scan.
+ * A btree scan of a table of schema withdrawal through one of its indexes,
+ * with one condition (strategies[i], values[i]) on each of the first nkeys
+ * index columns, each with the index's own operator family and collation.
+ * Both relations are opened with AccessShareLock, kept to the end of the
+ * transaction.  With snapshot InvalidSnapshot, the scan registers a fresh
+ * one taken after those locks (what a READ COMMITTED statement would see)
+ * and WithdrawalIndexScanClose unregisters it.
  */
-extern SysScanDesc WithdrawalIndexScanBegin(Relation rel, Relation index, int nkeys,
-											const StrategyNumber *strategies,
-											const Datum *values, Snapshot snapshot,
-											ScanKeyData *keys);
+typedef struct WithdrawalIndexScan
+{
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	Snapshot	own_snapshot;	/* registered by the scan, or NULL */
+	ScanKeyData keys[INDEX_MAX_KEYS];
+} WithdrawalIndexScan;
+
+extern void WithdrawalIndexScanOpen(WithdrawalIndexScan *s, const char *relname,
+									const char *indexname, int nkeys,
+									const StrategyNumber *strategies,
+									const Datum *values, Snapshot snapshot);
+extern void WithdrawalIndexScanClose(WithdrawalIndexScan *s);
 
 /* The attribute number of a column of rel; an error when there is none */
 extern AttrNumber WithdrawalColumnNumber(Relation rel, const char *name);

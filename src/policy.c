@@ -45,7 +45,6 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "access/xact.h"
 #include "common/int.h"
 #include "utils/builtins.h"
@@ -104,23 +103,19 @@ typedef struct ScreenCounts
 } ScreenCounts;
 
 /*
- * The account's withdrawals in its currency since scan_from: one range
- * scan of withdrawal_account_created, bounded by the earlier of the policy
- * day's start and the velocity window's start.  Withdrawals whose money
- * came back (rejected, canceled, failed, returned) do not count towards
- * the daily limits; every withdrawal counts towards velocity.
+ * The account's withdrawals in its currency since plan->scan_from: one
+ * range scan of withdrawal_account_created, bounded by the earlier of the
+ * policy day's start and the velocity window's start.  Withdrawals whose
+ * money came back (rejected, canceled, failed, returned) do not count
+ * towards the daily limits; every withdrawal counts towards velocity.
  */
 static void
-count_account_withdrawals(const char *account_id, const char *currency, TimestampTz scan_from,
-			  TimestampTz day_start, TimestampTz velocity_start,
-			  Snapshot snapshot, ScreenCounts *counts)
+count_account_withdrawals(const ScreenPlan *plan, const WithdrawalRequestData *req,
+						  Snapshot snapshot, ScreenCounts *counts)
 {
 	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTGreaterEqualStrategyNumber};
 	Datum		values[2];
-	ScanKeyData keys[2];
-	Relation	rel;
-	Relation	index;
-	SysScanDesc scan;
+	WithdrawalIndexScan s;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
 	AttrNumber	a_created,
@@ -128,28 +123,28 @@ count_account_withdrawals(const char *account_id, const char *currency, Timestam
 				a_status,
 				a_amount;
 
-	rel = table_open(WithdrawalRelationOid("withdrawal"), AccessShareLock);
-	index = index_open(WithdrawalRelationOid(WITHDRAWAL_INDEX_ACCOUNT_CREATED), AccessShareLock);
-	tupdesc = RelationGetDescr(rel);
-	a_created = WithdrawalColumnNumber(rel, "created_at");
-	a_currency = WithdrawalColumnNumber(rel, "currency");
-	a_status = WithdrawalColumnNumber(rel, "status");
-	a_amount = WithdrawalColumnNumber(rel, "amount");
-	values[0] = CStringGetTextDatum(account_id);
-	values[1] = TimestampTzGetDatum(scan_from);
-	scan = WithdrawalIndexScanBegin(rel, index, 2, strategies, values, snapshot, keys);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	values[0] = CStringGetTextDatum(req->account_id);
+	values[1] = TimestampTzGetDatum(plan->scan_from);
+	WithdrawalIndexScanOpen(&s, "withdrawal", WITHDRAWAL_INDEX_ACCOUNT_CREATED, 2,
+							strategies, values, snapshot);
+	tupdesc = RelationGetDescr(s.rel);
+	a_created = WithdrawalColumnNumber(s.rel, "created_at");
+	a_currency = WithdrawalColumnNumber(s.rel, "currency");
+	a_status = WithdrawalColumnNumber(s.rel, "status");
+	a_amount = WithdrawalColumnNumber(s.rel, "amount");
+	while (HeapTupleIsValid(tuple = systable_getnext(s.scan)))
 	{
 		bool		isnull;
 		TimestampTz created;
 		Datum		status;
 
-		if (!WithdrawalTextDatumIs(heap_getattr(tuple, a_currency, tupdesc, &isnull), currency))
+		if (!WithdrawalTextDatumIs(heap_getattr(tuple, a_currency, tupdesc, &isnull),
+								   req->currency))
 			continue;
 		created = DatumGetTimestampTz(heap_getattr(tuple, a_created, tupdesc, &isnull));
-		if (created > velocity_start)
+		if (created > plan->velocity_start)
 			counts->account_recent++;
-		if (created < day_start)
+		if (created < plan->day_start)
 			continue;
 		status = heap_getattr(tuple, a_status, tupdesc, &isnull);
 		if (WithdrawalTextDatumIs(status, "rejected") || WithdrawalTextDatumIs(status, "canceled") ||
@@ -161,9 +156,7 @@ count_account_withdrawals(const char *account_id, const char *currency, Timestam
 								&counts->day_amount))
 			counts->day_amount = PG_INT64_MAX;
 	}
-	systable_endscan(scan);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
+	WithdrawalIndexScanClose(&s);
 }
 
 /*
@@ -175,22 +168,15 @@ count_recent(const char *indexname, Datum value, TimestampTz since, Snapshot sna
 {
 	StrategyNumber strategies[2] = {BTEqualStrategyNumber, BTGreaterStrategyNumber};
 	Datum		values[2];
-	ScanKeyData keys[2];
-	Relation	rel;
-	Relation	index;
-	SysScanDesc scan;
+	WithdrawalIndexScan s;
 	int64		n = 0;
 
-	rel = table_open(WithdrawalRelationOid("withdrawal"), AccessShareLock);
-	index = index_open(WithdrawalRelationOid(indexname), AccessShareLock);
 	values[0] = value;
 	values[1] = TimestampTzGetDatum(since);
-	scan = WithdrawalIndexScanBegin(rel, index, 2, strategies, values, snapshot, keys);
-	while (HeapTupleIsValid(systable_getnext(scan)))
+	WithdrawalIndexScanOpen(&s, "withdrawal", indexname, 2, strategies, values, snapshot);
+	while (HeapTupleIsValid(systable_getnext(s.scan)))
 		n++;
-	systable_endscan(scan);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
+	WithdrawalIndexScanClose(&s);
 	return n;
 }
 
@@ -390,8 +376,7 @@ read_after_locks(const ScreenPlan *plan, const WithdrawalRequestData *req,
 	if (list == NULL)
 	{
 		if (plan->count_daily || plan->count_account)
-			count_account_withdrawals(req->account_id, req->currency, plan->scan_from,
-									  plan->day_start, plan->velocity_start, snapshot, counts);
+			count_account_withdrawals(plan, req, snapshot, counts);
 		if (plan->count_device)
 			counts->device_recent = count_recent(WITHDRAWAL_INDEX_DEVICE_CREATED,
 												 CStringGetTextDatum(req->device_id),
