@@ -456,7 +456,12 @@ WithdrawalPolicyScreen(const WithdrawalRequestData *req,
 		}
 	}
 
-	/* 3. KYC (after the blocklist on purpose: listed requests are recorded) */
+	/*
+	 * 3. KYC (after the blocklist on purpose: listed requests are
+	 * recorded).  The counts were read already, under the same snapshot as
+	 * the blocklist; KYC does not depend on them and still comes before
+	 * the limits that do.
+	 */
 	check_kyc(p, req);
 
 	/* 4. Daily limits, 5. velocity */
