@@ -8,7 +8,10 @@ OBJS = \
 	src/withdrawal.o \
 	src/json.o \
 	src/url.o \
-	src/util.o \
+	src/args.o \
+	src/spi.o \
+	src/indexscan.o \
+	src/cache.o \
 	src/config.o \
 	src/audit.o \
 	src/binding.o \
@@ -16,6 +19,8 @@ OBJS = \
 	src/statement.o \
 	src/lock.o \
 	src/lifecycle.o \
+	src/channel.o \
+	src/blocklist.o \
 	src/policy.o \
 	src/request.o \
 	src/methods.o \

@@ -398,6 +398,18 @@ UPDATE withdrawal.policy SET min_amount = 1000 WHERE currency = 'USD';
 SELECT status, replayed FROM withdrawal.request('mina', 'USD', 100, 'sandbox', '{"iban": "DE00 0000"}', 'min-100');
 UPDATE withdrawal.policy SET min_amount = 1 WHERE currency = 'USD';
 
+--
+-- The per-backend currency list follows withdrawal.currency (cache.c):
+-- loaded here, then a code added (seen at once by this backend) and the
+-- addition rolled back (forgotten again)
+--
+SELECT try($$SELECT withdrawal.policy_day_start('XTT', '2026-03-01 16:00:00+00')$$) AS before_insert;
+BEGIN;
+INSERT INTO withdrawal.currency (code, minor_unit) VALUES ('XTT', 2);
+SELECT withdrawal.policy_day_start('XTT', '2026-03-01 16:00:00+00') AS after_insert;
+ROLLBACK;
+SELECT try($$SELECT withdrawal.policy_day_start('XTT', '2026-03-01 16:00:00+00')$$) AS after_rollback;
+
 -- the books balance after all of the above
 SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean') AS invariants
   FROM withdrawal.check_invariants() WHERE violations <> 0;

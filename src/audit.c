@@ -52,9 +52,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "lock.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_seal_audit);

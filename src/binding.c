@@ -40,32 +40,26 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "binding.h"
+#include "cache.h"
 #include "json.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_dispatch_binding);
 PG_FUNCTION_INFO_V1(withdrawal_resume_dispatch);
 
-/* This backend's copy of the binding, valid until the table changes */
+/*
+ * This backend's copy of the binding, valid until withdrawal.installation
+ * changes (or a full reset): the scheme of cache.h
+ */
 static WithdrawalBinding cached_binding;
-static bool cached_binding_valid = false;
-static Oid	installation_relid = InvalidOid;
-static bool binding_callback_registered = false;
-
-/* A change of withdrawal.installation (or a full reset) forgets the copy */
-static void
-binding_relcache_callback(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == installation_relid)
-		cached_binding_valid = false;
-}
+static WithdrawalCache binding_cache = WITHDRAWAL_CACHE("installation");
 
 /*
  * Reads withdrawal.installation, locking its row when for_update, and
@@ -121,32 +115,20 @@ binding_read(WithdrawalBinding *binding, bool for_update,
 bool
 WithdrawalBindingCheck(WithdrawalBinding *binding)
 {
-	if (!binding_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(binding_relcache_callback, (Datum) 0);
-		binding_callback_registered = true;
-	}
-	if (cached_binding_valid && installation_relid == WithdrawalRelationOid("installation"))
+	uint64		begin;
+
+	if (WithdrawalCacheValid(&binding_cache))
 	{
 		*binding = cached_binding;
 		return false;
 	}
 	/*
-	 * Valid from before the read, so that an invalidation that arrives
-	 * during it makes the next check read again; invalid if it fails.
+	 * An invalidation that arrives during the read makes the next check
+	 * read again; an error leaves the copy invalid.
 	 */
-	installation_relid = WithdrawalRelationOid("installation");
-	cached_binding_valid = true;
-	PG_TRY();
-	{
-		binding_read(&cached_binding, false, NULL, NULL);
-	}
-	PG_CATCH();
-	{
-		cached_binding_valid = false;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	begin = WithdrawalCacheLoadBegin(&binding_cache);
+	binding_read(&cached_binding, false, NULL, NULL);
+	WithdrawalCacheLoadEnd(&binding_cache, begin);
 	*binding = cached_binding;
 	return true;
 }

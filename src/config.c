@@ -25,6 +25,10 @@
  * config_audit() writes an audit row for every change of a configuration
  * row, with the row before and after: see sql/install/62_config_audit.sql.
  *
+ * Two small triggers that many tables share live here too: append_only()
+ * (the ledger, the audit log...) and config_changed(), which makes every
+ * backend drop its cached copy of a configuration table (cache.c).
+ *
  * Copyright (c) 2026, withdrawal developers
  *
  * IDENTIFICATION
@@ -48,6 +52,7 @@
 #include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/portal.h"
@@ -57,12 +62,15 @@
 
 #include "audit.h"
 #include "config.h"
+#include "shmem.h"
+#include "spi.h"
 #include "url.h"
-#include "util.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_config_check);
 PG_FUNCTION_INFO_V1(withdrawal_config_seed);
 PG_FUNCTION_INFO_V1(withdrawal_config_audit);
+PG_FUNCTION_INFO_V1(withdrawal_append_only);
+PG_FUNCTION_INFO_V1(withdrawal_config_changed);
 
 /*
  * The table whose seeded row config_seed() is replacing with an inserted
@@ -761,5 +769,44 @@ withdrawal_config_audit(PG_FUNCTION_ARGS)
 	detail = DatumGetJsonbPCopy(WithdrawalSpiGet(0, 1, &isnull));
 	WithdrawalAudit(action, NULL, NULL, account_id, NULL, NULL, detail);
 	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+
+/*
+ * Trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables.
+ */
+Datum
+withdrawal_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "withdrawal_append_only: not called by trigger manager");
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("table \"%s\" is append-only",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Rows of this table are never updated or deleted; corrections are new rows.")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * Trigger: a configuration table changed, so every backend must drop its
+ * cached copy.  The relcache invalidation is sent at commit and reaches all
+ * backends, including the dispatcher workers.
+ */
+Datum
+withdrawal_config_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "withdrawal_config_changed: not called by trigger manager");
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	/* a channel enabled or repaired may have payouts waiting: claim now */
+	WithdrawalWakeWorkersAtCommit();
 	return PointerGetDatum(NULL);
 }

@@ -46,9 +46,10 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "args.h"
 #include "audit.h"
 #include "events.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_status_event_record);

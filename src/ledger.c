@@ -29,9 +29,12 @@
 #include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
+#include "args.h"
 #include "audit.h"
+#include "cache.h"
+#include "indexscan.h"
 #include "ledger.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_credit);

@@ -28,11 +28,12 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "args.h"
 #include "audit.h"
 #include "ledger.h"
 #include "lifecycle.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_status_guard);

@@ -42,8 +42,8 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "indexscan.h"
 #include "lock.h"
-#include "util.h"
 
 /*
  * Locks rows slot_ids[0..n-1] of lock_slot, in that order, sharing one
@@ -75,7 +75,7 @@ lock_slots(int n, const int32 *slot_ids, bool wait)
 		flags |= TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
 
 	rel = table_open(WithdrawalRelationOid("lock_slot"), RowShareLock);
-	index = index_open(WithdrawalRelationOid("lock_slot_pkey"), AccessShareLock);
+	index = index_open(WithdrawalRelationOid(WITHDRAWAL_INDEX_LOCK_SLOT_PKEY), AccessShareLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, 1, 0);

@@ -25,7 +25,9 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#include "util.h"
+#include "args.h"
+#include "indexscan.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_add_payout_method);
@@ -90,13 +92,13 @@ withdrawal_add_payout_method(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	keys[0] = CStringGetTextDatum(account_id);
-	if (!WithdrawalIndexFetch("account", "account_pkey", 1, keys, 0, NULL, NULL, NULL))
+	if (!WithdrawalIndexFetch("account", WITHDRAWAL_INDEX_ACCOUNT_PKEY, 1, keys, 0, NULL, NULL, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
 				 errmsg("unknown account \"%s\"", account_id),
 				 errhint("An account is created by its first credit or by set_account().")));
 	keys[0] = CStringGetTextDatum(channel);
-	if (!WithdrawalIndexFetch("channel", "channel_pkey", 1, keys, 0, NULL, NULL, NULL))
+	if (!WithdrawalIndexFetch("channel", WITHDRAWAL_INDEX_CHANNEL_PKEY, 1, keys, 0, NULL, NULL, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
 				 errmsg("unknown channel \"%s\"", channel)));

@@ -25,11 +25,12 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "lifecycle.h"
 #include "ops.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_retry);

@@ -30,7 +30,7 @@
 
 #include "lifecycle.h"
 #include "processor.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 /* The magic amounts are told by their last two digits: amount modulo 100 */

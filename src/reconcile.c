@@ -42,8 +42,10 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "args.h"
+#include "cache.h"
 #include "reconcile.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_import_settlement);

@@ -41,7 +41,7 @@
 #include "processor.h"
 #include "record.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 #include "workerchannels.h"
 #include "workerproc.h"

@@ -32,12 +32,16 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "args.h"
+#include "cache.h"
+#include "channel.h"
 #include "events.h"
+#include "indexscan.h"
 #include "ledger.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_request);
@@ -46,9 +50,6 @@ PG_FUNCTION_INFO_V1(withdrawal_get);
 
 #define MAX_DEVICE_ID 128
 #define MAX_CHANNEL_NAME (NAMEDATALEN - 1)
-
-/* The unique index of idempotency keys */
-#define KEY_INDEX "withdrawal_account_id_idempotency_key_key"
 
 /* What request() reads before it decides */
 typedef struct PreRead
@@ -160,7 +161,7 @@ resolve_method(WithdrawalRequestData *req)
 	Datum		key = UUIDPGetDatum(req->method_id);
 	char	   *status = NULL;
 
-	if (WithdrawalIndexFetch("payout_method", "payout_method_pkey", 1, &key,
+	if (WithdrawalIndexFetch("payout_method", WITHDRAWAL_INDEX_PAYOUT_METHOD_PKEY, 1, &key,
 							 lengthof(columns), columns, values, nulls))
 		status = TextDatumGetCString(values[3]);
 	if (status == NULL ||
@@ -260,7 +261,7 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 
 	keys[0] = CStringGetTextDatum(req->account_id);
 	keys[1] = CStringGetTextDatum(key);
-	pr->key_found = WithdrawalIndexFetch("withdrawal", KEY_INDEX, 2, keys,
+	pr->key_found = WithdrawalIndexFetch("withdrawal", WITHDRAWAL_INDEX_WITHDRAWAL_KEY, 2, keys,
 										 lengthof(withdrawal_columns),
 										 withdrawal_columns, values, nulls);
 	if (pr->key_found)
@@ -290,7 +291,7 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 	}
 
 	keys[0] = CStringGetTextDatum(req->account_id);
-	pr->account_found = WithdrawalIndexFetch("account", "account_pkey", 1, keys,
+	pr->account_found = WithdrawalIndexFetch("account", WITHDRAWAL_INDEX_ACCOUNT_PKEY, 1, keys,
 											 lengthof(account_columns), account_columns,
 											 values, nulls);
 	if (!pr->account_found)
@@ -299,7 +300,7 @@ pre_read(const char *key, const WithdrawalRequestData *req, PreRead *pr)
 	pr->kyc_level = DatumGetInt32(values[1]);
 
 	keys[1] = CStringGetTextDatum(req->currency);
-	pr->wallet_found = WithdrawalIndexFetch("wallet", "wallet_account_id_currency_key", 2, keys,
+	pr->wallet_found = WithdrawalIndexFetch("wallet", WITHDRAWAL_INDEX_WALLET_KEY, 2, keys,
 											0, NULL, values, nulls);
 }
 

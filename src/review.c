@@ -40,12 +40,13 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "json.h"
 #include "lifecycle.h"
 #include "policy.h"
 #include "review.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_approve);

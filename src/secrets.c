@@ -48,8 +48,8 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "args.h"
 #include "secrets.h"
-#include "util.h"
 #include "withdrawal.h"
 
 /* Longest secret name accepted by withdrawal.secret_fingerprint() */

@@ -31,8 +31,10 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
+#include "args.h"
+#include "cache.h"
 #include "ledger.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_statement);

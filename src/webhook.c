@@ -48,11 +48,12 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "args.h"
 #include "audit.h"
 #include "ledger.h"
 #include "lifecycle.h"
 #include "secrets.h"
-#include "util.h"
+#include "spi.h"
 #include "webhook.h"
 #include "withdrawal.h"
 

@@ -54,6 +54,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "audit.h"
 #include "claim.h"
 #include "dispatch.h"
@@ -62,7 +63,7 @@
 #include "record.h"
 #include "review.h"
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 #include "worker.h"
 #include "workerproc.h"

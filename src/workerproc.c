@@ -51,7 +51,7 @@
 #include "utils/timestamp.h"
 
 #include "shmem.h"
-#include "util.h"
+#include "spi.h"
 #include "withdrawal.h"
 #include "workerproc.h"
 

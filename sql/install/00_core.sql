@@ -269,9 +269,14 @@ INSERT INTO withdrawal.currency (code, minor_unit) VALUES
 	('ZWL', 2);
 UPDATE withdrawal.currency SET seed = 'default';
 
-/* Accounts: the application's users. */
+/*
+ * Accounts: the application's users.
+ *
+ * Constraints whose index the C code opens by name (src/indexscan.h) are
+ * named explicitly, here and in the other parts.
+ */
 CREATE TABLE withdrawal.account (
-	account_id	withdrawal.account_ref PRIMARY KEY,
+	account_id	withdrawal.account_ref CONSTRAINT account_pkey PRIMARY KEY,
 	kyc_level	integer NOT NULL DEFAULT 0 CHECK (kyc_level >= 0),
 	frozen		boolean NOT NULL DEFAULT false,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -294,7 +299,7 @@ CREATE TABLE withdrawal.wallet (
 	paid_out	withdrawal.balance NOT NULL DEFAULT 0,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	UNIQUE (account_id, currency)
+	CONSTRAINT wallet_account_id_currency_key UNIQUE (account_id, currency)
 ) WITH (fillfactor = 80);
 COMMENT ON TABLE withdrawal.wallet IS 'per (account, currency) balances, a cache of the ledger kept in the same transaction';
 
@@ -330,7 +335,7 @@ CREATE TABLE withdrawal.ledger_entry (
 	withdrawal_id uuid,
 	credit_id	uuid,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	PRIMARY KEY (txn_id, leg),
+	CONSTRAINT ledger_entry_pkey PRIMARY KEY (txn_id, leg),
 	CHECK (CASE WHEN kind = 'credit' THEN credit_id IS NOT NULL AND withdrawal_id IS NULL
 				ELSE credit_id IS NULL AND withdrawal_id IS NOT NULL END)
 );
@@ -359,7 +364,7 @@ CREATE TABLE withdrawal.credit (
 	metadata	withdrawal.json_object NOT NULL,
 	txn_id		bigint NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	UNIQUE (account_id, idempotency_key)
+	CONSTRAINT credit_account_id_idempotency_key_key UNIQUE (account_id, idempotency_key)
 );
 COMMENT ON TABLE withdrawal.credit IS 'rewards credited to wallets; the idempotency key replays the first result';
 CREATE TRIGGER credit_append_only BEFORE UPDATE OR DELETE ON withdrawal.credit
@@ -390,7 +395,7 @@ CREATE TABLE withdrawal.withdrawal (
 	sent_at		timestamptz,
 	refund_proof withdrawal.refund_proof,
 	returned_amount bigint NOT NULL DEFAULT 0,
-	UNIQUE (account_id, idempotency_key),
+	CONSTRAINT withdrawal_account_id_idempotency_key_key UNIQUE (account_id, idempotency_key),
 	CONSTRAINT withdrawal_returned_amount_check
 		CHECK (returned_amount >= 0 AND returned_amount <= amount)
 ) WITH (fillfactor = 70);
@@ -496,7 +501,7 @@ CREATE TRIGGER audit_seal_no_truncate BEFORE TRUNCATE ON withdrawal.audit_seal
  * (src/lock.c) and never changes them.
  */
 CREATE TABLE withdrawal.lock_slot (
-	slot_id		integer PRIMARY KEY,
+	slot_id		integer CONSTRAINT lock_slot_pkey PRIMARY KEY,
 	purpose		text NOT NULL
 );
 COMMENT ON TABLE withdrawal.lock_slot IS

@@ -49,7 +49,8 @@ COMMENT ON COLUMN withdrawal.processor.seed IS
  * means nothing across currencies.
  */
 CREATE TABLE withdrawal.channel (
-	name		text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+	name		text CONSTRAINT channel_pkey PRIMARY KEY
+				CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
 	processor	text NOT NULL REFERENCES withdrawal.processor,
 	enabled		boolean NOT NULL DEFAULT true,
 	rate_per_second double precision CHECK (rate_per_second > 0),

@@ -20,7 +20,7 @@ CREATE TABLE withdrawal.blocklist (
 	added_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	net			inet GENERATED ALWAYS AS
 				(CASE WHEN kind OPERATOR(pg_catalog.=) 'ip' THEN CAST(value AS pg_catalog.inet) END) STORED,
-	PRIMARY KEY (kind, value, list_name)
+	CONSTRAINT blocklist_pkey PRIMARY KEY (kind, value, list_name)
 );
 CREATE INDEX blocklist_net ON withdrawal.blocklist USING gist (net inet_ops) WHERE kind = 'ip';
 COMMENT ON TABLE withdrawal.blocklist IS
@@ -126,7 +126,7 @@ CREATE TABLE withdrawal.channel_usage (
 	day			date NOT NULL,
 	requests	bigint NOT NULL CHECK (requests >= 0),
 	amount		bigint NOT NULL CHECK (amount >= 0),
-	PRIMARY KEY (channel, day)
+	CONSTRAINT channel_usage_pkey PRIMARY KEY (channel, day)
 );
 COMMENT ON TABLE withdrawal.channel_usage IS
 	'withdrawals and amount (in cap_currency) accepted per capped channel and channel day; the daily caps are checked against it';

@@ -14,7 +14,7 @@
  * verified_at.
  */
 CREATE TABLE withdrawal.payout_method (
-	method_id	uuid PRIMARY KEY,
+	method_id	uuid CONSTRAINT payout_method_pkey PRIMARY KEY,
 	account_id	withdrawal.account_ref NOT NULL,
 	channel		text NOT NULL,
 	destination withdrawal.json_object NOT NULL
