@@ -9,6 +9,8 @@ OBJS = \
 	src/util.o \
 	src/config.o \
 	src/audit.o \
+	src/audit_verify.o \
+	src/crypto.o \
 	src/binding.o \
 	src/ledger.o \
 	src/statement.o \
@@ -25,6 +27,8 @@ OBJS = \
 	src/processor_sandbox.o \
 	src/processor_http.o \
 	src/processor_stripe.o \
+	src/webhook_signature.o \
+	src/webhook_event.o \
 	src/webhook.o \
 	src/events.o \
 	src/reconcile.o \
