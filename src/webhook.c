@@ -22,9 +22,10 @@
  *	5. the transitions are applied through WithdrawalTransition, which posts
  *	   each money movement at most once.
  *
- * Steps 1, 4 (the recording) and 5 are here; the signature schemes are in
- * webhook_signature.c, the event's fields and the decision (the table
- * webhook_steps[action][status]) in webhook_event.c.
+ * Steps 1, 4 and 5 are here.  The signature schemes (2) are in
+ * webhook_signature.c; the event's fields (3) and the decision, taken
+ * under the row lock of step 4 by the table webhook_steps[action][status],
+ * are in webhook_event.c.
  *
  * Events that disagree with the books (amount or currency differs, payment
  * reported for a withdrawal already refunded...) are recorded with a
@@ -53,7 +54,6 @@
 #include "webhook_event.h"
 #include "webhook_signature.h"
 #include "withdrawal.h"
-
 
 PG_FUNCTION_INFO_V1(withdrawal_receive_webhook);
 PG_FUNCTION_INFO_V1(withdrawal_verify_webhook_signature);

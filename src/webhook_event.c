@@ -40,10 +40,10 @@
  * the proof that the money left (paid) and transfer.reversed that it came
  * back: returned once amount_reversed, which Stripe keeps as the running
  * total of the reversals, covers the whole amount, a partial return of the
- * increase before that (WithdrawalWebhookDecide).  transfer.paid and transfer.failed exist only
- * for webhook endpoints on API versions before 2017-04-06 (when transfers
- * still had a status); there they mean what they say, so they are still
- * applied.  payout.* events concern payouts from a Stripe balance to a bank
+ * increase before that (WithdrawalWebhookDecide).  transfer.paid and
+ * transfer.failed exist only for webhook endpoints on API versions before
+ * 2017-04-06 (when transfers still had a status); there they mean what
+ * they say, so they are still applied.  payout.* events concern payouts from a Stripe balance to a bank
  * account; they apply when the payout's metadata names a withdrawal
  * (payout.canceled: the money never left, like payout.failed).
  *
@@ -70,7 +70,6 @@ static const WebhookEventType event_types[] = {
 	{false, "payout.failed", ACTION_FAILED, false},
 	{false, "payout.returned", ACTION_RETURNED, false},
 };
-
 
 /* What an event does from one status: its transitions, or a discrepancy */
 typedef struct WebhookStep
@@ -231,6 +230,19 @@ decide(WebhookAction action, WithdrawalStatus from, WebhookDecision *d)
 
 	Assert(action != ACTION_NONE);
 	step = &webhook_steps[action][from];
+#ifdef USE_ASSERT_CHECKING
+	{
+		WithdrawalStatus at = from;
+		int			i;
+
+		/* the table asks only for documented transitions */
+		for (i = 0; i < step->nsteps; i++)
+		{
+			Assert(WithdrawalTransitionAllowed(at, step->steps[i]));
+			at = step->steps[i];
+		}
+	}
+#endif
 	memset(d, 0, sizeof(*d));
 	d->nsteps = step->nsteps;
 	memcpy(d->steps, step->steps, sizeof(d->steps));
