@@ -1183,7 +1183,8 @@ SELECT c.check_name, c.violations, c.detail FROM (
 						   FROM withdrawal.ledger_entry WHERE withdrawal_id IS NOT NULL
 						  GROUP BY withdrawal_id) m USING (withdrawal_id)
 			 WHERE coalesce(m.held, 0) <> CASE WHEN w.status IN
-					   ('review', 'queued', 'dispatching', 'submitted', 'dead') THEN w.amount ELSE 0 END
+					   (SELECT i.status FROM withdrawal.status_info() i WHERE i.holds_funds)
+					   THEN w.amount ELSE 0 END
 				OR coalesce(m.settled, 0) <> CASE WHEN w.status = 'paid'
 					   THEN w.amount - w.returned_amount ELSE 0 END) bad
 	UNION ALL

@@ -6,8 +6,8 @@
  * per check, in this order; violations = 0 when it holds, and detail names
  * the first ten offenders.  Each check is one SELECT over the tables,
  * which only reads (in the caller's snapshot, so all nine see the same
- * books).  The "funds are held" statuses are those of the withdrawal_open
- * index and of lifecycle.c's holding set.
+ * books).  Which statuses hold funds is status_info()'s answer, read from
+ * the table lifecycle.c moves money by.
  */
 CREATE FUNCTION withdrawal.check_invariants()
 	RETURNS TABLE (check_name text, violations bigint, detail text)
@@ -75,7 +75,8 @@ SELECT c.check_name, c.violations, c.detail FROM (
 						   FROM withdrawal.ledger_entry WHERE withdrawal_id IS NOT NULL
 						  GROUP BY withdrawal_id) m USING (withdrawal_id)
 			 WHERE coalesce(m.held, 0) <> CASE WHEN w.status IN
-					   ('review', 'queued', 'dispatching', 'submitted', 'dead') THEN w.amount ELSE 0 END
+					   (SELECT i.status FROM withdrawal.status_info() i WHERE i.holds_funds)
+					   THEN w.amount ELSE 0 END
 				OR coalesce(m.settled, 0) <> CASE WHEN w.status = 'paid'
 					   THEN w.amount - w.returned_amount ELSE 0 END) bad
 	UNION ALL
