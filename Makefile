@@ -44,7 +44,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods statement
+REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods statement invariants
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto
