@@ -14,6 +14,8 @@ OBJS = \
 	src/cache.o \
 	src/config.o \
 	src/audit.o \
+	src/audit_verify.o \
+	src/crypto.o \
 	src/binding.o \
 	src/ledger.o \
 	src/statement.o \
@@ -40,6 +42,8 @@ OBJS = \
 	src/processor_http.o \
 	src/processor_stripe.o \
 	src/processor_paypal.o \
+	src/webhook_signature.o \
+	src/webhook_event.o \
 	src/webhook.o \
 	src/events.o \
 	src/reconcile.o \
@@ -55,7 +59,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Listed by name: sql/ also holds the extension scripts.
-REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods statement
+REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods statement invariants
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

@@ -20,11 +20,12 @@
  * Editing a sealed row breaks its row_hash; editing a seal breaks the chain
  * from there on.
  *
- * verify_audit() only reads: it checks the chain as sealed, so it also runs
- * on a standby and in a read-only transaction.  The owner of the tables
- * can still rewrite rows and re-chain them, or cut off the tail of the
- * log, and the chain then verifies; only a chain head kept outside the
- * database shows that.  So every seal that advances the chain publishes
+ * verify_audit(), audit_head() and verify_audit_anchor() are in
+ * audit_verify.c.  verify_audit() only reads: it checks the chain as
+ * sealed, so it also runs on a standby and in a read-only transaction.
+ * The owner of the tables can still rewrite rows and re-chain them, or
+ * cut off the tail of the log, and the chain then verifies; only a chain
+ * head kept outside the database shows that.  So every seal that advances the chain publishes
  * its new head, after commit, in a LOG line and a NOTIFY on
  * AUDIT_HEAD_CHANNEL, audit_head() returns it, and verify_audit_anchor()
  * checks that the chain still leads to a head recorded earlier.
@@ -38,14 +39,9 @@
  */
 #include "postgres.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -54,32 +50,21 @@
 
 #include "args.h"
 #include "audit.h"
+#include "audit_chain.h"
+#include "crypto.h"
 #include "lock.h"
 #include "spi.h"
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_seal_audit);
-PG_FUNCTION_INFO_V1(withdrawal_verify_audit);
-PG_FUNCTION_INFO_V1(withdrawal_audit_head);
-PG_FUNCTION_INFO_V1(withdrawal_verify_audit_anchor);
 
-#define AUDIT_HASH_LEN 32
-#define AUDIT_HASH_HEX_LEN (AUDIT_HASH_LEN * 2)
+#define AUDIT_HASH_HEX_LEN (WITHDRAWAL_SHA256_LEN * 2)
 
 /* Where each new chain head is announced, with payload "<seq>:<hex hash>" */
 #define AUDIT_HEAD_CHANNEL "withdrawal_audit_head"
 
 /* How far below the last sealed id the routine seal looks for stragglers */
 #define AUDIT_STRAGGLER_LOOKBACK 100000
-
-/* Rows sealed or verified per SPI round trip */
-#define AUDIT_BATCH 10000
-
-/* Columns of the audit row, in the order of AUDIT_ROW_COLUMNS */
-#define AUDIT_ROW_COLUMNS \
-	"a.audit_id, a.logged_at, a.actor, a.action, a.withdrawal_id, " \
-	"a.account_id, a.before_status, a.after_status, a.detail"
-#define AUDIT_NCOLUMNS 9
 
 /* Rows above $1 not sealed yet, in audit_id order, at most $2 */
 #define AUDIT_STRAGGLER_SQL \
@@ -102,8 +87,6 @@ static int64 pending_head_seq = 0;
 static char pending_head_hex[AUDIT_HASH_HEX_LEN + 1];
 static SubTransactionId pending_head_subid = InvalidSubTransactionId;
 static bool head_callbacks_registered = false;
-
-static void sha256(const unsigned char *data, size_t len, unsigned char *out);
 
 void
 WithdrawalAudit(const char *action, const char *actor,
@@ -140,18 +123,6 @@ WithdrawalAudit(const char *action, const char *actor,
 	WithdrawalExecute(plan, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
-static void
-sha256(const unsigned char *data, size_t len, unsigned char *out)
-{
-	unsigned int outlen = 0;
-
-	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
-		outlen != AUDIT_HASH_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute SHA-256 digest")));
-}
-
 /*
  * Appends one field to the canonical encoding: "N;" for NULL, otherwise
  * "<length>:<bytes>;", so that no choice of field contents can make two
@@ -180,8 +151,8 @@ append_field(StringInfo buf, const char *value)
  * than through the output functions: the sealer hashes every row the
  * workload writes, and the generic path was most of its cost.
  */
-static void
-audit_row_hash(int row, MemoryContext scratch, unsigned char *out)
+void
+WithdrawalAuditRowHash(int row, MemoryContext scratch, unsigned char *out)
 {
 	static const Oid column_types[AUDIT_NCOLUMNS] = {
 		INT8OID, TIMESTAMPTZOID, NAMEOID, TEXTOID, UUIDOID,
@@ -228,37 +199,43 @@ audit_row_hash(int row, MemoryContext scratch, unsigned char *out)
 		}
 		append_field(&buf, value);
 	}
-	sha256((unsigned char *) buf.data, buf.len, out);
+	WithdrawalSha256(buf.data, buf.len, out);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch);
 }
 
-static void
-chain_hash(const unsigned char *prev, const unsigned char *row_hash,
-		   unsigned char *out)
+/*
+ * The chain hash after prev: SHA-256(prev || row_hash).
+ */
+void
+WithdrawalAuditChainHash(const unsigned char *prev, const unsigned char *row_hash,
+						 unsigned char *out)
 {
-	unsigned char both[AUDIT_HASH_LEN * 2];
+	unsigned char both[WITHDRAWAL_SHA256_LEN * 2];
 
-	memcpy(both, prev, AUDIT_HASH_LEN);
-	memcpy(both + AUDIT_HASH_LEN, row_hash, AUDIT_HASH_LEN);
-	sha256(both, sizeof(both), out);
+	memcpy(both, prev, WITHDRAWAL_SHA256_LEN);
+	memcpy(both + WITHDRAWAL_SHA256_LEN, row_hash, WITHDRAWAL_SHA256_LEN);
+	WithdrawalSha256(both, sizeof(both), out);
 }
 
-static Datum
-hash_to_bytea(const unsigned char *hash)
+/*
+ * A hash as a bytea datum, palloc'd.
+ */
+Datum
+WithdrawalAuditHashToBytea(const unsigned char *hash)
 {
-	bytea	   *b = palloc(VARHDRSZ + AUDIT_HASH_LEN);
+	bytea	   *b = palloc(VARHDRSZ + WITHDRAWAL_SHA256_LEN);
 
-	SET_VARSIZE(b, VARHDRSZ + AUDIT_HASH_LEN);
-	memcpy(VARDATA(b), hash, AUDIT_HASH_LEN);
+	SET_VARSIZE(b, VARHDRSZ + WITHDRAWAL_SHA256_LEN);
+	memcpy(VARDATA(b), hash, WITHDRAWAL_SHA256_LEN);
 	return PointerGetDatum(b);
 }
 
 /*
  * Copies a bytea hash column into out; false when it is NULL or not a hash.
  */
-static bool
-spi_get_hash(int row, int col, unsigned char *out)
+bool
+WithdrawalAuditSpiGetHash(int row, int col, unsigned char *out)
 {
 	bool		isnull;
 	Datum		d = WithdrawalSpiGet(row, col, &isnull);
@@ -267,9 +244,9 @@ spi_get_hash(int row, int col, unsigned char *out)
 	if (isnull)
 		return false;
 	b = DatumGetByteaPP(d);
-	if (VARSIZE_ANY_EXHDR(b) != AUDIT_HASH_LEN)
+	if (VARSIZE_ANY_EXHDR(b) != WITHDRAWAL_SHA256_LEN)
 		return false;
-	memcpy(out, VARDATA_ANY(b), AUDIT_HASH_LEN);
+	memcpy(out, VARDATA_ANY(b), WITHDRAWAL_SHA256_LEN);
 	return true;
 }
 
@@ -299,11 +276,11 @@ audit_chain_head(unsigned char *prev)
 					  "SELECT seq, chain_hash FROM withdrawal.audit_seal ORDER BY seq DESC LIMIT 1",
 					  0, NULL);
 	WithdrawalExecute(plan, NULL, NULL, false, 1, SPI_OK_SELECT);
-	memset(prev, 0, AUDIT_HASH_LEN);
+	memset(prev, 0, WITHDRAWAL_SHA256_LEN);
 	if (SPI_processed == 0)
 		return 0;
 	seq = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
-	if (!spi_get_hash(0, 2, prev))
+	if (!WithdrawalAuditSpiGetHash(0, 2, prev))
 		elog(ERROR, "audit seal " INT64_FORMAT " has no valid chain hash", seq);
 	return seq;
 }
@@ -330,15 +307,15 @@ audit_seal_tuptable(int64 *seq, unsigned char *prev)
 
 	for (i = 0; i < n; i++)
 	{
-		unsigned char row_hash[AUDIT_HASH_LEN];
+		unsigned char row_hash[WITHDRAWAL_SHA256_LEN];
 		bool		isnull;
 
-		audit_row_hash(i, row_cxt, row_hash);
-		chain_hash(prev, row_hash, prev);
+		WithdrawalAuditRowHash(i, row_cxt, row_hash);
+		WithdrawalAuditChainHash(prev, row_hash, prev);
 		seqs[i] = Int64GetDatum(++(*seq));
 		ids[i] = WithdrawalSpiGet(i, 1, &isnull);
-		row_hashes[i] = hash_to_bytea(row_hash);
-		chain_hashes[i] = hash_to_bytea(prev);
+		row_hashes[i] = WithdrawalAuditHashToBytea(row_hash);
+		chain_hashes[i] = WithdrawalAuditHashToBytea(prev);
 	}
 	MemoryContextDelete(row_cxt);
 	values[0] = PointerGetDatum(construct_array(seqs, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -393,7 +370,7 @@ audit_seal_pass(SPIPlanPtr pending, int64 floor, int64 limit,
 static void
 hash_to_hex(const unsigned char *hash, char *out)
 {
-	hex_encode((const char *) hash, AUDIT_HASH_LEN, out);
+	hex_encode((const char *) hash, WITHDRAWAL_SHA256_LEN, out);
 	out[AUDIT_HASH_HEX_LEN] = '\0';
 }
 
@@ -509,7 +486,7 @@ static int64
 audit_seal(int64 straggler_floor, int64 limit)
 {
 	Oid			types[2] = {INT8OID, INT4OID};
-	unsigned char prev[AUDIT_HASH_LEN];
+	unsigned char prev[WITHDRAWAL_SHA256_LEN];
 	int64		seq;
 	int64		sealed = 0;
 
@@ -569,196 +546,4 @@ withdrawal_seal_audit(PG_FUNCTION_ARGS)
 	sealed = WithdrawalAuditSeal(true, true, 0);
 	SPI_finish();
 	PG_RETURN_INT64(sealed);
-}
-
-/*
- * Recomputes the chain in seal order up to seal "last_seq": each row hash
- * from its row, each chain hash from the one before.  Returns the audit_id
- * of the first seal that does not match (a deleted row shows as its seal's
- * audit_id), or -1 when all do.  Sets *checked to the number of seals
- * looked at, and *head_seq and head to the last seal that matched (0 and
- * zeros for none).  Reads only, in one snapshot: what is sealed is what is
- * checked.  Runs in the caller's SPI connection.
- */
-static int64
-audit_walk(int64 last_seq, int64 *checked, int64 *head_seq, unsigned char *head)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		args[1];
-	Portal		portal;
-	int64		first_bad = -1;
-	MemoryContext row_cxt;
-
-	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal audit row",
-									ALLOCSET_DEFAULT_SIZES);
-	args[0] = Int64GetDatum(last_seq);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT " AUDIT_ROW_COLUMNS ", s.audit_id, s.row_hash, s.chain_hash, s.seq "
-									   "FROM withdrawal.audit_seal s "
-									   "LEFT JOIN withdrawal.audit_log a ON a.audit_id = s.audit_id "
-									   "WHERE s.seq <= $1 ORDER BY s.seq",
-									   1, types, args, NULL, true, 0);
-	*checked = 0;
-	*head_seq = 0;
-	memset(head, 0, AUDIT_HASH_LEN);
-	while (first_bad < 0)
-	{
-		uint64		i;
-
-		SPI_cursor_fetch(portal, true, AUDIT_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (i = 0; i < SPI_processed && first_bad < 0; i++)
-		{
-			unsigned char row_hash[AUDIT_HASH_LEN];
-			unsigned char stored_row[AUDIT_HASH_LEN];
-			unsigned char stored_chain[AUDIT_HASH_LEN];
-			unsigned char chain[AUDIT_HASH_LEN];
-			bool		row_missing;
-			bool		isnull;
-			int64		seal_audit_id;
-			int64		seq;
-
-			seal_audit_id = DatumGetInt64(WithdrawalSpiGet(i, AUDIT_NCOLUMNS + 1, &isnull));
-			seq = DatumGetInt64(WithdrawalSpiGet(i, AUDIT_NCOLUMNS + 4, &isnull));
-			(void) WithdrawalSpiGet(i, 1, &row_missing);
-			(*checked)++;
-
-			if (row_missing ||
-				seq != *head_seq + 1 ||
-				!spi_get_hash(i, AUDIT_NCOLUMNS + 2, stored_row) ||
-				!spi_get_hash(i, AUDIT_NCOLUMNS + 3, stored_chain))
-			{
-				first_bad = seal_audit_id;
-				break;
-			}
-			audit_row_hash(i, row_cxt, row_hash);
-			chain_hash(head, stored_row, chain);
-			if (CRYPTO_memcmp(row_hash, stored_row, AUDIT_HASH_LEN) != 0 ||
-				CRYPTO_memcmp(chain, stored_chain, AUDIT_HASH_LEN) != 0)
-			{
-				first_bad = seal_audit_id;
-				break;
-			}
-			memcpy(head, chain, AUDIT_HASH_LEN);
-			*head_seq = seq;
-		}
-		SPI_freetuptable(SPI_tuptable);
-	}
-	SPI_cursor_close(portal);
-	MemoryContextDelete(row_cxt);
-	return first_bad;
-}
-
-/*
- * verify_audit(): recomputes every row hash and the chain, as sealed, and
- * reports the first audit_id whose row or seal does not match.  Seals
- * nothing (sealing is the worker's and seal_audit()'s job), so that it
- * runs on a standby and in a read-only transaction.
- */
-Datum
-withdrawal_verify_audit(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	unsigned char head[AUDIT_HASH_LEN];
-	int64		checked;
-	int64		head_seq;
-	int64		first_bad;
-	Datum		result[3];
-	bool		nulls[3] = {false, false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	SPI_connect();
-	first_bad = audit_walk(PG_INT64_MAX, &checked, &head_seq, head);
-	SPI_finish();
-
-	result[0] = BoolGetDatum(first_bad < 0);
-	result[1] = Int64GetDatum(checked);
-	result[2] = Int64GetDatum(first_bad);
-	nulls[2] = first_bad < 0;
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, nulls)));
-}
-
-/*
- * audit_head(): the latest seal, for whoever anchors the chain outside the
- * database.  Before the first seal: seq 0 and the 32 zero bytes the chain
- * starts from, with no audit_id or sealed_at.
- */
-Datum
-withdrawal_audit_head(PG_FUNCTION_ARGS)
-{
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	TupleDesc	tupdesc;
-	HeapTuple	tuple;
-	Datum		result[4];
-	bool		nulls[4] = {false, true, false, true};
-	unsigned char zeros[AUDIT_HASH_LEN];
-	int			col;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	SPI_connect();
-	WithdrawalExecuteOnce("SELECT seq, audit_id, chain_hash, sealed_at FROM withdrawal.audit_seal "
-						  "ORDER BY seq DESC LIMIT 1",
-						  0, NULL, NULL, NULL, SPI_OK_SELECT);
-	memset(zeros, 0, sizeof(zeros));
-	result[0] = Int64GetDatum(0);
-	result[2] = hash_to_bytea(zeros);
-	if (SPI_processed > 0)
-		for (col = 0; col < 4; col++)
-			result[col] = WithdrawalSpiGet(0, col + 1, &nulls[col]);
-	/* formed, and the values copied, outside SPI's memory */
-	MemoryContextSwitchTo(caller_cxt);
-	tuple = heap_form_tuple(tupdesc, result, nulls);
-	SPI_finish();
-	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
-}
-
-/*
- * verify_audit_anchor(seq, chain_hash): true when the chain, recomputed
- * from the rows as they are now, still reaches chain_hash at seal seq,
- * as audit_head() reported it when it was anchored.  Rewritten and
- * re-chained rows at or below seq, or a tail cut off below it, make it
- * false, even where verify_audit() finds the chain consistent.
- */
-Datum
-withdrawal_verify_audit_anchor(PG_FUNCTION_ARGS)
-{
-	int64		seq;
-	bytea	   *anchor;
-	unsigned char head[AUDIT_HASH_LEN];
-	int64		checked;
-	int64		head_seq;
-	int64		first_bad;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("seq must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("chain_hash must not be null")));
-	seq = PG_GETARG_INT64(0);
-	anchor = PG_GETARG_BYTEA_PP(1);
-	if (seq < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("seq must not be negative")));
-	if (VARSIZE_ANY_EXHDR(anchor) != AUDIT_HASH_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("chain_hash must be %d bytes long", AUDIT_HASH_LEN),
-				 errdetail("A chain hash is a SHA-256 digest, as audit_head() returns it.")));
-
-	SPI_connect();
-	first_bad = audit_walk(seq, &checked, &head_seq, head);
-	SPI_finish();
-
-	PG_RETURN_BOOL(first_bad < 0 && head_seq == seq &&
-				   CRYPTO_memcmp(head, VARDATA_ANY(anchor), AUDIT_HASH_LEN) == 0);
 }

@@ -30,8 +30,6 @@
  */
 #include "postgres.h"
 
-#include <openssl/evp.h>
-
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
@@ -46,6 +44,7 @@
 #include "args.h"
 #include "cache.h"
 #include "channel.h"
+#include "crypto.h"
 #include "indexscan.h"
 #include "spi.h"
 #include "withdrawal.h"
@@ -307,15 +306,13 @@ static int
 release_bucket(const char *channel, const char *account_id)
 {
 	StringInfoData buf;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	uint8		md[WITHDRAWAL_SHA256_LEN];
 	uint64		v = 0;
 	int			i;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s:%s", channel, account_id);
-	if (EVP_Digest(buf.data, buf.len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 8)
-		elog(ERROR, "SHA-256 digest failed");
+	WithdrawalSha256(buf.data, buf.len, md);
 	for (i = 0; i < 8; i++)
 		v = (v << 8) | md[i];
 	pfree(buf.data);

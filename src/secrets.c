@@ -39,8 +39,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "common/string.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -49,6 +47,7 @@
 #include "utils/memutils.h"
 
 #include "args.h"
+#include "crypto.h"
 #include "secrets.h"
 #include "withdrawal.h"
 
@@ -479,20 +478,14 @@ withdrawal_secret_fingerprint(PG_FUNCTION_ARGS)
 {
 	char	   *name = WithdrawalArgText(fcinfo, 0, "name", WITHDRAWAL_MAX_SECRET_NAME);
 	const char *value;
-	pg_cryptohash_ctx *ctx;
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
-	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
+	uint8		digest[WITHDRAWAL_SHA256_LEN];
+	char		hex[WITHDRAWAL_SHA256_LEN * 2 + 1];
 
 	value = WithdrawalSecretGet(name);
 	if (value == NULL)
 		PG_RETURN_NULL();
 
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) value, strlen(value)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		elog(ERROR, "could not compute a SHA-256 digest: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
+	WithdrawalSha256(value, strlen(value), digest);
 
 	hex_encode((const char *) digest, sizeof(digest), hex);
 	hex[sizeof(hex) - 1] = '\0';

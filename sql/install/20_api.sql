@@ -161,14 +161,6 @@ CREATE FUNCTION withdrawal.verify_audit_anchor(seq bigint, chain_hash bytea)
 COMMENT ON FUNCTION withdrawal.verify_audit_anchor(bigint, bytea) IS
 	'whether the audit chain recomputed from the rows still reaches chain_hash at seal seq, as audit_head() reported it';
 
-CREATE FUNCTION withdrawal.check_invariants()
-	RETURNS TABLE (check_name text, violations bigint, detail text)
-	AS 'MODULE_PATHNAME', 'withdrawal_check_invariants'
-	LANGUAGE C STABLE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION withdrawal.check_invariants() IS
-	'integrity checks of the books; a clean database reports zero violations on every row';
-
 /* Privileges: EXECUTE only, per role (PUBLIC loses everything in 95_privileges). */
 
 GRANT EXECUTE ON FUNCTION withdrawal.credit(text, text, bigint, text, text, jsonb),
@@ -185,7 +177,6 @@ GRANT EXECUTE ON FUNCTION withdrawal.approve(uuid, text),
 	withdrawal.set_account(text, integer, boolean),
 	withdrawal.balance(text, text),
 	withdrawal.get(uuid),
-	withdrawal.check_invariants(),
 	withdrawal.seal_audit(),
 	withdrawal.audit_head()
 	TO withdrawal_ops;
@@ -193,7 +184,6 @@ GRANT SELECT ON withdrawal.withdrawals TO withdrawal_ops;
 
 GRANT EXECUTE ON FUNCTION withdrawal.balance(text, text),
 	withdrawal.get(uuid),
-	withdrawal.check_invariants(),
 	withdrawal.verify_audit(),
 	withdrawal.audit_head(),
 	withdrawal.verify_audit_anchor(bigint, bytea)

@@ -125,6 +125,11 @@ for my $version (@released)
 	my ($rc, $out, $err) = $node->psql($db, q{SELECT * FROM withdrawal.balance('u1', 'USD')});
 	like($err, qr/extension "withdrawal" is at version \Q$version\E in this database, but its library is version/,
 		"$version: before the update, calls stop with a clear error");
+	# check_invariants() became SQL; the old version's C declaration still
+	# finds its symbol, which stops with the same error
+	($rc, $out, $err) = $node->psql($db, q{SELECT * FROM withdrawal.check_invariants()});
+	like($err, qr/extension "withdrawal" is at version \Q$version\E in this database, but its library is version/,
+		"$version: before the update, check_invariants() stops with the same error");
 
 	$node->safe_psql($db, 'ALTER EXTENSION withdrawal UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'withdrawal'}),

@@ -1,22 +1,22 @@
 /*-------------------------------------------------------------------------
  *
- * webhook.h
+ * webhook_signature.h
  *	  Processor webhooks: signature schemes and their verification.
  *
  * Copyright (c) 2026, withdrawal developers
  *
  * IDENTIFICATION
- *	  src/webhook.h
+ *	  src/webhook_signature.h
  *
  *-------------------------------------------------------------------------
  */
-#ifndef WITHDRAWAL_WEBHOOK_H
-#define WITHDRAWAL_WEBHOOK_H
+#ifndef WITHDRAWAL_WEBHOOK_SIGNATURE_H
+#define WITHDRAWAL_WEBHOOK_SIGNATURE_H
 
 #include "utils/jsonb.h"
 
-/* Largest webhook body accepted, in bytes (processors send a few kB) */
-#define WITHDRAWAL_WEBHOOK_MAX_BODY		(1024 * 1024)
+/* Longest event id accepted (the body's "id" or a webhook-id header), in bytes */
+#define WITHDRAWAL_WEBHOOK_MAX_EVENT_ID	255
 
 /* Largest signature-related header value looked at, in bytes */
 #define WITHDRAWAL_WEBHOOK_MAX_HEADER	8192
@@ -44,4 +44,4 @@ extern int	WithdrawalWebhookVerify(const char *scheme, const char *const *secret
 									int64 now_unix, int64 tolerance_s,
 									char **webhook_id);
 
-#endif							/* WITHDRAWAL_WEBHOOK_H */
+#endif							/* WITHDRAWAL_WEBHOOK_SIGNATURE_H */
