@@ -44,6 +44,8 @@
 #include "withdrawal.h"
 
 PG_FUNCTION_INFO_V1(withdrawal_import_settlement);
+PG_FUNCTION_INFO_V1(withdrawal_reconcile);
+PG_FUNCTION_INFO_V1(withdrawal_reconcile_since);
 
 #define MAX_PROCESSOR_NAME 63
 #define MAX_PROCESSOR_REF 255
@@ -306,4 +308,35 @@ withdrawal_import_settlement(PG_FUNCTION_ARGS)
 	inserted = SPI_processed;
 	SPI_finish();
 	PG_RETURN_INT64((int64) inserted);
+}
+
+/*
+ * The C entry points of reconcile() in version 1.0.0.  Its install script,
+ * which never changes once released, names them, and CREATE EXTENSION
+ * withdrawal VERSION '1.0.0' (the first step of every upgrade) fails when
+ * the library lacks a symbol it names.  The upgrade to 1.1.0 replaces both
+ * functions with PL/pgSQL; until then they refuse, as every other function
+ * of an older schema does.
+ */
+static void
+pg_attribute_noreturn()
+refuse_old_schema(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"withdrawal\" in this database is older than its library, version %s",
+					WITHDRAWAL_VERSION),
+			 errhint("Run ALTER EXTENSION withdrawal UPDATE.")));
+}
+
+Datum
+withdrawal_reconcile(PG_FUNCTION_ARGS)
+{
+	refuse_old_schema();
+}
+
+Datum
+withdrawal_reconcile_since(PG_FUNCTION_ARGS)
+{
+	refuse_old_schema();
 }
