@@ -1127,6 +1127,7 @@ GRANT EXECUTE ON FUNCTION withdrawal.drivers() TO withdrawal_ops, withdrawal_aud
 /* The paypal driver (PayPal Payouts) */
 ALTER TABLE withdrawal.processor DROP CONSTRAINT processor_driver_check,
 	ADD CONSTRAINT processor_driver_check CHECK (driver IN ('sandbox', 'http', 'stripe', 'paypal'));
+
 -- reconciliation in SQL, batch settlements and tolerances (issues 12, 13)
 
 /*
