@@ -2,7 +2,8 @@
 -- reconcile: import_settlement() (CSV through COPY's parser, all or
 -- nothing), COPY into withdrawal.settlement, and reconcile(): one scenario
 -- per discrepancy kind, clean periods, periods that cut through a
--- payout's life, the no-period form, the summary view and the roles.
+-- payout's life, the no-period form, batch settlements, tolerances, the
+-- summary view and the roles.  (Partial returns: sql/returns.sql.)
 -- Each scenario has its own processor so that runs do not see each other.
 --
 -- a database of its own: the other suites share theirs
@@ -207,6 +208,9 @@ SELECT try($$SELECT * FROM withdrawal.reconcile('r_period', NULL, now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile(NULL, now(), now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile('nobody', now() - interval '1 day', now())$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile('nobody')$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile('')$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile(repeat('p', 64))$$);
+SELECT try($$SELECT * FROM withdrawal.reconcile(NULL)$$);
 -- a period that is not finite or ends in the future is refused: the next
 -- reconcile(processor) starts where the latest run ended, and would fail
 -- (or leave a gap) until then
@@ -243,10 +247,103 @@ SELECT try($$SELECT * FROM withdrawal.reconcile('r_since')$$);
 ROLLBACK;
 
 --
+-- 9. batch settlements: one line for many withdrawals, matched against
+-- the sum of the batch's withdrawals (import_settlement_batch()), and the
+-- unmatched remainder
+--
+SELECT proc(p) FROM unnest(ARRAY['r_batch', 'r_tol']) p;
+SELECT wd('b-1', 1000, 'r_batch') IS NOT NULL AS a, wd('b-2', 2000, 'r_batch') IS NOT NULL AS b,
+	   wd('b-3', 3000, 'r_batch') IS NOT NULL AS c, wd('b-4', 400, 'r_batch') IS NOT NULL AS d,
+	   wd('b-5', 500, 'r_batch', 'submitted') IS NOT NULL AS e, wd('b-6', 600, 'r_batch') IS NOT NULL AS f,
+	   wd('b-7', 700, 'r_batch') IS NOT NULL AS g, wd('b-8', 800, 'r_batch') IS NOT NULL AS h,
+	   wd('b-9', 900, 'r_batch') IS NOT NULL AS i;
+-- bad input: 22023 or WD007, and nothing recorded
+SELECT name, try(format('SELECT withdrawal.import_settlement_batch(%s)', args)) AS outcome
+  FROM (VALUES
+	('processor null', $$NULL, 'B1', ARRAY[gen_random_uuid()]$$),
+	('processor empty', $$'', 'B1', ARRAY[gen_random_uuid()]$$),
+	('processor too long', $$repeat('p', 64), 'B1', ARRAY[gen_random_uuid()]$$),
+	('processor unknown', $$'nobody', 'B1', ARRAY[gen_random_uuid()]$$),
+	('batch_ref null', $$'r_batch', NULL, ARRAY[gen_random_uuid()]$$),
+	('batch_ref empty', $$'r_batch', '', ARRAY[gen_random_uuid()]$$),
+	('batch_ref too long', $$'r_batch', repeat('é', 128), ARRAY[gen_random_uuid()]$$),
+	('ids null', $$'r_batch', 'B1', NULL$$),
+	('ids empty', $$'r_batch', 'B1', '{}'::uuid[]$$),
+	('ids with a null', $$'r_batch', 'B1', ARRAY[gen_random_uuid(), NULL]$$),
+	('ids two-dimensional', $$'r_batch', 'B1', ARRAY[[gen_random_uuid()], [gen_random_uuid()]]$$),
+	('ids not uuids', $$'r_batch', 'B1', '{x}'$$)
+  ) AS c(name, args) ORDER BY name;
+SELECT count(*) AS batch_rows FROM withdrawal.settlement_batch;
+-- B1: three paid withdrawals, one line for their sum; a repeated id and a
+-- second import add nothing
+SELECT withdrawal.import_settlement_batch('r_batch', 'B1', ARRAY[id('b-1'), id('b-2'), id('b-3'), id('b-1')]);
+SELECT withdrawal.import_settlement_batch('r_batch', 'B1', ARRAY[id('b-1'), id('b-2'), id('b-3')]);
+-- B2: paid, still submitted here (a lost webhook), and one the ledger
+-- does not know; the line is not their sum
+SELECT withdrawal.import_settlement_batch('r_batch', 'B2',
+	ARRAY[id('b-4'), id('b-5'), '6e0b5d55-3b39-4c7a-9a55-7a7d0f8f00b2']);
+-- B3: a line that says failed for a payout paid here
+SELECT withdrawal.import_settlement_batch('r_batch', 'B3', ARRAY[id('b-7')]);
+-- B4: a USD payout in a EUR batch
+SELECT withdrawal.import_settlement_batch('r_batch', 'B4', ARRAY[id('b-8')]);
+-- B5: its line was settled the day before: another period's
+SELECT withdrawal.import_settlement_batch('r_batch', 'B5', ARRAY[id('b-9')]);
+SELECT withdrawal.import_settlement_batch('r_batch', 'B6', ARRAY['6e0b5d55-3b39-4c7a-9a55-7a7d0f8f00b6'::uuid]);
+SELECT withdrawal.import_settlement('r_batch', report(
+	line('B1', NULL, 6000), line('B2', NULL, 1000), line('B3', NULL, 700, 'USD', 'failed'),
+	line('B4', NULL, 800, 'EUR'), line('B5', NULL, 900, 'USD', 'paid', now() - interval '1 day'),
+	line('tr_nobatch', NULL, 123)));
+-- b-6 is claimed by no line; B6 has no line at all (nothing to compare)
+SELECT * FROM recon('r_batch');
+SELECT processor, discrepancies FROM withdrawal.recon_run WHERE processor = 'r_batch';
+-- the day before: B5 agrees with b-9 (settled by the ledger today)
+SELECT * FROM recon('r_batch', now() - interval '2 days', now() - interval '12 hours');
+SELECT invariants();
+
+--
+-- 10. tolerances per processor: a difference within the absolute or the
+-- relative tolerance is reported as amount_within_tolerance, is not a
+-- discrepancy and sends no NOTIFY; bad values are 22023 and change nothing
+--
+SELECT name, try(format('UPDATE withdrawal.processor SET %s WHERE name = %L', change, 'r_tol')) AS outcome
+  FROM (VALUES
+	('abs negative', 'recon_tolerance_abs = -1'),
+	('abs null', 'recon_tolerance_abs = NULL'),
+	('abs overflows', 'recon_tolerance_abs = 9223372036854775808'),
+	('bps negative', 'recon_tolerance_bps = -1'),
+	('bps over 100%', 'recon_tolerance_bps = 10001'),
+	('bps null', 'recon_tolerance_bps = NULL'),
+	('bps not a number', $$recon_tolerance_bps = 'x'$$)
+  ) AS c(name, change) ORDER BY name;
+SELECT try($$INSERT INTO withdrawal.processor (name, driver, base_url, recon_tolerance_bps) VALUES ('r_tol2', 'http', 'https://x.example', 20000)$$);
+SELECT name, recon_tolerance_abs, recon_tolerance_bps FROM withdrawal.processor WHERE name LIKE 'r_tol%';
+UPDATE withdrawal.processor SET recon_tolerance_abs = 5, recon_tolerance_bps = 100 WHERE name = 'r_tol';
+SELECT name, recon_tolerance_abs, recon_tolerance_bps FROM withdrawal.processor WHERE name = 'r_tol';
+SELECT wd('t-1', 1000, 'r_tol') IS NOT NULL AS a, wd('t-2', 1000, 'r_tol') IS NOT NULL AS b,
+	   wd('t-3', 100000, 'r_tol') IS NOT NULL AS c, wd('t-4', 300, 'r_tol') IS NOT NULL AS d,
+	   wd('t-5', 700, 'r_tol') IS NOT NULL AS e, wd('t-6', 5, 'r_tol') IS NOT NULL AS f;
+SELECT withdrawal.import_settlement_batch('r_tol', 'T1', ARRAY[id('t-4'), id('t-5')]);
+-- t-1: 5 less (the absolute tolerance); t-2: 11 less, over both; t-3:
+-- 900 less, within 1%; T1: 8 less than its sum; t-6: 5 more than 5
+SELECT withdrawal.import_settlement('r_tol', report(
+	line('tr_t1', 't-1', 995), line('tr_t2', 't-2', 989), line('tr_t3', 't-3', 99100),
+	line('T1', NULL, 992), line('tr_t6', 't-6', 10)));
+SELECT * FROM recon('r_tol');
+SELECT processor, discrepancies, amount_mismatch, amount_within_tolerance
+  FROM withdrawal.recon_summary WHERE processor = 'r_tol';
+-- within tolerance only: no discrepancy, still reported
+UPDATE withdrawal.processor SET recon_tolerance_abs = 20 WHERE name = 'r_tol';
+SELECT * FROM recon('r_tol');
+SELECT processor, discrepancies, amount_within_tolerance
+  FROM withdrawal.recon_summary WHERE processor = 'r_tol';
+SELECT invariants();
+
+--
 -- 7. the summary of the latest run per processor, and the items kept
 --
 SELECT processor, discrepancies, missing_at_processor, missing_in_ledger, amount_mismatch,
-	   currency_mismatch, status_mismatch, duplicate_at_processor
+	   currency_mismatch, status_mismatch, duplicate_at_processor, return_mismatch,
+	   amount_within_tolerance
   FROM withdrawal.recon_summary ORDER BY processor;
 SELECT kind, count(*) FROM withdrawal.recon_item GROUP BY kind ORDER BY kind;
 
@@ -255,6 +352,8 @@ SELECT kind, count(*) FROM withdrawal.recon_item GROUP BY kind ORDER BY kind;
 --
 SET ROLE withdrawal_ops;
 SELECT withdrawal.import_settlement('r_clean', report(VARIADIC ARRAY[]::text[]));
+SELECT withdrawal.import_settlement_batch('r_clean', 'C1', ARRAY['6e0b5d55-3b39-4c7a-9a55-7a7d0f8f00c1'::uuid]);
+SELECT count(*) > 0 AS ops_reads_batches FROM withdrawal.settlement_batch;
 SELECT count(*) FROM withdrawal.reconcile('r_clean', now() - interval '1 hour', now());
 SELECT count(*) > 0 AS ops_reads_summary FROM withdrawal.recon_summary;
 SELECT try($$INSERT INTO withdrawal.settlement (processor, processor_ref, amount, currency, status, settled_at) VALUES ('r_clean', 'x', 1, 'USD', 'paid', now())$$);
@@ -262,6 +361,8 @@ RESET ROLE;
 SET ROLE withdrawal_auditor;
 SELECT count(*) > 0 AS auditor_reads_summary FROM withdrawal.recon_summary;
 SELECT count(*) > 0 AS auditor_reads_items FROM withdrawal.recon_item;
+SELECT count(*) > 0 AS auditor_reads_batches FROM withdrawal.settlement_batch;
+SELECT try($$SELECT withdrawal.import_settlement_batch('r_clean', 'C2', ARRAY[gen_random_uuid()])$$);
 SELECT try($$SELECT withdrawal.reconcile('r_clean')$$);
 SELECT try($$SELECT withdrawal.import_settlement('r_clean', 'x')$$);
 RESET ROLE;
@@ -269,6 +370,9 @@ SET ROLE withdrawal_app;
 SELECT try($$SELECT withdrawal.reconcile('r_clean')$$);
 SELECT try($$SELECT withdrawal.import_settlement('r_clean', 'x')$$);
 SELECT try($$SELECT count(*) FROM withdrawal.recon_summary$$);
+SELECT try($$SELECT withdrawal.import_settlement_batch('r_clean', 'C2', ARRAY[gen_random_uuid()])$$);
+SELECT try($$SELECT count(*) FROM withdrawal.settlement_batch$$);
+SELECT try($$SELECT withdrawal._reconcile('r_clean', NULL, NULL)$$);
 RESET ROLE;
 SELECT invariants();
 

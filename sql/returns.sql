@@ -249,6 +249,62 @@ SELECT action, before_status, after_status, detail->>'event_id' AS event_id,
   FROM withdrawal.audit_log WHERE action IN ('webhook_partial_return', 'webhook_discrepancy')
  ORDER BY audit_id;
 SELECT invariants();
+--
+-- 4. reconcile() and partial returns: the processor's returned lines of a
+-- payout (each its own reference), summed over every report, are compared
+-- with returned_amount; a partly returned payout is paid on both sides.
+-- reconcile() only reports: a returned line the ledger has not booked
+-- moves no money (the webhook or the status query books it).
+--
+INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret, webhook_scheme) VALUES
+	('acme_r', 'http', 'https://acme-r.example', 'regress_http', 'hmac-sha256');
+INSERT INTO withdrawal.channel (name, processor) VALUES ('acme_r_bank', 'acme_r');
+SELECT available FROM withdrawal.credit('alice', 'USD', 10000, 'fund-2');
+CREATE FUNCTION paid(key text, amount bigint) RETURNS boolean LANGUAGE sql AS $$
+	SELECT wd(key, amount, 'submitted', 'acme_r_bank') IS NOT NULL
+		   AND deliver('acme_r', key || '-paid', 'payout.paid', id(key)) LIKE 'applied%'
+$$;
+-- r1: 400 of 1000 returned, and so reported; r2: 250 booked, 300
+-- reported; r3: nothing booked, 200 reported; r4: 100 booked, nothing
+-- reported; r5: returned whole here, 600 of 900 reported
+SELECT paid('r1', 1000), paid('r2', 1000), paid('r3', 800), paid('r4', 500), paid('r5', 900);
+SELECT deliver('acme_r', 'r1-r', 'payout.returned', id('r1'), 400),
+	   deliver('acme_r', 'r2-r', 'payout.returned', id('r2'), 250),
+	   deliver('acme_r', 'r4-r', 'payout.returned', id('r4'), 100),
+	   deliver('acme_r', 'r5-r', 'payout.returned', id('r5'), 900);
+CREATE FUNCTION fingerprint() RETURNS text LANGUAGE sql AS $$
+	SELECT md5(string_agg(concat_ws(',', txn_id, leg, kind, bucket, amount), ';' ORDER BY txn_id, leg))
+		|| (SELECT md5(string_agg(concat_ws(',', withdrawal_id, status, returned_amount), ';' ORDER BY withdrawal_id))
+			  FROM withdrawal.withdrawal)
+	  FROM withdrawal.ledger_entry
+$$;
+SELECT fingerprint() AS before \gset
+SELECT withdrawal.import_settlement('acme_r',
+	'processor_ref,withdrawal_id,amount,currency,status,settled_at' || E'\n' ||
+	(SELECT string_agg(concat_ws(',', ref, id(key), amount, 'USD', status, now()), E'\n')
+	   FROM (VALUES ('tr_r1', 'r1', 1000, 'paid'), ('rt_r1', 'r1', 400, 'returned'),
+					('tr_r2', 'r2', 1000, 'paid'), ('rt_r2', 'r2', 300, 'returned'),
+					('tr_r3', 'r3', 800, 'paid'), ('rt_r3', 'r3', 200, 'returned'),
+					('tr_r4', 'r4', 500, 'paid'),
+					('tr_r5', 'r5', 900, 'paid'), ('rt_r5', 'r5', 600, 'returned')) v(ref, key, amount, status))
+	|| E'\n');
+SELECT r.kind, w.idempotency_key AS key, r.processor_ref, r.ledger_amount, r.processor_amount,
+	   r.ledger_status, r.processor_status
+  FROM withdrawal.reconcile('acme_r', now() - interval '1 hour', now()) r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id)
+ ORDER BY key;
+-- the rest of r5's return in a later report: whole on both sides
+SELECT withdrawal.import_settlement('acme_r',
+	'processor_ref,withdrawal_id,amount,currency,status,settled_at' || E'\n' ||
+	concat_ws(',', 'rt_r5b', id('r5'), 300, 'USD', 'returned', now()) || E'\n');
+SELECT r.kind, w.idempotency_key AS key
+  FROM withdrawal.reconcile('acme_r', now() - interval '1 hour', now()) r
+  JOIN withdrawal.withdrawal w USING (withdrawal_id)
+ ORDER BY key;
+SELECT fingerprint() = :'before' AS no_money_moved;
+SELECT books('r3');
+SELECT invariants();
+
 SELECT withdrawal.seal_audit() >= 0 AS sealed;
 SELECT ok FROM withdrawal.verify_audit();
 

@@ -10,8 +10,9 @@
  * that only fails later fails where nobody is looking: a policy time zone
  * PostgreSQL does not know fails every request of the currency, a NaN rate
  * (NaN > 0 is true in PostgreSQL, so the CHECK lets it through) silently
- * means "no limit", and a base_url the dispatcher refuses sends every
- * payout of the processor to "dead".  Each is refused with 22023 instead.
+ * means "no limit", a base_url the dispatcher refuses sends every
+ * payout of the processor to "dead"; a negative reconciliation tolerance
+ * has no meaning.  Each is refused with 22023 instead.
  *
  * The trigger checks columns by name, so one function serves every table
  * that has them.  On UPDATE only the columns that change are checked: an
@@ -279,6 +280,49 @@ check_caps(TriggerData *trigdata, const char *table)
 }
 
 /*
+ * The amount tolerances of reconcile() on a processor: NULL would be a
+ * 23502 from the NOT NULL constraint, and a negative or out-of-range value
+ * a 23514; bad configuration is 22023 here, as for every other column.
+ * An absolute tolerance is in minor units (0: exact); a relative one is in
+ * basis points of the ledger amount, at most 10000 (100%).
+ */
+static void
+check_tolerances(TriggerData *trigdata, const char *table)
+{
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	HeapTuple	newtuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	int			a_abs = SPI_fnumber(tupdesc, "recon_tolerance_abs");
+	int			a_bps = SPI_fnumber(tupdesc, "recon_tolerance_bps");
+	bool		abs_null;
+	bool		bps_null;
+	Datum		value;
+
+	if (a_abs <= 0 || a_bps <= 0)
+		return;
+	(void) heap_getattr(newtuple, a_abs, tupdesc, &abs_null);
+	(void) heap_getattr(newtuple, a_bps, tupdesc, &bps_null);
+	if (abs_null || bps_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of withdrawal.%s must not be null", abs_null ?
+						"recon_tolerance_abs" : "recon_tolerance_bps", table),
+				 errhint("Use 0 for exact reconciliation.")));
+	if (written_value(trigdata, "recon_tolerance_abs", &value) &&
+		DatumGetInt64(value) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recon_tolerance_abs of withdrawal.%s must not be negative", table),
+				 errhint("It is a number of minor units; use 0 for exact reconciliation.")));
+	if (written_value(trigdata, "recon_tolerance_bps", &value) &&
+		(DatumGetInt32(value) < 0 || DatumGetInt32(value) > 10000))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recon_tolerance_bps of withdrawal.%s must be between 0 and 10000", table),
+				 errhint("It is in basis points of the ledger amount: 25 is 0.25%%; use 0 for exact reconciliation.")));
+}
+
+/*
  * trigger config_check(): BEFORE INSERT OR UPDATE FOR EACH ROW on policy,
  * channel and processor.
  */
@@ -313,6 +357,7 @@ withdrawal_config_check(PG_FUNCTION_ARGS)
 	if (written_value(trigdata, "method_cooling_off", &value))
 		check_cooling_off(table, DatumGetIntervalP(value));
 	check_caps(trigdata, table);
+	check_tolerances(trigdata, table);
 
 	if (written_value(trigdata, "base_url", &value))
 	{

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * reconcile.c
- *	  Reconciliation of the ledger against processor settlement reports.
+ *	  Import of processor settlement reports, for reconciliation.
  *
  * import_settlement(processor, report) parses a CSV report with
  * PostgreSQL's own COPY parser (BeginCopyFrom over an in-memory data
@@ -11,11 +11,9 @@
  * and the rows go in with one INSERT: a bad row is 22023 naming its line,
  * and nothing is loaded.
  *
- * reconcile(processor, period_start, period_end) is one set-based
- * statement: the payouts the ledger settled in the period (by the time of
- * their "settle" movement) FULL OUTER JOIN the processor's settlement rows
- * of the period (grouped per withdrawal), each pair classified once; the
- * discrepancies are inserted into recon_item and returned.
+ * reconcile() itself, one set-based statement that auditors should be
+ * able to read from psql, is PL/pgSQL in sql/install/50_reconcile.sql;
+ * only the import, which needs COPY's parser, is C.
  *
  * Copyright (c) 2026, withdrawal developers
  *
@@ -29,10 +27,8 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
@@ -44,7 +40,6 @@
 
 #include "args.h"
 #include "cache.h"
-#include "reconcile.h"
 #include "spi.h"
 #include "withdrawal.h"
 
@@ -78,30 +73,17 @@ report_read(void *outbuf, int minread, int maxread)
  * Raises WD007 unless the processor exists.
  */
 static void
-require_processor(const char *processor, bool lock)
+require_processor(const char *processor)
 {
 	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr lock_plan = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(processor);
-	if (lock)
-	{
-		/* one run per processor at a time: periods must not overlap */
-		WithdrawalPrepare(&lock_plan,
-						  "SELECT 1 FROM withdrawal.processor WHERE name OPERATOR(pg_catalog.=) $1"
-						  " FOR NO KEY UPDATE",
-						  1, types);
-		WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-	}
-	else
-	{
-		WithdrawalPrepare(&plan,
-						  "SELECT 1 FROM withdrawal.processor WHERE name OPERATOR(pg_catalog.=) $1",
-						  1, types);
-		WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
-	}
+	WithdrawalPrepare(&plan,
+					  "SELECT 1 FROM withdrawal.processor WHERE name OPERATOR(pg_catalog.=) $1",
+					  1, types);
+	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WD_UNKNOWN_OBJECT),
@@ -297,7 +279,7 @@ withdrawal_import_settlement(PG_FUNCTION_ARGS)
 	report = PG_GETARG_TEXT_PP(1);
 
 	SPI_connect();
-	require_processor(processor, false);
+	require_processor(processor);
 
 	memset(&a, 0, sizeof(a));
 	parse_report(VARDATA_ANY(report), VARSIZE_ANY_EXHDR(report), &a);
@@ -329,236 +311,32 @@ withdrawal_import_settlement(PG_FUNCTION_ARGS)
 }
 
 /*
- * The reconciliation statement.  $1 processor, $2/$3 the period, $4 run id.
- *
- * l: payouts of the processor whose settle movement falls in the period.
- * p: the processor's rows of the period, one per withdrawal (rows without
- *    a withdrawal id stay one per processor_ref); status is the furthest
- *    the processor reports (returned > paid > failed); paid_rows counts
- *    distinct paid transfers.
- * A row of p without a partner in l is checked against the withdrawal
- * itself (o): the ledger may have settled it in another period, or not at
- * all.  A row of l without a partner in p is only missing at the
- * processor when no report of the processor mentions it (x).  Both
- * lookups are gated on the missing partner (a one-time filter per row;
- * OFFSET 0 keeps the planner from turning o into a second scan of every
- * withdrawal), so matched pairs, nearly all of them, cost nothing more.
- * One kind per withdrawal, the most serious first.
- */
-static const char *const reconcile_sql =
-"WITH l AS ("
-"  SELECT w.withdrawal_id, w.amount, w.currency, w.status::text AS status, w.processor_ref"
-"    FROM withdrawal.ledger_entry e"
-"    JOIN withdrawal.withdrawal w ON w.withdrawal_id OPERATOR(pg_catalog.=) e.withdrawal_id"
-"    JOIN withdrawal.channel c ON c.name OPERATOR(pg_catalog.=) w.channel"
-"   WHERE e.kind OPERATOR(pg_catalog.=) 'settle' AND e.leg OPERATOR(pg_catalog.=) 1"
-"     AND e.created_at OPERATOR(pg_catalog.>=) $2 AND e.created_at OPERATOR(pg_catalog.<) $3"
-"     AND c.processor OPERATOR(pg_catalog.=) $1"
-"), p AS ("
-"  SELECT s.withdrawal_id, pg_catalog.min(s.processor_ref COLLATE \"C\") AS processor_ref,"
-"         pg_catalog.min(s.amount::bigint) AS amount, pg_catalog.max(s.amount::bigint) AS max_amount,"
-"         pg_catalog.min(s.currency COLLATE \"C\") AS currency,"
-"         pg_catalog.max(s.currency COLLATE \"C\") AS max_currency,"
-"         CASE WHEN pg_catalog.bool_or(s.status OPERATOR(pg_catalog.=) 'returned') THEN 'returned'"
-"              WHEN pg_catalog.bool_or(s.status OPERATOR(pg_catalog.=) 'paid') THEN 'paid'"
-"              ELSE 'failed' END AS status,"
-"         pg_catalog.count(*) FILTER (WHERE s.status OPERATOR(pg_catalog.=) 'paid') AS paid_rows"
-"    FROM withdrawal.settlement s"
-"   WHERE s.processor OPERATOR(pg_catalog.=) $1"
-"     AND s.settled_at OPERATOR(pg_catalog.>=) $2 AND s.settled_at OPERATOR(pg_catalog.<) $3"
-"   GROUP BY s.withdrawal_id, CASE WHEN s.withdrawal_id IS NULL THEN s.processor_ref END"
-"), j AS ("
-"  SELECT coalesce(l.withdrawal_id, p.withdrawal_id) AS withdrawal_id,"
-"         coalesce(p.processor_ref, l.processor_ref) AS processor_ref,"
-"         coalesce(l.amount, o.amount) AS ledger_amount,"
-"         p.amount AS processor_amount, p.max_amount,"
-"         coalesce(l.currency, o.currency) AS ledger_currency,"
-"         p.currency AS processor_currency, p.max_currency,"
-"         coalesce(l.status, o.status) AS ledger_status,"
-"         p.status AS processor_status, p.paid_rows,"
-"         p.processor_ref IS NULL AS no_p,"
-"         l.withdrawal_id IS NULL AND o.status IS NULL AS no_l,"
-"         x.found IS NOT NULL AS reported_elsewhere"
-"    FROM l FULL JOIN p ON p.withdrawal_id OPERATOR(pg_catalog.=) l.withdrawal_id"
-"    LEFT JOIN LATERAL ("
-"      SELECT w.amount::bigint AS amount, w.currency, w.status::text AS status"
-"        FROM withdrawal.withdrawal w"
-"       WHERE l.withdrawal_id IS NULL AND w.withdrawal_id OPERATOR(pg_catalog.=) p.withdrawal_id"
-"      OFFSET 0) o ON true"
-"    LEFT JOIN LATERAL ("
-"      SELECT 1 AS found FROM withdrawal.settlement s2"
-"       WHERE p.processor_ref IS NULL AND s2.withdrawal_id OPERATOR(pg_catalog.=) l.withdrawal_id"
-"         AND s2.processor OPERATOR(pg_catalog.=) $1"
-"         AND s2.status OPERATOR(pg_catalog.<>) 'failed' LIMIT 1) x ON true"
-"), k AS ("
-"  SELECT j.*, CASE"
-"     WHEN no_p THEN CASE WHEN reported_elsewhere THEN NULL ELSE 'missing_at_processor' END"
-"     WHEN no_l THEN 'missing_in_ledger'"
-"     WHEN paid_rows OPERATOR(pg_catalog.>) 1 THEN 'duplicate_at_processor'"
-"     WHEN ledger_currency OPERATOR(pg_catalog.<>) processor_currency"
-"       OR processor_currency OPERATOR(pg_catalog.<>) max_currency THEN 'currency_mismatch'"
-"     WHEN ledger_amount OPERATOR(pg_catalog.<>) processor_amount"
-"       OR processor_amount OPERATOR(pg_catalog.<>) max_amount THEN 'amount_mismatch'"
-"     WHEN ledger_status OPERATOR(pg_catalog.<>) processor_status THEN 'status_mismatch'"
-"   END AS kind"
-"    FROM j"
-")"
-" INSERT INTO withdrawal.recon_item (run_id, kind, withdrawal_id, processor_ref, ledger_amount,"
-"   processor_amount, ledger_currency, processor_currency, ledger_status, processor_status)"
-" SELECT $4, kind, withdrawal_id, processor_ref, ledger_amount, processor_amount,"
-"   ledger_currency, processor_currency, ledger_status, processor_status"
-"   FROM k WHERE kind IS NOT NULL"
-" RETURNING run_id, kind, withdrawal_id, processor_ref, ledger_amount, processor_amount,"
-"   ledger_status, processor_status";
-
-int64
-WithdrawalReconcile(const char *processor, TimestampTz period_start,
-					TimestampTz period_end, SPITupleTable **items,
-					uint64 *nitems)
-{
-	static SPIPlanPtr run_plan = NULL;
-	static SPIPlanPtr items_plan = NULL;
-	static SPIPlanPtr finish_plan = NULL;
-	Oid			run_types[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Oid			items_types[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
-	Oid			finish_types[2] = {INT8OID, INT8OID};
-	Datum		values[4];
-	bool		isnull;
-	int64		run_id;
-
-	WithdrawalPrepare(&run_plan,
-					  "INSERT INTO withdrawal.recon_run (processor, period_start, period_end)"
-					  " VALUES ($1, $2, $3) RETURNING run_id",
-					  3, run_types);
-	values[0] = CStringGetTextDatum(processor);
-	values[1] = TimestampTzGetDatum(period_start);
-	values[2] = TimestampTzGetDatum(period_end);
-	WithdrawalExecute(run_plan, values, NULL, false, 1, SPI_OK_INSERT_RETURNING);
-	run_id = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
-
-	WithdrawalPrepare(&items_plan, reconcile_sql, 4, items_types);
-	values[3] = Int64GetDatum(run_id);
-	WithdrawalExecute(items_plan, values, NULL, false, 0, SPI_OK_INSERT_RETURNING);
-	*items = SPI_tuptable;
-	*nitems = SPI_processed;
-
-	WithdrawalPrepare(&finish_plan,
-					  "UPDATE withdrawal.recon_run SET discrepancies = $2,"
-					  " finished_at = pg_catalog.clock_timestamp() WHERE run_id OPERATOR(pg_catalog.=) $1",
-					  2, finish_types);
-	values[0] = Int64GetDatum(run_id);
-	values[1] = Int64GetDatum((int64) *nitems);
-	WithdrawalExecute(finish_plan, values, NULL, false, 0, SPI_OK_UPDATE);
-
-	if (*nitems > 0)
-		Async_Notify(WITHDRAWAL_RECON_CHANNEL,
-					 psprintf("{\"run_id\": " INT64_FORMAT ", \"processor\": \"%s\", \"discrepancies\": " UINT64_FORMAT "}",
-							  run_id, processor, *nitems));
-	return run_id;
-}
-
-/*
- * Runs a reconciliation and returns its items as the function's result set.
+ * The C entry points of reconcile() in version 1.0.0.  Its install script,
+ * which never changes once released, names them, and CREATE EXTENSION
+ * withdrawal VERSION '1.0.0' (the first step of every upgrade) fails when
+ * the library lacks a symbol it names.  The upgrade to 1.1.0 replaces both
+ * functions with PL/pgSQL; until then they refuse, as every other function
+ * of an older schema does.
  */
 static void
-reconcile_and_return(FunctionCallInfo fcinfo, const char *processor,
-					 bool since_last, TimestampTz period_start,
-					 TimestampTz period_end)
+pg_attribute_noreturn()
+refuse_old_schema(void)
 {
-	static SPIPlanPtr last_plan = NULL;
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			types[1] = {TEXTOID};
-	SPITupleTable *items;
-	uint64		nitems;
-	uint64		i;
-
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-	require_processor(processor, true);
-	if (since_last)
-	{
-		Datum		values[1];
-		bool		isnull;
-
-		WithdrawalPrepare(&last_plan,
-						  "SELECT pg_catalog.max(period_end) FROM withdrawal.recon_run"
-						  " WHERE processor OPERATOR(pg_catalog.=) $1",
-						  1, types);
-		values[0] = CStringGetTextDatum(processor);
-		WithdrawalExecute(last_plan, values, NULL, false, 1, SPI_OK_SELECT);
-		period_start = DatumGetTimestampTz(WithdrawalSpiGet(0, 1, &isnull));
-		if (isnull)
-			TIMESTAMP_NOBEGIN(period_start);
-		period_end = GetCurrentTransactionStartTimestamp();
-		if (period_end <= period_start)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("processor \"%s\" was already reconciled until now", processor)));
-	}
-
-	WithdrawalReconcile(processor, period_start, period_end, &items, &nitems);
-	for (i = 0; i < nitems; i++)
-	{
-		Datum		values[8];
-		bool		nulls[8];
-		int			col;
-
-		for (col = 0; col < 8; col++)
-			values[col] = SPI_getbinval(items->vals[i], items->tupdesc, col + 1, &nulls[col]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	SPI_finish();
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"withdrawal\" in this database is older than its library, version %s",
+					WITHDRAWAL_VERSION),
+			 errhint("Run ALTER EXTENSION withdrawal UPDATE.")));
 }
 
-/*
- * reconcile(processor text, period_start timestamptz, period_end timestamptz)
- */
 Datum
 withdrawal_reconcile(PG_FUNCTION_ARGS)
 {
-	char	   *processor;
-	TimestampTz period_start;
-	TimestampTz period_end;
-
-	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("period_start and period_end must not be null")));
-	period_start = PG_GETARG_TIMESTAMPTZ(1);
-	period_end = PG_GETARG_TIMESTAMPTZ(2);
-	if (TIMESTAMP_NOT_FINITE(period_start) || TIMESTAMP_NOT_FINITE(period_end))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("period_start and period_end must be finite")));
-	if (period_start >= period_end)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("period_start must be before period_end")));
-
-	/*
-	 * reconcile(processor) continues from the latest period_end: a period
-	 * that ends in the future would make it fail until then, and the
-	 * settlements still to come in that period would never be reconciled.
-	 */
-	if (period_end > GetCurrentTransactionStartTimestamp())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("period_end must not be in the future"),
-				 errdetail("A run covers settlements up to its period_end, and the next reconcile(processor) starts there.")));
-	reconcile_and_return(fcinfo, processor, false, period_start, period_end);
-	return (Datum) 0;
+	refuse_old_schema();
 }
 
-/*
- * reconcile(processor text): from the end of the last recorded run to now
- */
 Datum
 withdrawal_reconcile_since(PG_FUNCTION_ARGS)
 {
-	char	   *processor;
-
-	processor = WithdrawalArgText(fcinfo, 0, "processor", MAX_PROCESSOR_NAME);
-	reconcile_and_return(fcinfo, processor, true, 0, 0);
-	return (Datum) 0;
+	refuse_old_schema();
 }

@@ -4,14 +4,15 @@
 /*
  * Values that would only fail later (a time zone PostgreSQL does not know,
  * a NaN or infinite rate, a base_url the dispatcher refuses, a review
- * expiry that is not positive, a daily cap without its currency) are
+ * expiry that is not positive, a daily cap without its currency, a
+ * negative or NULL reconciliation tolerance) are
  * refused with 22023 when written; on UPDATE, only the columns that change.
  */
 CREATE FUNCTION withdrawal.config_check() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdrawal_config_check'
 	LANGUAGE C;
 COMMENT ON FUNCTION withdrawal.config_check() IS
-	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs, review expiry, daily caps)';
+	'trigger: refuses configuration values that would fail later (time zones, rates, processor URLs, review expiry, daily caps, reconciliation tolerances)';
 
 /*
  * Payment processors.  Secrets are never stored here: api_secret and
@@ -31,11 +32,18 @@ CREATE TABLE withdrawal.processor (
 	request_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (request_timeout_ms > 0),
 	settings	jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
 	seed		withdrawal.seed_state,
+	recon_tolerance_abs bigint NOT NULL DEFAULT 0 CHECK (recon_tolerance_abs >= 0),
+	recon_tolerance_bps integer NOT NULL DEFAULT 0
+				CHECK (recon_tolerance_bps BETWEEN 0 AND 10000),
 	CHECK (driver = 'sandbox' OR base_url IS NOT NULL)
 );
 COMMENT ON TABLE withdrawal.processor IS 'payment processors: driver, endpoint, secret names, webhook scheme, timeouts';
 COMMENT ON COLUMN withdrawal.processor.seed IS
 	'default or changed for the sandbox processor CREATE EXTENSION installs (it cannot be deleted), NULL for processors operators added; maintained by the extension';
+COMMENT ON COLUMN withdrawal.processor.recon_tolerance_abs IS
+	'reconcile(): an amount difference of at most this many minor units (or within recon_tolerance_bps) is amount_within_tolerance, not a discrepancy; 0: exact';
+COMMENT ON COLUMN withdrawal.processor.recon_tolerance_bps IS
+	'reconcile(): an amount difference of at most this many basis points of the ledger amount (or within recon_tolerance_abs) is amount_within_tolerance, not a discrepancy; 0 to 10000';
 
 /*
  * Channels: how a user is paid (bank, alipay, paypal, stripe...), each

@@ -44,6 +44,7 @@ SELECT pg_catalog.pg_extension_config_dump('withdrawal.installation', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.webhook_event', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.settlement', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.settlement_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdrawal.settlement_batch', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.recon_run', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.recon_run_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.recon_item', '');

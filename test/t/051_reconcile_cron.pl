@@ -1,7 +1,8 @@
 # Reconciliation scheduled with pg_cron, as the README tells DBAs to do:
 # pg_cron (Debian's postgresql-15-cron) runs reconcile('sandbox') every
 # minute; the run is recorded, continues where the previous run ended, and
-# a run that finds discrepancies notifies channel withdrawal_recon.
+# a run that finds discrepancies notifies channel withdrawal_recon (and
+# one that finds only differences within tolerance does not).
 use strict;
 use warnings FATAL => 'all';
 
@@ -84,5 +85,32 @@ is($node->safe_psql('postgres', q{
 }), 'sandbox:0', 'the summary shows the latest run, clean');
 
 $node->safe_psql('postgres', q{SELECT cron.unschedule('withdrawal-reconcile')});
+
+# A difference within the processor's tolerance is reported, but is no
+# discrepancy: the run does not notify.
+$node->safe_psql('postgres', q{
+	INSERT INTO withdrawal.processor (name, driver, base_url, recon_tolerance_abs)
+		VALUES ('tol', 'http', 'https://tol.example', 10);
+	INSERT INTO withdrawal.channel (name, processor) VALUES ('tol', 'tol');
+	SELECT withdrawal.transition(withdrawal_id, 'dispatching'),
+		   withdrawal.transition(withdrawal_id, 'submitted'),
+		   withdrawal.transition(withdrawal_id, 'paid')
+	  FROM withdrawal.request('dave', 'USD', 300, 'tol', '{"bank": "x"}', 'tol-w1');
+});
+$node->safe_psql('postgres', q{
+	SELECT withdrawal.import_settlement('tol',
+		'processor_ref,withdrawal_id,amount,currency,status,settled_at' || E'\n'
+		|| 'tol_1,' || withdrawal_id || ',295,USD,paid,' || now() || E'\n')
+	  FROM withdrawal.withdrawal WHERE idempotency_key = 'tol-w1';
+});
+($ret, $out, $err) = $node->psql('postgres', q{
+	LISTEN withdrawal_recon;
+	SELECT kind FROM withdrawal.reconcile('tol', now() - interval '1 hour', now());
+});
+like($out, qr/^amount_within_tolerance$/m, 'a fee within tolerance is reported');
+unlike($out, qr/Asynchronous notification/, 'a run with only differences within tolerance does not notify');
+is($node->safe_psql('postgres', q{
+	SELECT discrepancies || ' ' || amount_within_tolerance FROM withdrawal.recon_summary WHERE processor = 'tol'
+}), '0 1', 'the run counts no discrepancy');
 $node->stop;
 done_testing();
