@@ -5,27 +5,15 @@
 -- the amount, then it is returned.  Stripe's amount_reversed is a running
 -- total: each event books its increment.  The books stay consistent.
 --
--- a database of its own: the other suites share theirs
 CREATE DATABASE regress_returns;
 \c regress_returns
+SET client_min_messages = warning;
 CREATE EXTENSION withdrawal;
 CREATE EXTENSION pgcrypto;
-SET client_min_messages = warning;
-\set VERBOSITY terse
-
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
 INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret, webhook_scheme) VALUES
 	('acme', 'http', 'https://acme.example', 'regress_http', 'hmac-sha256'),
