@@ -23,7 +23,7 @@ INSERT INTO w SELECT 'dead', withdrawal_id FROM withdrawal.request('disp', 'USD'
 -- bad input
 SELECT try($$SELECT withdrawal.retry(NULL)$$);
 SELECT try($$SELECT withdrawal.retry('00000000-0000-0000-0000-000000000000')$$);
-SELECT try(format('SELECT withdrawal.retry(%L)', id)) FROM w WHERE label = 'new';
+SELECT try_anon(format('SELECT withdrawal.retry(%L)', id)) FROM w WHERE label = 'new';
 SELECT try($$SELECT withdrawal.sweep(NULL)$$);
 SELECT try($$SELECT withdrawal.sweep('-1 hour')$$);
 
@@ -65,6 +65,6 @@ SELECT withdrawal.retry(id) FROM w WHERE label = 'dead';
 SELECT x.status, x.attempts, o.kind FROM w JOIN withdrawal.withdrawals x ON x.withdrawal_id = w.id
   JOIN withdrawal.outbox o ON o.withdrawal_id = w.id WHERE w.label = 'dead';
 -- a second retry() finds it queued already
-SELECT try(format('SELECT withdrawal.retry(%L)', id)) FROM w WHERE label = 'dead';
+SELECT try_anon(format('SELECT withdrawal.retry(%L)', id)) FROM w WHERE label = 'dead';
 
 SELECT check_name, violations FROM withdrawal.check_invariants() WHERE violations > 0;
