@@ -63,14 +63,19 @@ sub log_count
 # Waits until the server log after $offset matches $re, or $give_up (a
 # sub) says it never will; returns whether it matched.  Without a breaker
 # the channel is retried every few milliseconds, so the processor's count
-# passing what the breaker allows ends the wait at once.
+# passing what the breaker allows ends the wait at once.  The log is read
+# again once $give_up is true: the server logs before it acts, so a line
+# written between the first read and $give_up is seen.
 sub log_or_give_up
 {
 	my ($re, $offset, $give_up) = @_;
 	my $seen = 0;
 	wait_for("$re in the server log", sub {
 		$seen = slurp_file($node->logfile, $offset) =~ $re;
-		return $seen || $give_up->();
+		return 1 if $seen;
+		return 0 unless $give_up->();
+		$seen = slurp_file($node->logfile, $offset) =~ $re;
+		return 1;
 	});
 	return $seen;
 }
