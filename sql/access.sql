@@ -20,7 +20,7 @@ SET timezone = 'UTC';
 -- attacks(statements): runs each statement as the current role; every one
 -- must fail, and the books must not move.  Its own comparisons name
 -- pg_catalog's operator: it runs under the attacker's search_path too.
-CREATE OR REPLACE FUNCTION attacks(stmts text[]) RETURNS TABLE (attack text, outcome text)
+CREATE FUNCTION attacks(stmts text[]) RETURNS TABLE (attack text, outcome text)
 LANGUAGE plpgsql AS $$
 DECLARE
 	s text;
@@ -49,7 +49,7 @@ SELECT available FROM withdrawal.credit('eve', 'USD', 5000, 'ac-seed');
 SELECT available FROM withdrawal.credit('eve', 'USD', 20000, 'ac-seed-2');
 SELECT status FROM withdrawal.request('eve', 'USD', 20000, 'sandbox', '{"iban": "X"}', 'ac-big');
 -- big(): that withdrawal's id, without printing it
-CREATE OR REPLACE FUNCTION big() RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+CREATE FUNCTION big() RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
 	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = 'ac-big'
 $$;
 GRANT EXECUTE ON FUNCTION big() TO PUBLIC;

@@ -16,7 +16,7 @@ SET timezone = 'UTC';
 
 -- each item's ledger transaction, and whether its running balance is the
 -- sum of the wallet's credits up to it
-CREATE OR REPLACE FUNCTION running_balances_ok() RETURNS boolean LANGUAGE sql AS $$
+CREATE FUNCTION running_balances_ok() RETURNS boolean LANGUAGE sql AS $$
 	SELECT bool_and(e.balance_after = s.running)
 	  FROM withdrawal.ledger_entry e
 	  JOIN (SELECT txn_id, sum(amount) OVER (PARTITION BY wallet_id ORDER BY txn_id) AS running

@@ -17,7 +17,7 @@ CREATE EXTENSION withdrawal;
 SET timezone = 'UTC';
 
 -- the owner's time machine: the withdrawal was requested days ago
-CREATE OR REPLACE FUNCTION requested_ago(key text, ago interval) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION requested_ago(key text, ago interval) RETURNS void LANGUAGE sql AS $$
 	UPDATE withdrawal.withdrawal SET created_at = now() - ago, updated_at = now() - ago
 	 WHERE idempotency_key = key
 $$;

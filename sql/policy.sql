@@ -16,7 +16,7 @@ CREATE EXTENSION withdrawal;
 SET timezone = 'UTC';
 
 -- rq(): request() returning 'status' or 'status reason'
-CREATE OR REPLACE FUNCTION rq(acct text, amt bigint, key text, ctx jsonb DEFAULT '{}',
+CREATE FUNCTION rq(acct text, amt bigint, key text, ctx jsonb DEFAULT '{}',
 	dest jsonb DEFAULT '{"iban": "DE00 0000"}', ch text DEFAULT 'sandbox', cur text DEFAULT 'USD')
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE

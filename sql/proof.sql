@@ -17,19 +17,15 @@ CREATE EXTENSION withdrawal;
 SET timezone = 'UTC';
 
 -- what a worker's claim does to a queued payout: dispatching, sent
-CREATE OR REPLACE FUNCTION claim(key text) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION claim(key text) RETURNS void LANGUAGE sql AS $$
 	UPDATE withdrawal.withdrawal SET status = 'dispatching', attempts = attempts + 1,
 		sent_at = coalesce(sent_at, now()) WHERE idempotency_key = key
 $$;
-CREATE OR REPLACE FUNCTION state(key text) RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+CREATE FUNCTION state(key text) RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
 	SELECT format('%s sent=%s proof=%s attempts=%s outbox=%s', w.status, w.sent_at IS NOT NULL,
 		coalesce(w.refund_proof, '-'), w.attempts,
 		coalesce((SELECT o.kind FROM withdrawal.outbox o WHERE o.withdrawal_id = w.withdrawal_id), '-'))
 	  FROM withdrawal.withdrawal w WHERE w.idempotency_key = key
-$$;
-CREATE OR REPLACE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
 $$;
 GRANT EXECUTE ON FUNCTION try(text), refused_anon(text), books(), wid(text), state(text) TO PUBLIC;
 
