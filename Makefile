@@ -62,10 +62,16 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS = core bad_input roles audit dispatch webhook webhook_parity reconcile policy review proof access monitor bulk restore events holds config_audit returns methods statement invariants
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test/regress.conf
 
+# Isolation specs (specs/*.spec, expected/*.out): the documented races,
+# interleaved step by step by PostgreSQL's isolation tester, on a temporary
+# instance of their own with the same settings.
+ISOLATION = idempotency daily_limit four_eyes webhook_race
+ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress.conf
+
 SHLIB_LINK += -lcurl -lssl -lcrypto
 PG_CPPFLAGS += -I$(srcdir)/src -DWITHDRAWAL_VERSION='"$(EXTVERSION)"'
 
-EXTRA_CLEAN = tmp_check_regress
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso output_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -7,37 +7,20 @@
 -- (an operator =(text,text), >=(bigint,bigint), a now()) do not change what
 -- the SECURITY DEFINER functions do.
 --
+CREATE DATABASE regress_access;
+\c regress_access
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
--- books() reads what the test roles cannot: it runs as the owner
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog AS $$
-	SELECT format('available=%s held=%s ledger=%s audit=%s withdrawals=%s approvals=%s blocklist=%s policy=%s channels=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT count(*) FROM withdrawal.audit_log),
-		(SELECT count(*) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.approval),
-		(SELECT count(*) FROM withdrawal.blocklist),
-		(SELECT md5(string_agg(p::text, ',' ORDER BY currency)) FROM withdrawal.policy p),
-		(SELECT md5(string_agg(c::text, ',' ORDER BY name)) FROM withdrawal.channel c))
-$$;
 -- attacks(statements): runs each statement as the current role; every one
 -- must fail, and the books must not move.  Its own comparisons name
 -- pg_catalog's operator: it runs under the attacker's search_path too.
-CREATE OR REPLACE FUNCTION attacks(stmts text[]) RETURNS TABLE (attack text, outcome text)
+CREATE FUNCTION attacks(stmts text[]) RETURNS TABLE (attack text, outcome text)
 LANGUAGE plpgsql AS $$
 DECLARE
 	s text;
@@ -66,7 +49,7 @@ SELECT available FROM withdrawal.credit('eve', 'USD', 5000, 'ac-seed');
 SELECT available FROM withdrawal.credit('eve', 'USD', 20000, 'ac-seed-2');
 SELECT status FROM withdrawal.request('eve', 'USD', 20000, 'sandbox', '{"iban": "X"}', 'ac-big');
 -- big(): that withdrawal's id, without printing it
-CREATE OR REPLACE FUNCTION big() RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+CREATE FUNCTION big() RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
 	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = 'ac-big'
 $$;
 GRANT EXECUTE ON FUNCTION big() TO PUBLIC;

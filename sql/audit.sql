@@ -3,7 +3,19 @@
 -- first tampered row whether a row, its seal or the order was changed; a
 -- chain head anchored outside finds what the owner can hide from it.
 --
+CREATE DATABASE regress_audit;
+\c regress_audit
 SET client_min_messages = warning;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+
+-- the history this test seals and tampers with, as an application wrote it
+SELECT available FROM withdrawal.credit('audit-seed', 'GBP', 1000, 'audit-seed-c1');
+SELECT count(*) AS requested FROM generate_series(1, 12) g,
+	withdrawal.request('audit-seed', 'GBP', 10 * g, 'sandbox', '{"sort_code": "1"}', 'audit-seed-w' || g);
 
 -- verify_audit() only reads: it runs in a read-only transaction (as on a
 -- standby) and checks the chain as sealed, sealing nothing itself

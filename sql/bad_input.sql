@@ -3,7 +3,14 @@
 -- (22023 invalid parameter, 22003 overflow, WD007 unknown object), and
 -- none of them changing balances, the ledger, withdrawals or the audit log.
 --
+CREATE DATABASE regress_bad_input;
+\c regress_bad_input
 SET client_min_messages = warning;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
 SELECT available FROM withdrawal.credit('mallory', 'USD', 5000, 'bad-seed');
 SELECT available FROM withdrawal.credit('mallory', 'JPY', 9223372036854775000, 'bad-seed-jpy');
@@ -194,26 +201,26 @@ ROLLBACK;
 --
 -- overflow: a credit that would make available + held + paid_out of the
 -- wallet exceed bigint is refused up front (22003, a clean message: no
--- internal statement in it or its context), so no later movement between
--- those buckets can overflow
+-- internal statement in it or its context, which try_detail() would
+-- show), so no later movement between those buckets can overflow
 --
 SET ROLE withdrawal_app;
 SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 9223372036854775807, 'big-c1');
 SELECT status FROM withdrawal.request('big', 'JPY', 9223372036854775807, 'sandbox', '{}', 'big-r1');
-SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 9223372036854775807, 'big-c2');
-SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 1, 'big-c3');
+SELECT try_detail($$SELECT withdrawal.credit('big', 'JPY', 9223372036854775807, 'big-c2')$$);
+SELECT try_detail($$SELECT withdrawal.credit('big', 'JPY', 1, 'big-c3')$$);
 RESET ROLE;
 SELECT * FROM withdrawal.balance('big', 'JPY');
 SELECT withdrawal.transition(withdrawal_id, 'dispatching') FROM withdrawal.withdrawal WHERE idempotency_key = 'big-r1';
 SELECT withdrawal.transition(withdrawal_id, 'paid') FROM withdrawal.withdrawal WHERE idempotency_key = 'big-r1';
 SELECT * FROM withdrawal.balance('big', 'JPY');
-SELECT available, replayed FROM withdrawal.credit('big', 'JPY', 1, 'big-c4');
+SELECT try_detail($$SELECT withdrawal.credit('big', 'JPY', 1, 'big-c4')$$);
 -- a wallet whose buckets already add up past the limit (written before the
 -- check existed): the debit of request() reports the overflow cleanly
 BEGIN;
 UPDATE withdrawal.wallet SET available = 10, held = 9223372036854775800, paid_out = 0
  WHERE account_id = 'big' AND currency = 'JPY';
-SELECT status FROM withdrawal.request('big', 'JPY', 9, 'sandbox', '{}', 'big-r2');
+SELECT try_detail($$SELECT withdrawal.request('big', 'JPY', 9, 'sandbox', '{}', 'big-r2')$$);
 ROLLBACK;
 SELECT * FROM withdrawal.balance('big', 'JPY');
 SELECT invariants();

@@ -4,46 +4,19 @@
 -- mismatched exactly as credit() would treat it; running balances follow
 -- the ledger order; bad input and overflows change nothing.
 --
+CREATE DATABASE regress_bulk;
+\c regress_bulk
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql AS $$
-	SELECT format('wallets=%s available=%s credits=%s ledger=%s accounts=%s',
-		(SELECT count(*) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.credit),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT count(*) FROM withdrawal.account))
-$$;
-CREATE OR REPLACE FUNCTION refused(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	before text := books();
-	result text := try(sql);
-BEGIN
-	IF result = 'ok' THEN
-		RETURN 'NOT REFUSED';
-	END IF;
-	RETURN result || CASE WHEN books() = before THEN ' [nothing changed]'
-		ELSE ' [CHANGED: ' || before || ' -> ' || books() || ']' END;
-END
-$$;
-CREATE OR REPLACE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
 -- each item's ledger transaction, and whether its running balance is the
 -- sum of the wallet's credits up to it
-CREATE OR REPLACE FUNCTION running_balances_ok() RETURNS boolean LANGUAGE sql AS $$
+CREATE FUNCTION running_balances_ok() RETURNS boolean LANGUAGE sql AS $$
 	SELECT bool_and(e.balance_after = s.running)
 	  FROM withdrawal.ledger_entry e
 	  JOIN (SELECT txn_id, sum(amount) OVER (PARTITION BY wallet_id ORDER BY txn_id) AS running
@@ -119,7 +92,7 @@ SELECT refused($$SELECT * FROM withdrawal.credit_many(ARRAY[['a', 'b']], ARRAY['
 SELECT refused($$SELECT * FROM withdrawal.credit_many(array_fill('a'::text, ARRAY[100001]), array_fill('USD'::text, ARRAY[100001]),
 	array_fill(1::bigint, ARRAY[100001]), ARRAY(SELECT g::text FROM generate_series(1, 100001) g))$$);
 -- the error names the item
-SELECT * FROM withdrawal.credit_many(ARRAY['a', 'b'], ARRAY['USD', 'USD'], ARRAY[1, -5]::bigint[], ARRAY['x', 'y']);
+SELECT try_detail($$SELECT withdrawal.credit_many(ARRAY['a', 'b'], ARRAY['USD', 'USD'], ARRAY[1, -5]::bigint[], ARRAY['x', 'y'])$$);
 -- an overflow of any wallet stops the whole call
 SELECT available FROM withdrawal.credit('fay', 'USD', 9223372036854775000, 'big');
 SELECT refused($$SELECT * FROM withdrawal.credit_many(ARRAY['gus', 'fay'], ARRAY['USD', 'USD'], ARRAY[5, 900]::bigint[], ARRAY['x', 'y'])$$);

@@ -5,19 +5,16 @@
 -- unblock() audit themselves once; a restore's COPY writes none; refused
 -- changes write none; the chain still verifies.
 --
+CREATE DATABASE regress_config_audit;
+\c regress_config_audit
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 GRANT EXECUTE ON FUNCTION try(text) TO PUBLIC;
 
 -- the configuration audit rows written since the last call, oldest first

@@ -3,24 +3,14 @@
 -- guarantees (status guard, append-only ledger, once-only movements,
 -- non-negative balances) that hold whatever the code does.
 --
-CREATE EXTENSION withdrawal;
+CREATE DATABASE regress_core;
+\c regress_core
 SET client_min_messages = warning;
-
--- try(sql): runs a statement, returns 'ok' or 'SQLSTATE: message'
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
--- invariants(): the checks that fail, or 'clean'
-CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
 -- credits: first use creates the wallet; same key replays; other params WD002
 SELECT available, replayed FROM withdrawal.credit('alice', 'USD', 10000, 'credit-a1', 'signup bonus');

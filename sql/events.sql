@@ -7,18 +7,13 @@
 --
 CREATE DATABASE regress_events;
 \c regress_events
-CREATE EXTENSION withdrawal;
 SET client_min_messages = warning;
-\set VERBOSITY terse
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 CREATE FUNCTION id(key text) RETURNS uuid LANGUAGE sql AS $$
 	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
 $$;

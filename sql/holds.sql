@@ -6,59 +6,22 @@
 -- nothing changed.  Time travel is done by the owner moving created_at
 -- back, or by moving a channel to a time zone where it is another day.
 --
+CREATE DATABASE regress_holds;
+\c regress_holds
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	detail text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-	-- the detail names the channel day: show its shape, not today's date
-	RETURN SQLSTATE || ': ' || SQLERRM ||
-		coalesce(' (' || nullif(regexp_replace(detail, '\d{4}-\d{2}-\d{2}', 'DAY', 'g'), '') || ')', '');
-END
-$$;
--- books(): everything a request, an expiry or a configuration change could
--- change; read as the owner
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT format('available=%s held=%s ledger=%s audit=%s withdrawals=%s outbox=%s usage=%s config=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT count(*) FROM withdrawal.audit_log),
-		(SELECT count(*) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.outbox),
-		(SELECT coalesce(sum(requests), 0) || '/' || coalesce(sum(amount), 0) FROM withdrawal.channel_usage),
-		(SELECT md5(string_agg(t, ',' ORDER BY t)) FROM (
-			SELECT p::text AS t FROM withdrawal.policy p UNION ALL SELECT c::text FROM withdrawal.channel c) x))
-$$;
-CREATE OR REPLACE FUNCTION refused(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	before text := books();
-	result text := try(sql);
-BEGIN
-	IF result = 'ok' THEN
-		RETURN 'NOT REFUSED';
-	END IF;
-	RETURN result || CASE WHEN books() = before THEN ' [nothing changed]'
-		ELSE ' [CHANGED: ' || before || ' -> ' || books() || ']' END;
-END
-$$;
-CREATE OR REPLACE FUNCTION wid(key text) RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
-$$;
 -- the owner's time machine: the withdrawal was requested days ago
-CREATE OR REPLACE FUNCTION requested_ago(key text, ago interval) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION requested_ago(key text, ago interval) RETURNS void LANGUAGE sql AS $$
 	UPDATE withdrawal.withdrawal SET created_at = now() - ago, updated_at = now() - ago
 	 WHERE idempotency_key = key
 $$;
-GRANT EXECUTE ON FUNCTION try(text), refused(text), books(), wid(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION try_detail(text), refused_detail(text), books(), wid(text) TO PUBLIC;
 
 CREATE ROLE regress_hd_app LOGIN IN ROLE withdrawal_app;
 CREATE ROLE regress_hd_ops1 LOGIN IN ROLE withdrawal_ops;
@@ -69,14 +32,14 @@ CREATE ROLE regress_hd_ops2 LOGIN IN ROLE withdrawal_ops;
 -- years; anything else is 22023 and changes nothing
 --
 SELECT review_expires_after FROM withdrawal.policy WHERE currency = '*';
-SELECT refused($$UPDATE withdrawal.policy SET review_expires_after = '0' WHERE currency = '*'$$);
-SELECT refused($$UPDATE withdrawal.policy SET review_expires_after = '-1 day' WHERE currency = '*'$$);
-SELECT refused($$UPDATE withdrawal.policy SET review_expires_after = '1 day -25 hours' WHERE currency = '*'$$);
-SELECT refused($$UPDATE withdrawal.policy SET review_expires_after = '1 mon -1 day' WHERE currency = '*'$$);
-SELECT refused($$UPDATE withdrawal.policy SET review_expires_after = '101 years' WHERE currency = '*'$$);
-SELECT refused($$INSERT INTO withdrawal.policy (currency, review_expires_after) VALUES ('GBP', '-1 second')$$);
-SELECT try($$UPDATE withdrawal.policy SET review_expires_after = '100 years' WHERE currency = '*'$$);
-SELECT try($$UPDATE withdrawal.policy SET review_expires_after = NULL WHERE currency = '*'$$);
+SELECT refused_detail($$UPDATE withdrawal.policy SET review_expires_after = '0' WHERE currency = '*'$$);
+SELECT refused_detail($$UPDATE withdrawal.policy SET review_expires_after = '-1 day' WHERE currency = '*'$$);
+SELECT refused_detail($$UPDATE withdrawal.policy SET review_expires_after = '1 day -25 hours' WHERE currency = '*'$$);
+SELECT refused_detail($$UPDATE withdrawal.policy SET review_expires_after = '1 mon -1 day' WHERE currency = '*'$$);
+SELECT refused_detail($$UPDATE withdrawal.policy SET review_expires_after = '101 years' WHERE currency = '*'$$);
+SELECT refused_detail($$INSERT INTO withdrawal.policy (currency, review_expires_after) VALUES ('GBP', '-1 second')$$);
+SELECT try_detail($$UPDATE withdrawal.policy SET review_expires_after = '100 years' WHERE currency = '*'$$);
+SELECT try_detail($$UPDATE withdrawal.policy SET review_expires_after = NULL WHERE currency = '*'$$);
 
 -- USD: review from 1000, four-eyes from 5000, expiry after 30 days; the
 -- '*' policy (EUR) reviews from 1000 too and never expires
@@ -113,7 +76,7 @@ SELECT requested_ago('hd-old', '31 days'), requested_ago('hd-old-4eyes', '30 day
 
 -- the app cannot expire anything
 SET SESSION AUTHORIZATION regress_hd_app;
-SELECT refused('SELECT withdrawal.expire_reviews()');
+SELECT refused_detail('SELECT withdrawal.expire_reviews()');
 RESET SESSION AUTHORIZATION;
 
 SET SESSION AUTHORIZATION regress_hd_ops1;
@@ -137,8 +100,8 @@ SELECT a.actor, a.action, w.idempotency_key, a.before_status, a.after_status, a.
  WHERE a.action = 'expire_review' ORDER BY w.idempotency_key;
 -- an expired withdrawal is decided: approving or rejecting it is WD005
 SET SESSION AUTHORIZATION regress_hd_ops2;
-SELECT refused(format('SELECT withdrawal.approve(%L)', wid('hd-old-4eyes')));
-SELECT refused(format('SELECT withdrawal.reject(%L, %L)', wid('hd-old'), 'late'));
+SELECT refused_detail(format('SELECT withdrawal.approve(%L)', wid('hd-old-4eyes')));
+SELECT refused_detail(format('SELECT withdrawal.reject(%L, %L)', wid('hd-old'), 'late'));
 RESET SESSION AUTHORIZATION;
 -- hd-young expires once its 30 days are over; a policy change counts at once
 UPDATE withdrawal.policy SET review_expires_after = '29 days' WHERE currency = 'USD';
@@ -154,42 +117,42 @@ SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean') AS i
 -- daily caps of channels: bad configuration is 22023 and changes nothing
 --
 INSERT INTO withdrawal.channel (name, processor) VALUES ('bank', 'sandbox'), ('wire', 'sandbox');
-SELECT refused($$UPDATE withdrawal.channel SET daily_count_cap = 0, cap_currency = 'CNY' WHERE name = 'bank'$$);
-SELECT refused($$UPDATE withdrawal.channel SET daily_amount_cap = -5, cap_currency = 'CNY' WHERE name = 'bank'$$);
-SELECT refused($$UPDATE withdrawal.channel SET daily_count_cap = 3 WHERE name = 'bank'$$);
-SELECT refused($$UPDATE withdrawal.channel SET cap_currency = 'CNY' WHERE name = 'bank'$$);
-SELECT refused($$UPDATE withdrawal.channel SET daily_count_cap = 3, cap_currency = 'XYZ' WHERE name = 'bank'$$);
-SELECT refused($$INSERT INTO withdrawal.channel (name, processor, daily_amount_cap) VALUES ('bad', 'sandbox', 100)$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET daily_count_cap = 0, cap_currency = 'CNY' WHERE name = 'bank'$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET daily_amount_cap = -5, cap_currency = 'CNY' WHERE name = 'bank'$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET daily_count_cap = 3 WHERE name = 'bank'$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET cap_currency = 'CNY' WHERE name = 'bank'$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET daily_count_cap = 3, cap_currency = 'XYZ' WHERE name = 'bank'$$);
+SELECT refused_detail($$INSERT INTO withdrawal.channel (name, processor, daily_amount_cap) VALUES ('bad', 'sandbox', 100)$$);
 
 UPDATE withdrawal.channel SET daily_count_cap = 3, daily_amount_cap = 1000000, cap_currency = 'CNY'
  WHERE name = 'bank';
 UPDATE withdrawal.channel SET daily_amount_cap = 5000, cap_currency = 'CNY' WHERE name = 'wire';
 -- removing a cap leaves the other, and the currency with it
-SELECT try($$UPDATE withdrawal.channel SET daily_amount_cap = NULL WHERE name = 'bank'$$);
-SELECT refused($$UPDATE withdrawal.channel SET daily_count_cap = NULL WHERE name = 'bank'$$);
+SELECT try_detail($$UPDATE withdrawal.channel SET daily_amount_cap = NULL WHERE name = 'bank'$$);
+SELECT refused_detail($$UPDATE withdrawal.channel SET daily_count_cap = NULL WHERE name = 'bank'$$);
 UPDATE withdrawal.channel SET daily_amount_cap = 1000000 WHERE name = 'bank';
 
 SET SESSION AUTHORIZATION regress_hd_app;
 SELECT available FROM withdrawal.credit('bo', 'CNY', 100000, 'hd-seed-cny');
 SELECT available FROM withdrawal.credit('bo', 'USD', 100000, 'hd-seed-bo-usd');
 -- a capped channel pays one currency
-SELECT refused($$SELECT withdrawal.request('bo', 'USD', 100, 'bank', '{"card": "B"}', 'hd-usd-bank')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'USD', 100, 'bank', '{"card": "B"}', 'hd-usd-bank')$$);
 -- the count cap: three a day
 SELECT status FROM withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-1');
 SELECT status FROM withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-2');
 -- a request refused for funds takes no slot: the third still fits
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 200000, 'bank', '{"card": "B"}', 'hd-poor')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 200000, 'bank', '{"card": "B"}', 'hd-poor')$$);
 SELECT status FROM withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-3');
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-4')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-4')$$);
 -- a replay of an accepted request is not a new one
 SELECT status, replayed FROM withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-3');
 -- the amount cap: 5000 a day, exactly reached (withdrawals held for review
 -- count: they hold money and will be paid once approved)
 SELECT status FROM withdrawal.request('bo', 'CNY', 3000, 'wire', '{"card": "B"}', 'hd-wire-1');
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 2001, 'wire', '{"card": "B"}', 'hd-wire-2')$$);
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 6000, 'wire', '{"card": "B"}', 'hd-wire-big')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 2001, 'wire', '{"card": "B"}', 'hd-wire-2')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 6000, 'wire', '{"card": "B"}', 'hd-wire-big')$$);
 SELECT status FROM withdrawal.request('bo', 'CNY', 2000, 'wire', '{"card": "B"}', 'hd-wire-3');
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 1, 'wire', '{"card": "B"}', 'hd-wire-4')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 1, 'wire', '{"card": "B"}', 'hd-wire-4')$$);
 -- other channels are not capped
 SELECT status FROM withdrawal.request('bo', 'CNY', 100, 'sandbox', '{"card": "B"}', 'hd-sandbox');
 RESET SESSION AUTHORIZATION;
@@ -199,7 +162,7 @@ SELECT channel, day = (now() AT TIME ZONE 'UTC')::date AS today, requests, amoun
 -- a canceled withdrawal keeps its slot: the counter only grows in its day
 SET SESSION AUTHORIZATION regress_hd_app;
 SELECT withdrawal.cancel(wid('hd-bank-1'), 'changed my mind');
-SELECT refused($$SELECT withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-5')$$);
+SELECT refused_detail($$SELECT withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}', 'hd-bank-5')$$);
 RESET SESSION AUTHORIZATION;
 
 -- the next channel day: a time zone where it is already (or still) another
@@ -220,7 +183,7 @@ SET SESSION AUTHORIZATION regress_hd_ops1;
 SELECT count(*) AS usage_rows FROM withdrawal.channel_usage;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_hd_app;
-SELECT refused('SELECT count(*) FROM withdrawal.channel_usage');
+SELECT refused_detail('SELECT count(*) FROM withdrawal.channel_usage');
 RESET SESSION AUTHORIZATION;
 
 SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean') AS invariants

@@ -7,31 +7,17 @@
 -- the owner moves verified_at back) and a free destination where the
 -- policy says free_destinations = false.  Every refusal changes nothing.
 --
+CREATE DATABASE regress_methods;
+\c regress_methods
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	-- method ids are random: show their shape
-	RETURN SQLSTATE || ': ' ||
-		regexp_replace(SQLERRM, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', 'UUID', 'g');
-END
-$$;
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT format('available=%s held=%s withdrawals=%s outbox=%s methods=%s audit=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.outbox),
-		(SELECT string_agg(status, ',' ORDER BY created_at, label) FROM withdrawal.payout_method),
-		(SELECT count(*) FROM withdrawal.audit_log))
-$$;
-GRANT EXECUTE ON FUNCTION try(text), books() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION try_anon(text), books() TO PUBLIC;
 
 CREATE ROLE regress_pm_app LOGIN IN ROLE withdrawal_app;
 CREATE ROLE regress_pm_ops LOGIN IN ROLE withdrawal_ops;
@@ -48,12 +34,12 @@ SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"iban": "FR76"}', 'sec
 SELECT :'alice_m2' <> :'alice_m' AS other_method;
 SELECT withdrawal.add_payout_method('bob', 'sandbox', '{"iban": "GB33"}', 'bob') AS bob_m \gset
 -- the application cannot verify (ops do: docs/security.md)
-SELECT try(format('SELECT withdrawal.verify_payout_method(%L)', :'alice_m'));
+SELECT try_anon(format('SELECT withdrawal.verify_payout_method(%L)', :'alice_m'));
 -- nor read the registry
-SELECT try('SELECT count(*) FROM withdrawal.payout_method');
+SELECT try_anon('SELECT count(*) FROM withdrawal.payout_method');
 -- a pending method is not paid to
 SELECT books() AS before;
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r0')$$, :'alice_m'));
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r0')$$, :'alice_m'));
 SELECT books() AS after;
 RESET SESSION AUTHORIZATION;
 
@@ -61,7 +47,7 @@ SET SESSION AUTHORIZATION regress_pm_ops;
 SELECT withdrawal.verify_payout_method(:'alice_m');
 SELECT withdrawal.verify_payout_method(:'alice_m') AS again;
 SELECT withdrawal.verify_payout_method(:'bob_m');
-SELECT try('SELECT withdrawal.verify_payout_method(''00000000-0000-0000-0000-000000000000'')');
+SELECT try_anon('SELECT withdrawal.verify_payout_method(''00000000-0000-0000-0000-000000000000'')');
 SELECT label, status, verified_at IS NOT NULL AS verified, removed_at IS NULL AS live
   FROM withdrawal.payout_method ORDER BY created_at, label;
 RESET SESSION AUTHORIZATION;
@@ -74,13 +60,13 @@ SELECT status, replayed
 -- destination spelled out, is another request: WD002
 SELECT status, replayed
   FROM withdrawal.request('alice', 'USD', 100, 'sandbox', format('{"method_id": "%s"}', :'alice_m')::jsonb, 'r1');
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r1')$$, :'alice_m2'));
-SELECT try($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"iban": "DE89", "name": "Alice"}', 'r1')$$);
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r1')$$, :'alice_m2'));
+SELECT try_anon($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"iban": "DE89", "name": "Alice"}', 'r1')$$);
 -- another account's method is unknown, and so is a method on another channel
 SELECT books() AS before;
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r2')$$, :'bob_m'));
-SELECT try(format($$SELECT withdrawal.request('bob', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r2')$$, :'alice_m'));
-SELECT try('SELECT withdrawal.request(''alice'', ''USD'', 100, ''sandbox'', ''{"method_id": "00000000-0000-0000-0000-000000000000"}'', ''r2'')');
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r2')$$, :'bob_m'));
+SELECT try_anon(format($$SELECT withdrawal.request('bob', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r2')$$, :'alice_m'));
+SELECT try_anon('SELECT withdrawal.request(''alice'', ''USD'', 100, ''sandbox'', ''{"method_id": "00000000-0000-0000-0000-000000000000"}'', ''r2'')');
 SELECT books() AS after;
 RESET SESSION AUTHORIZATION;
 SELECT destination, method_id = :'alice_m' AS method_recorded, requested_by
@@ -91,7 +77,7 @@ SELECT action, account_id, before_status, after_status,
 
 -- another channel: alice's sandbox method is unknown there
 INSERT INTO withdrawal.channel (name, processor) VALUES ('bank', 'sandbox');
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'bank', '{"method_id": "%s"}', 'r3')$$, :'alice_m'));
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 100, 'bank', '{"method_id": "%s"}', 'r3')$$, :'alice_m'));
 
 -- removal: by the application; final; requests naming it are refused, the
 -- replay of an earlier request still replays; the destination can be
@@ -99,28 +85,28 @@ SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'bank', '{"me
 SET SESSION AUTHORIZATION regress_pm_app;
 SELECT withdrawal.remove_payout_method(:'alice_m');
 SELECT withdrawal.remove_payout_method(:'alice_m') AS again;
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r4')$$, :'alice_m'));
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "%s"}', 'r4')$$, :'alice_m'));
 SELECT status, replayed
   FROM withdrawal.request('alice', 'USD', 100, 'sandbox', format('{"method_id": "%s"}', :'alice_m')::jsonb, 'r1');
 SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"iban": "DE89", "name": "Alice"}', 'rebound') <> :'alice_m' AS new_method;
-SELECT try('SELECT withdrawal.remove_payout_method(''00000000-0000-0000-0000-000000000000'')');
+SELECT try_anon('SELECT withdrawal.remove_payout_method(''00000000-0000-0000-0000-000000000000'')');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_pm_ops;
-SELECT try(format('SELECT withdrawal.verify_payout_method(%L)', :'alice_m'));
+SELECT try_anon(format('SELECT withdrawal.verify_payout_method(%L)', :'alice_m'));
 RESET SESSION AUTHORIZATION;
 
 -- cooling-off: a method verified now cannot be paid to for a day (WD003),
 -- then can
 UPDATE withdrawal.policy SET method_cooling_off = '1 day' WHERE currency = '*';
 -- a mixed sign, or more than 100 years, is refused when written
-SELECT try($$UPDATE withdrawal.policy SET method_cooling_off = '1 day -25 hours' WHERE currency = '*'$$);
-SELECT try($$UPDATE withdrawal.policy SET method_cooling_off = '101 years' WHERE currency = '*'$$);
+SELECT try_anon($$UPDATE withdrawal.policy SET method_cooling_off = '1 day -25 hours' WHERE currency = '*'$$);
+SELECT try_anon($$UPDATE withdrawal.policy SET method_cooling_off = '101 years' WHERE currency = '*'$$);
 SET SESSION AUTHORIZATION regress_pm_ops;
 SELECT withdrawal.verify_payout_method(:'alice_m2');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_pm_app;
 SELECT books() AS before;
-SELECT try(format($$SELECT withdrawal.request('alice', 'USD', 200, 'sandbox', '{"method_id": "%s"}', 'r5')$$, :'alice_m2'));
+SELECT try_anon(format($$SELECT withdrawal.request('alice', 'USD', 200, 'sandbox', '{"method_id": "%s"}', 'r5')$$, :'alice_m2'));
 SELECT books() AS after;
 RESET SESSION AUTHORIZATION;
 UPDATE withdrawal.payout_method SET verified_at = verified_at - interval '25 hours' WHERE method_id = :'alice_m2';
@@ -136,7 +122,7 @@ RESET SESSION AUTHORIZATION;
 UPDATE withdrawal.policy SET free_destinations = false WHERE currency = '*';
 SET SESSION AUTHORIZATION regress_pm_app;
 SELECT books() AS before;
-SELECT try($$SELECT withdrawal.request('bob', 'USD', 100, 'sandbox', '{"iban": "XX00"}', 'f2')$$);
+SELECT try_anon($$SELECT withdrawal.request('bob', 'USD', 100, 'sandbox', '{"iban": "XX00"}', 'f2')$$);
 SELECT books() AS after;
 -- a replay of a request accepted before still replays
 SELECT status, replayed FROM withdrawal.request('bob', 'USD', 100, 'sandbox', '{"iban": "XX00"}', 'f1');
@@ -150,29 +136,29 @@ RESET SESSION AUTHORIZATION;
 -- bad input: 22023, nothing changes
 SET SESSION AUTHORIZATION regress_pm_app;
 SELECT books() AS before;
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '[1]', 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', NULL, 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method(NULL, 'sandbox', '{}', 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', NULL, '{}', 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"a": 1}', repeat('x', 129))$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"a": 1}', '')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', jsonb_build_object('a', repeat('x', 2100)), 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"method_id": "00000000-0000-0000-0000-000000000000"}', 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('nobody', 'sandbox', '{"a": 1}', 'x')$$);
-SELECT try($$SELECT withdrawal.add_payout_method('alice', 'nochannel', '{"a": 1}', 'x')$$);
-SELECT try($$SELECT withdrawal.remove_payout_method(NULL)$$);
-SELECT try($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "not-a-uuid"}', 'b1')$$);
-SELECT try($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": 42}', 'b1')$$);
-SELECT try($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "{00000000-0000-0000-0000-000000000000}"}', 'b1')$$);
-SELECT try($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "00000000-0000-0000-0000-000000000000", "iban": "X"}', 'b1')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '[1]', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', NULL, 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method(NULL, 'sandbox', '{}', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', NULL, '{}', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"a": 1}', repeat('x', 129))$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"a": 1}', '')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', jsonb_build_object('a', repeat('x', 2100)), 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'sandbox', '{"method_id": "00000000-0000-0000-0000-000000000000"}', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('nobody', 'sandbox', '{"a": 1}', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.add_payout_method('alice', 'nochannel', '{"a": 1}', 'x')$$);
+SELECT try_anon($$SELECT withdrawal.remove_payout_method(NULL)$$);
+SELECT try_anon($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "not-a-uuid"}', 'b1')$$);
+SELECT try_anon($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": 42}', 'b1')$$);
+SELECT try_anon($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "{00000000-0000-0000-0000-000000000000}"}', 'b1')$$);
+SELECT try_anon($$SELECT withdrawal.request('alice', 'USD', 100, 'sandbox', '{"method_id": "00000000-0000-0000-0000-000000000000", "iban": "X"}', 'b1')$$);
 SELECT books() AS after;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_pm_ops;
-SELECT try($$SELECT withdrawal.verify_payout_method(NULL)$$);
+SELECT try_anon($$SELECT withdrawal.verify_payout_method(NULL)$$);
 RESET SESSION AUTHORIZATION;
 -- nobody but the owner writes the table
 SET SESSION AUTHORIZATION regress_pm_ops;
-SELECT try($$UPDATE withdrawal.payout_method SET status = 'verified'$$);
+SELECT try_anon($$UPDATE withdrawal.payout_method SET status = 'verified'$$);
 RESET SESSION AUTHORIZATION;
 
 SELECT action, before_status, after_status FROM withdrawal.audit_log

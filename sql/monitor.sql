@@ -4,19 +4,16 @@
 -- that is only a member of pg_monitor, by ops, and refused to the app.
 -- The worker's side is tested by TAP (081_monitor).
 --
+CREATE DATABASE regress_monitor;
+\c regress_monitor
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 GRANT EXECUTE ON FUNCTION try(text) TO PUBLIC;
 GRANT USAGE ON SCHEMA public TO PUBLIC;
 

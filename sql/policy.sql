@@ -5,48 +5,18 @@
 -- Time-dependent rules are evaluated at fixed instants or inside one
 -- transaction (where now() is fixed), never against the wall clock.
 --
+CREATE DATABASE regress_policy;
+\c regress_policy
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
-
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
--- books(): a fingerprint of everything a request could change
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql AS $$
-	SELECT format('available=%s held=%s ledger=%s audit=%s withdrawals=%s outbox=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT count(*) FROM withdrawal.audit_log),
-		(SELECT count(*) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.outbox))
-$$;
-
--- refused(sql): the error of a statement that must fail, and whether the
--- books are exactly as before
-CREATE OR REPLACE FUNCTION refused(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	before text := books();
-	result text := try(sql);
-BEGIN
-	IF result = 'ok' THEN
-		RETURN 'NOT REFUSED';
-	END IF;
-	RETURN result || CASE WHEN books() = before THEN ' [nothing changed]'
-		ELSE ' [CHANGED: ' || before || ' -> ' || books() || ']' END;
-END
-$$;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
 -- rq(): request() returning 'status' or 'status reason'
-CREATE OR REPLACE FUNCTION rq(acct text, amt bigint, key text, ctx jsonb DEFAULT '{}',
+CREATE FUNCTION rq(acct text, amt bigint, key text, ctx jsonb DEFAULT '{}',
 	dest jsonb DEFAULT '{"iban": "DE00 0000"}', ch text DEFAULT 'sandbox', cur text DEFAULT 'USD')
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE

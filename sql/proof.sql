@@ -6,61 +6,28 @@
 -- proof: here, the resolution of two distinct operators with evidence.
 -- The database refuses the same even from the owner's direct UPDATEs.
 --
+CREATE DATABASE regress_proof;
+\c regress_proof
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
--- books() and wid() read what the test roles cannot: they run as the owner
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT format('available=%s held=%s paid_out=%s ledger=%s withdrawals=%s votes=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(paid_out), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT string_agg(status, ',' ORDER BY idempotency_key) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.resolution))
-$$;
-CREATE OR REPLACE FUNCTION refused(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	before text := books();
-	result text := try(sql);
-BEGIN
-	IF result = 'ok' THEN
-		RETURN 'NOT REFUSED';
-	END IF;
-	RETURN regexp_replace(result, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g')
-		|| CASE WHEN books() = before THEN ' [nothing changed]'
-		ELSE ' [CHANGED: ' || before || ' -> ' || books() || ']' END;
-END
-$$;
-CREATE OR REPLACE FUNCTION wid(key text) RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
-$$;
 -- what a worker's claim does to a queued payout: dispatching, sent
-CREATE OR REPLACE FUNCTION claim(key text) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION claim(key text) RETURNS void LANGUAGE sql AS $$
 	UPDATE withdrawal.withdrawal SET status = 'dispatching', attempts = attempts + 1,
 		sent_at = coalesce(sent_at, now()) WHERE idempotency_key = key
 $$;
-CREATE OR REPLACE FUNCTION state(key text) RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+CREATE FUNCTION state(key text) RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
 	SELECT format('%s sent=%s proof=%s attempts=%s outbox=%s', w.status, w.sent_at IS NOT NULL,
 		coalesce(w.refund_proof, '-'), w.attempts,
 		coalesce((SELECT o.kind FROM withdrawal.outbox o WHERE o.withdrawal_id = w.withdrawal_id), '-'))
 	  FROM withdrawal.withdrawal w WHERE w.idempotency_key = key
 $$;
-CREATE OR REPLACE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
-GRANT EXECUTE ON FUNCTION try(text), refused(text), books(), wid(text), state(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION try(text), refused_anon(text), books(), wid(text), state(text) TO PUBLIC;
 
 CREATE ROLE regress_pf_app LOGIN IN ROLE withdrawal_app;
 CREATE ROLE regress_pf_ops1 LOGIN IN ROLE withdrawal_ops;
@@ -92,33 +59,33 @@ SELECT k, state(k) FROM unnest(ARRAY['pf-backoff', 'pf-dead', 'pf-unsent', 'pf-p
 -- The user cannot cancel what may have been sent, even while it waits in
 -- the queue for its backoff; what was never sent is canceled as before.
 SET SESSION AUTHORIZATION regress_pf_app;
-SELECT refused($$SELECT withdrawal.cancel(wid('pf-backoff'), 'changed my mind')$$);
-SELECT refused($$SELECT withdrawal.cancel(wid('pf-dead'), 'changed my mind')$$);
-SELECT refused($$SELECT withdrawal.cancel(wid('pf-wire'), 'changed my mind')$$);
+SELECT refused_anon($$SELECT withdrawal.cancel(wid('pf-backoff'), 'changed my mind')$$);
+SELECT refused_anon($$SELECT withdrawal.cancel(wid('pf-dead'), 'changed my mind')$$);
+SELECT refused_anon($$SELECT withdrawal.cancel(wid('pf-wire'), 'changed my mind')$$);
 RESET SESSION AUTHORIZATION;
 
 -- Ops cannot reject it either: a rejection is no proof.
 SET SESSION AUTHORIZATION regress_pf_ops1;
-SELECT refused($$SELECT withdrawal.reject(wid('pf-backoff'), 'fraud suspected')$$);
-SELECT refused($$SELECT withdrawal.reject(wid('pf-dead'), 'nothing heard')$$);
+SELECT refused_anon($$SELECT withdrawal.reject(wid('pf-backoff'), 'fraud suspected')$$);
+SELECT refused_anon($$SELECT withdrawal.reject(wid('pf-dead'), 'nothing heard')$$);
 RESET SESSION AUTHORIZATION;
 
 -- Nor the owner, through the repair function or a direct UPDATE: the
 -- status guard asks for the proof, and keeps sent_at.
-SELECT refused($$SELECT withdrawal.transition(wid('pf-dead'), 'failed', 'owner says so')$$);
-SELECT refused($$SELECT withdrawal.transition(wid('pf-dead'), 'rejected')$$);
-SELECT refused($$UPDATE withdrawal.withdrawal SET status = 'failed' WHERE idempotency_key = 'pf-dead'$$);
-SELECT refused($$UPDATE withdrawal.withdrawal SET status = 'canceled', refund_proof = 'webhook' WHERE idempotency_key = 'pf-backoff'$$);
-SELECT refused($$UPDATE withdrawal.withdrawal SET sent_at = NULL WHERE idempotency_key = 'pf-dead'$$);
-SELECT refused($$UPDATE withdrawal.withdrawal SET sent_at = now() - interval '1 day' WHERE idempotency_key = 'pf-dead'$$);
-SELECT refused($$UPDATE withdrawal.withdrawal SET refund_proof = 'someone_said_so' WHERE idempotency_key = 'pf-dead'$$);
+SELECT refused_anon($$SELECT withdrawal.transition(wid('pf-dead'), 'failed', 'owner says so')$$);
+SELECT refused_anon($$SELECT withdrawal.transition(wid('pf-dead'), 'rejected')$$);
+SELECT refused_anon($$UPDATE withdrawal.withdrawal SET status = 'failed' WHERE idempotency_key = 'pf-dead'$$);
+SELECT refused_anon($$UPDATE withdrawal.withdrawal SET status = 'canceled', refund_proof = 'webhook' WHERE idempotency_key = 'pf-backoff'$$);
+SELECT refused_anon($$UPDATE withdrawal.withdrawal SET sent_at = NULL WHERE idempotency_key = 'pf-dead'$$);
+SELECT refused_anon($$UPDATE withdrawal.withdrawal SET sent_at = now() - interval '1 day' WHERE idempotency_key = 'pf-dead'$$);
+SELECT refused_anon($$UPDATE withdrawal.withdrawal SET refund_proof = 'someone_said_so' WHERE idempotency_key = 'pf-dead'$$);
 
 -- sweep() fails and refunds on age only what was never sent; retry() gives
 -- a fresh attempt budget but keeps the fact that it was sent.
 UPDATE withdrawal.withdrawal SET created_at = now() - interval '1 day'
  WHERE idempotency_key IN ('pf-backoff', 'pf-unsent');
 SET SESSION AUTHORIZATION regress_pf_ops1;
-SELECT refused($$SELECT withdrawal.sweep('0')$$);
+SELECT refused_anon($$SELECT withdrawal.sweep('0')$$);
 SELECT withdrawal.sweep('1 hour') >= 1 AS swept;
 SELECT withdrawal.retry(wid('pf-dead'));
 RESET SESSION AUTHORIZATION;
@@ -139,23 +106,23 @@ SELECT withdrawal.transition(wid('pf-dead'), 'dead');
 
 -- resolve(): operators record what the processor confirmed, with evidence.
 SET SESSION AUTHORIZATION regress_pf_ops1;
-SELECT refused($$SELECT withdrawal.resolve(NULL, 'failed', 'x')$$);
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-dead'), 'refunded', 'x')$$);
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', '')$$);
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', repeat('x', 1025))$$);
-SELECT refused($$SELECT withdrawal.resolve('00000000-0000-0000-0000-000000000000', 'failed', 'x')$$);
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-wire'), 'failed', 'ticket 7')$$);
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-unsent'), 'failed', 'ticket 7')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(NULL, 'failed', 'x')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-dead'), 'refunded', 'x')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', '')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', repeat('x', 1025))$$);
+SELECT refused_anon($$SELECT withdrawal.resolve('00000000-0000-0000-0000-000000000000', 'failed', 'x')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-wire'), 'failed', 'ticket 7')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-unsent'), 'failed', 'ticket 7')$$);
 -- one vote changes nothing but the votes; the same operator counts once
 SELECT withdrawal.resolve(wid('pf-dead'), 'failed', 'processor ticket 4711: payout never created, key voided');
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', 'again')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', 'again')$$);
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_pf_app;
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', 'the user')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-dead'), 'failed', 'the user')$$);
 RESET SESSION AUTHORIZATION;
 -- the role that requested a withdrawal never resolves it
 SET SESSION AUTHORIZATION regress_pf_both;
-SELECT refused($$SELECT withdrawal.resolve(wid('pf-own'), 'failed', 'my own')$$);
+SELECT refused_anon($$SELECT withdrawal.resolve(wid('pf-own'), 'failed', 'my own')$$);
 RESET SESSION AUTHORIZATION;
 -- a second operator who saw something else does not apply either outcome
 SET SESSION AUTHORIZATION regress_pf_ops2;
@@ -184,8 +151,8 @@ SELECT withdrawal.resolve(wid('pf-backoff'), 'paid', 'dashboard confirmed');
 RESET SESSION AUTHORIZATION;
 SELECT state('pf-backoff');
 -- votes are append-only and audited
-SELECT refused($$DELETE FROM withdrawal.resolution$$);
-SELECT refused($$TRUNCATE withdrawal.resolution$$);
+SELECT refused_anon($$DELETE FROM withdrawal.resolution$$);
+SELECT refused_anon($$TRUNCATE withdrawal.resolution$$);
 SELECT action, actor, before_status, after_status, detail->>'outcome' AS outcome, detail->>'votes' AS votes
   FROM withdrawal.audit_log WHERE withdrawal_id = wid('pf-dead') AND action LIKE 'resolve%' ORDER BY audit_id;
 

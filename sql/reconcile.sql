@@ -6,26 +6,14 @@
 -- summary view and the roles.  (Partial returns: sql/returns.sql.)
 -- Each scenario has its own processor so that runs do not see each other.
 --
--- a database of its own: the other suites share theirs
 CREATE DATABASE regress_reconcile;
 \c regress_reconcile
-CREATE EXTENSION withdrawal;
 SET client_min_messages = warning;
-\set VERBOSITY terse
-
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
 -- a processor and a channel of the same name
 CREATE FUNCTION proc(name text) RETURNS void LANGUAGE sql AS $$

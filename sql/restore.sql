@@ -9,19 +9,15 @@
 -- Dispatch is bound to the installation; a restored binding holds it, and
 -- resume_dispatch(), for withdrawal_ops only and audited, rebinds it.
 --
+CREATE DATABASE regress_restore;
+\c regress_restore
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
-
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
 -- tables and sequences pg_dump would leave out: lock_slot only
 SELECT c.relname, c.relkind

@@ -5,46 +5,16 @@
 -- twice; reject() refunds; every action is audited with actor, note or
 -- reason and the status before and after.
 --
+CREATE DATABASE regress_review;
+\c regress_review
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
--- books() and wid() read tables the test roles cannot: they run as the owner
-CREATE OR REPLACE FUNCTION books() RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT format('available=%s held=%s ledger=%s audit=%s withdrawals=%s outbox=%s approvals=%s',
-		(SELECT coalesce(sum(available), 0) FROM withdrawal.wallet),
-		(SELECT coalesce(sum(held), 0) FROM withdrawal.wallet),
-		(SELECT count(*) FROM withdrawal.ledger_entry),
-		(SELECT count(*) FROM withdrawal.audit_log),
-		(SELECT count(*) FROM withdrawal.withdrawal),
-		(SELECT count(*) FROM withdrawal.outbox),
-		(SELECT count(*) FROM withdrawal.approval))
-$$;
-CREATE OR REPLACE FUNCTION refused(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	before text := books();
-	result text := try(sql);
-BEGIN
-	IF result = 'ok' THEN
-		RETURN 'NOT REFUSED';
-	END IF;
-	RETURN result || CASE WHEN books() = before THEN ' [nothing changed]'
-		ELSE ' [CHANGED: ' || before || ' -> ' || books() || ']' END;
-END
-$$;
--- the withdrawal of an idempotency key
-CREATE OR REPLACE FUNCTION wid(key text) RETURNS uuid LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
-$$;
 GRANT EXECUTE ON FUNCTION try(text), refused(text), books(), wid(text) TO PUBLIC;
 
 CREATE ROLE regress_rv_app LOGIN IN ROLE withdrawal_app;

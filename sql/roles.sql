@@ -2,7 +2,15 @@
 -- roles: what withdrawal_app, withdrawal_ops and withdrawal_auditor can and
 -- cannot do; nobody but the owner writes the tables.
 --
+CREATE DATABASE regress_roles;
+\c regress_roles
 SET client_min_messages = warning;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+
 CREATE ROLE regress_app LOGIN IN ROLE withdrawal_app;
 CREATE ROLE regress_ops LOGIN IN ROLE withdrawal_ops;
 CREATE ROLE regress_ops2 LOGIN IN ROLE withdrawal_ops;

@@ -4,19 +4,15 @@
 -- returns every entry of the wallet once.  withdrawal_app reads a
 -- statement only through the function, which names one wallet.
 --
+CREATE DATABASE regress_statement;
+\c regress_statement
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-DROP EXTENSION IF EXISTS withdrawal CASCADE;
 CREATE EXTENSION withdrawal;
-
-CREATE OR REPLACE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
+SET timezone = 'UTC';
 
 -- alice: two credits, a withdrawal paid, one failed (and refunded),
 -- one paid then returned, one still queued, and a credit after them all

@@ -5,123 +5,16 @@
 -- pgcrypto's hmac() from the secrets in test/regress-secrets; the
 -- processors' own SDKs are exercised by test/t/050_webhook_interop.pl.
 --
--- a database of its own: the other suites share theirs
 CREATE DATABASE regress_webhook;
 \c regress_webhook
+SET client_min_messages = warning;
 CREATE EXTENSION withdrawal;
 CREATE EXTENSION pgcrypto;
-SET client_min_messages = warning;
-\set VERBOSITY terse
-
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
-
-INSERT INTO withdrawal.processor (name, driver, base_url, webhook_secret, webhook_scheme) VALUES
-	('acme', 'http', 'https://acme.example', 'regress_http', 'hmac-sha256'),
-	('stripe_test', 'stripe', 'https://stripe.example', 'regress_stripe', 'stripe'),
-	('std', 'http', 'https://std.example', 'regress_standard', 'standard'),
-	('nosecret', 'http', 'https://nosecret.example', NULL, 'hmac-sha256'),
-	('lost', 'http', 'https://lost.example', 'regress_not_in_file', 'hmac-sha256'),
-	('badstd', 'http', 'https://badstd.example', 'regress_standard_bad', 'standard');
-INSERT INTO withdrawal.channel (name, processor) VALUES
-	('acme_bank', 'acme'), ('stripe_ch', 'stripe_test'), ('std_ch', 'std');
-
--- the signing side of each scheme, as a processor would do it
-CREATE FUNCTION sign(processor text, body text, ts bigint, msg_id text DEFAULT 'msg_1',
-					 secret_override text DEFAULT NULL) RETURNS jsonb LANGUAGE sql AS $$
-	SELECT CASE p.webhook_scheme
-		WHEN 'hmac-sha256' THEN jsonb_build_object(
-			'X-Withdrawal-Timestamp', ts::text,
-			'X-Withdrawal-Signature', 'v1=' || encode(hmac(ts || '.' || body,
-				coalesce(secret_override, 'http-secret-1'), 'sha256'), 'hex'))
-		WHEN 'stripe' THEN jsonb_build_object(
-			'Stripe-Signature', 't=' || ts || ',v1=' || encode(hmac(ts || '.' || body,
-				coalesce(secret_override, 'whsec_stripe_regress_secret'), 'sha256'), 'hex'))
-		WHEN 'standard' THEN jsonb_build_object(
-			'webhook-id', msg_id, 'webhook-timestamp', ts::text,
-			'webhook-signature', 'v1,' || encode(hmac(convert_to(msg_id || '.' || ts || '.' || body, 'UTF8'),
-				convert_to(coalesce(secret_override, 'secret-key-for-standard-webhooks'), 'UTF8'), 'sha256'), 'base64'))
-	END
-	FROM withdrawal.processor p WHERE p.name = processor
-$$;
-
-CREATE FUNCTION epoch() RETURNS bigint LANGUAGE sql AS $$
-	SELECT floor(extract(epoch FROM clock_timestamp()))::bigint
-$$;
-
--- the body of an event in the processor's shape
-CREATE FUNCTION event(processor text, evt text, typ text, wid text,
-					  amount bigint DEFAULT NULL, currency text DEFAULT NULL) RETURNS text
-LANGUAGE sql AS $$
-	SELECT CASE WHEN p.webhook_scheme = 'stripe' THEN
-		jsonb_build_object('id', evt, 'object', 'event', 'type', typ,
-			'data', jsonb_build_object('object', jsonb_build_object(
-				'id', 'tr_' || evt, 'object', 'transfer',
-				'amount', coalesce($5, w.amount), 'currency', lower(coalesce($6, w.currency, 'USD')),
-				'metadata', jsonb_build_object('withdrawal_id', wid))
-				-- Stripe's running total of a transfer's reversals
-				|| CASE WHEN typ = 'transfer.reversed' THEN
-					jsonb_build_object('amount_reversed', coalesce($5, w.amount)) ELSE '{}' END))::text
-	ELSE
-		jsonb_build_object('id', evt, 'type', typ,
-			'data', jsonb_build_object('id', 'ref_' || evt, 'payout_id', wid,
-				'amount', coalesce($5, w.amount), 'currency', coalesce($6, w.currency, 'USD')))::text
-	END
-	FROM withdrawal.processor p
-	LEFT JOIN withdrawal.withdrawal w ON w.withdrawal_id::text = wid
-	WHERE p.name = processor
-$$;
-
--- deliver(): signs and receives an event; a compact text of the result
-CREATE FUNCTION show(r jsonb) RETURNS text LANGUAGE sql AS $$
-	SELECT (r->>'result') || ' ' || coalesce(r->>'status', '-')
-		|| coalesce(' reason=' || (r->>'reason'), '')
-		|| coalesce(' discrepancy=' || (r->>'discrepancy'), '')
-$$;
-CREATE FUNCTION deliver(processor text, evt text, typ text, wid uuid,
-						amount bigint DEFAULT NULL, currency text DEFAULT NULL) RETURNS text
-LANGUAGE sql AS $$
-	SELECT show(withdrawal.receive_webhook(processor, sign(processor, b, epoch(), 'msg_' || evt), b))
-	  FROM event(processor, evt, typ, wid::text, amount, currency) b
-$$;
-
--- a withdrawal of alice through channel, moved on to status
-CREATE FUNCTION wd(key text, amount bigint, upto text DEFAULT 'submitted',
-				   channel text DEFAULT 'acme_bank') RETURNS uuid LANGUAGE plpgsql AS $$
-DECLARE
-	id uuid;
-BEGIN
-	SELECT withdrawal_id INTO id FROM withdrawal.request('alice', 'USD', amount, channel, '{"bank": "x"}', key);
-	IF upto IN ('dispatching', 'submitted', 'dead') THEN
-		PERFORM withdrawal.transition(id, 'dispatching');
-	END IF;
-	IF upto = 'submitted' THEN
-		PERFORM withdrawal.transition(id, 'submitted');
-	ELSIF upto = 'dead' THEN
-		PERFORM withdrawal.transition(id, 'dead');
-	ELSIF upto = 'canceled' THEN
-		PERFORM withdrawal.cancel(id, 'test');
-	END IF;
-	RETURN id;
-END
-$$;
-CREATE FUNCTION st(key text) RETURNS text LANGUAGE sql AS $$
-	SELECT status FROM withdrawal.withdrawal WHERE idempotency_key = key
-$$;
-CREATE FUNCTION id(key text) RETURNS uuid LANGUAGE sql AS $$
-	SELECT withdrawal_id FROM withdrawal.withdrawal WHERE idempotency_key = key
-$$;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\i :abs_srcdir/sql/webhook_helpers.psql
+\set ECHO all
 
 SELECT available FROM withdrawal.credit('alice', 'USD', 1000000, 'fund-1');
 

@@ -8,23 +8,14 @@
 --
 CREATE DATABASE regress_webhook_parity;
 \c regress_webhook_parity
+SET client_min_messages = warning;
 CREATE EXTENSION withdrawal;
 CREATE EXTENSION pgcrypto;
-SET client_min_messages = warning;
-\set VERBOSITY terse
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-CREATE FUNCTION invariants() RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(check_name || '=' || violations, ', '), 'clean')
-	  FROM withdrawal.check_invariants() WHERE violations <> 0
-$$;
 CREATE FUNCTION epoch() RETURNS bigint LANGUAGE sql AS $$
 	SELECT floor(extract(epoch FROM clock_timestamp()))::bigint
 $$;

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of withdrawal: the version and documentation checks, the
-# pg_regress suite and the TAP suite, each against throwaway clusters.
-# Installs what it needs first (tools/setup.sh).
+# pg_regress suite, the isolation specs and the TAP suite, each against
+# throwaway clusters.  Installs what it needs first (tools/setup.sh).
 #
-#   tools/test.sh                 everything
-#   tools/test.sh regress [NAME…] pg_regress only (optionally some tests)
-#   tools/test.sh tap [FILE…]     TAP only (optionally some files)
+#   tools/test.sh                   everything
+#   tools/test.sh regress [NAME…]   pg_regress only (optionally some tests)
+#   tools/test.sh isolation [NAME…] isolation specs only (optionally some)
+#   tools/test.sh tap [FILE…]       TAP only (optionally some files)
 #
 # On failure the private work directory is kept and its path printed;
 # TEST_KEEP=1 keeps it after a success too (the TAP logs are in
@@ -18,9 +19,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 what=${1:-all}
 [ $# -gt 0 ] && shift
 case $what in
-all | regress | tap) ;;
+all | regress | isolation | tap) ;;
 *)
-	echo "usage: tools/test.sh [all | regress [NAME…] | tap [FILE…]]" >&2
+	echo "usage: tools/test.sh [all | regress [NAME…] | isolation [NAME…] | tap [FILE…]]" >&2
 	exit 2
 	;;
 esac
@@ -38,14 +39,26 @@ bindir=$(build_private_install "$work")
 install_node_modules "$work"
 
 status=0
-if [ "$what" = all ] || [ "$what" = regress ]; then
-	regress_args=()
-	[ "$what" = regress ] && [ $# -gt 0 ] && regress_args=(REGRESS="$*")
-	if ! as_run_user make -s -C "$work" installcheck bindir="$bindir" "${regress_args[@]}"; then
-		[ -f "$work/regression.diffs" ] && head -c 20000 "$work/regression.diffs"
+# PGXS's installcheck runs the pg_regress tests (REGRESS) and then the
+# isolation specs (ISOLATION), each suite on a temporary instance of its
+# own; it is run once per suite, the other's list emptied, so that a
+# failure in one does not hide the other's result.
+for suite in regress isolation; do
+	[ "$what" = all ] || [ "$what" = "$suite" ] || continue
+	if [ "$suite" = regress ]; then
+		check_args=(ISOLATION=)
+		[ "$what" = regress ] && [ $# -gt 0 ] && check_args+=(REGRESS="$*")
+		diffs=$work/regression.diffs
+	else
+		check_args=(REGRESS=)
+		[ "$what" = isolation ] && [ $# -gt 0 ] && check_args+=(ISOLATION="$*")
+		diffs=$work/output_iso/regression.diffs
+	fi
+	if ! as_run_user make -s -C "$work" installcheck bindir="$bindir" "${check_args[@]}"; then
+		[ -f "$diffs" ] && head -c 20000 "$diffs"
 		status=1
 	fi
-fi
+done
 if [ "$what" = all ] || [ "$what" = tap ]; then
 	tap_args=()
 	[ "$what" = tap ] && [ $# -gt 0 ] && tap_args=(PROVE_TESTS="$*")

@@ -14,7 +14,6 @@ use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
-use WithdrawalDispatchTest qw(mock_get mock_post);
 
 our @EXPORT = qw(books_match_processor);
 
@@ -45,12 +44,12 @@ sub wait_processor_quiet
 	my $truth;
 	while (1)
 	{
-		$truth = mock_get($mock, '/_control/truth');
+		$truth = $mock->get('/_control/truth');
 		my $busy = grep { $_->{busy} } values %{ $truth->{withdrawals} };
 		return ($truth, 1)
 		  if !$truth->{in_flight} && !$truth->{held} && !$truth->{hung} && !$busy;
 		return ($truth, 0) if time > $deadline;
-		mock_post($mock, '/_control/release') if $truth->{held};
+		$mock->post('/_control/release') if $truth->{held};
 		sleep 0.1;
 	}
 }
@@ -106,7 +105,7 @@ sub requests_by_withdrawal
 	my ($mock) = @_;
 	my %by;
 	my %ref_to_id;
-	my $log = mock_get($mock, '/_control/requests');
+	my $log = $mock->get('/_control/requests');
 	for my $r (@$log)
 	{
 		$ref_to_id{ $r->{ref} } = $r->{withdrawal_id}
@@ -125,7 +124,7 @@ sub requests_by_withdrawal
 
 # books_match_processor($node, $mock, $what, %opt): compares the books of
 # $node with what the processor really did, for every withdrawal.  $mock is
-# the mock started by start_mock; it is first given time to finish what is
+# the mock (a WithdrawalMock); it is first given time to finish what is
 # in flight (held requests are released), and the test fails when that does
 # not happen within $opt{timeout} seconds (default: the TAP tests' default
 # timeout).  Without a mock, truth => {withdrawals => {id => {effective =>
@@ -164,7 +163,7 @@ sub books_match_processor
 
 	# the books first: the processor's truth only grows while we read
 	my $books = books($node);
-	$truth = mock_get($mock, '/_control/truth') if $mock;
+	$truth = $mock->get('/_control/truth') if $mock;
 	my $seen = $truth->{withdrawals};
 
 	for my $w (@$books)

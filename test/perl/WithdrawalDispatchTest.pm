@@ -1,56 +1,20 @@
-# Helpers of the dispatcher TAP tests: a mock processor on a loopback port
-# (test/mock/processor.js), its control routes, and a cluster with the
-# library preloaded and a processor and channel pointing at the mock.
+# Helpers of the dispatcher TAP tests: a cluster with the library preloaded
+# and a processor and channel pointing at a mock processor, requests in
+# bulk, and the invariants every dispatch test checks.  The mock itself
+# (starting it, its control routes, polling it) is WithdrawalMock.pm's.
 package WithdrawalDispatchTest;
 
 use strict;
 use warnings FATAL => 'all';
 
 use Exporter 'import';
-use File::Basename qw(dirname);
-use HTTP::Tiny;
-use IPC::Run;
-use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WithdrawalMock;
 
-our @EXPORT = qw(start_mock mock_get mock_post dispatch_node request_many
-  wait_all_settled no_double_payout wait_for use_secrets);
-
-my $mock_script = dirname(__FILE__) . '/../mock/processor.js';
-my $http = HTTP::Tiny->new(timeout => 30);
-my $json = JSON::PP->new->canonical;
-
-# start_mock(@args): starts the mock; returns a hash with port and base.
-sub start_mock
-{
-	my @args = @_;
-	my ($in, $out, $err) = ('', '', '');
-	my $h = IPC::Run::start([ 'node', $mock_script, '--port', '0', @args ],
-		\$in, \$out, \$err);
-	$h->pump until $out =~ /\n/;
-	my ($port) = $out =~ /"port":(\d+)/ or die "mock did not start: $err";
-	my $mock = { handle => $h, port => $port, base => "http://127.0.0.1:$port" };
-	return bless $mock, 'WithdrawalDispatchTest::Mock';
-}
-
-sub mock_get
-{
-	my ($mock, $path) = @_;
-	my $r = $http->get("$mock->{base}$path");
-	die "mock GET $path: $r->{status} $r->{content}" unless $r->{success};
-	return $json->decode($r->{content});
-}
-
-sub mock_post
-{
-	my ($mock, $path, $body) = @_;
-	my $r = $http->post("$mock->{base}$path",
-		{ headers => { 'Content-Type' => 'application/json' }, content => $json->encode($body // {}) });
-	die "mock POST $path: $r->{status} $r->{content}" unless $r->{success};
-	return $json->decode($r->{content});
-}
+our @EXPORT = qw(dispatch_node request_many wait_all_settled no_double_payout
+  wait_for use_secrets);
 
 # dispatch_node($name, $mock, conf => "...", workers => N): a started
 # cluster with the extension, an "http" processor and channel "bank", a
@@ -74,7 +38,7 @@ max_connections = 40
 log_line_prefix = '%m [%p] %b '
 } . ($opt{conf} // ''));
 	$node->start;
-	my $base = $mock ? $mock->{base} : 'http://127.0.0.1:9';
+	my $base = $mock ? $mock->url : 'http://127.0.0.1:9';
 	$node->safe_psql('postgres', qq{
 		CREATE EXTENSION withdrawal;
 		INSERT INTO withdrawal.processor (name, driver, base_url) VALUES
@@ -119,7 +83,7 @@ sub wait_all_settled
 sub no_double_payout
 {
 	my ($node, $mock, $what, %opt) = @_;
-	my $s = mock_get($mock, '/_control/stats?keys=0');
+	my $s = $mock->stats(keys => 0);
 	cmp_ok($s->{max_effective_per_key}, '<=', 1, "$what: at most one effective payout per key");
 	cmp_ok($s->{max_effective_per_withdrawal}, '<=', 1, "$what: at most one effective payout per withdrawal");
 	is($node->safe_psql('postgres',
@@ -136,17 +100,14 @@ sub no_double_payout
 	return $s;
 }
 
-# wait_for($what, $cond): polls $cond (a sub) every 0.1 s until it is
-# true, for at most the TAP tests' default timeout; dies naming $what.
+# wait_for($what, $cond): polls $cond (a sub) until it is true, for at
+# most the TAP tests' default timeout (WithdrawalMock->poll_until); dies
+# naming $what.
 sub wait_for
 {
 	my ($what, $cond) = @_;
-	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-	{
-		return 1 if $cond->();
-		select(undef, undef, undef, 0.1);
-	}
-	die "timed out waiting for $what";
+	WithdrawalMock->poll_until($cond) or die "timed out waiting for $what";
+	return 1;
 }
 
 # use_secrets($node, name => value, ...): a secrets file of the node, owned
@@ -161,23 +122,6 @@ sub use_secrets
 	$node->append_conf('postgresql.conf', "withdrawal.secrets_file = '$file'\n");
 	$node->reload;
 	return $file;
-}
-
-package WithdrawalDispatchTest::Mock;
-
-sub stop
-{
-	my ($self) = @_;
-	return unless $self->{handle};
-	$self->{handle}->signal('TERM');
-	eval { $self->{handle}->finish; };
-	delete $self->{handle};
-}
-
-sub DESTROY
-{
-	my ($self) = @_;
-	$self->stop if $self->{handle};
 }
 
 1;

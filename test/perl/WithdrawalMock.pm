@@ -18,6 +18,8 @@ WithdrawalMock - the mock payment processor (test/mock/processor.js) for TAP tes
   my $stats = $mock->stats;             # hashref of GET /_control/stats
   is($stats->{max_effective_per_key}, 1, 'never paid twice');
   my $log = $mock->requests;            # arrayref of GET /_control/requests
+  my $t = $mock->get('/_control/truth'); # any control route
+  $mock->poll_until(sub { $mock->truth->{held} == 1 }) or die 'not held';
   $mock->reset;
   $mock->stop;                          # also done on DESTROY and at END
 
@@ -28,6 +30,10 @@ free loopback port, and reads the C<{"port":N}> line it prints once it
 listens.  The mock's stderr goes to a log file (in the TAP log directory
 when PostgreSQL::Test::Utils is loaded).  Every control call dies when the
 mock does not answer 200.
+
+This is the only module that starts the mock; WithdrawalDispatchTest.pm
+(clusters wired to a mock) and WithdrawalBooks.pm (the mock's truth
+against the ledger) take a WithdrawalMock.
 
 =cut
 
@@ -44,6 +50,7 @@ use HTTP::Tiny;
 use IPC::Run;
 use JSON::PP;
 use Scalar::Util qw(weaken);
+use Time::HiRes ();
 
 my $script = File::Spec->rel2abs(
 	File::Spec->catfile(dirname(__FILE__), '..', 'mock', 'processor.js'));
@@ -151,6 +158,58 @@ sub _control
 	croak "mock $method $path: $res->{status} $res->{reason}: $res->{content}"
 	  unless $res->{status} == 200;
 	return $self->{json}->decode($res->{content});
+}
+
+=pod
+
+=item $mock->get($path), $mock->post($path, \%body)
+
+Any control route (C</_control/...>), for what has no method of its own;
+the decoded JSON answer.  C<post> sends C<{}> without a body.
+
+=cut
+
+sub get
+{
+	my ($self, $path) = @_;
+	return $self->_control('GET', $path);
+}
+
+sub post
+{
+	my ($self, $path, $body) = @_;
+	return $self->_control('POST', $path, $body // {});
+}
+
+=pod
+
+=item $mock->poll_until($cond, interval => S, timeout => S), WithdrawalMock->poll_until(...)
+
+Calls C<$cond> (a sub) every C<interval> seconds (default 0.1) until it
+returns true, for at most C<timeout> seconds (default the TAP tests'
+C<$PostgreSQL::Test::Utils::timeout_default>, else 180); returns whether
+it did.  For states of the mock (a held or hung request) and anything
+else that PostgreSQL's C<poll_query_until> cannot watch; it asserts
+nothing about time.
+
+=cut
+
+sub poll_until
+{
+	my ($self, $cond, %opts) = @_;
+	my $interval = $opts{interval} // 0.1;
+	my $timeout;
+	{
+		no warnings 'once';
+		$timeout = $opts{timeout} // $PostgreSQL::Test::Utils::timeout_default // 180;
+	}
+	my $deadline = Time::HiRes::time() + $timeout;
+	while (1)
+	{
+		return 1 if $cond->();
+		return 0 if Time::HiRes::time() >= $deadline;
+		Time::HiRes::sleep($interval);
+	}
 }
 
 =pod

@@ -11,7 +11,6 @@ use warnings FATAL => 'all';
 use HTTP::Tiny;
 use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(sleep time);
 
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -92,19 +91,6 @@ sub last_logged
 {
 	my $log = $mock->requests(since => $sent - 1);
 	return $log->[-1];
-}
-
-# polls cond until true or 60 s have passed
-sub poll_until
-{
-	my ($cond) = @_;
-	my $deadline = time + 60;
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		sleep 0.02;
-	}
-	return 0;
 }
 
 # ---- happy path and idempotency (http protocol) ----
@@ -288,7 +274,7 @@ $sent++;
 print $sock "POST /payouts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer $key\r\n"
   . "Idempotency-Key: w-slow\r\nContent-Type: application/json\r\n"
   . "Content-Length: " . length($slow_body) . "\r\nConnection: close\r\n\r\n$slow_body";
-ok(poll_until(sub { $mock->stats(keys => 0)->{held} == 1 }), 'slow: the request is held');
+ok($mock->poll_until(sub { $mock->stats(keys => 0)->{held} == 1 }), 'slow: the request is held');
 my $busy = payout('w-slow', 900, body => $slow_body);
 is($busy->{status}, 409, 'same key while the first is in progress: 409');
 is($busy->{json}{error}{code}, 'idempotency_in_progress', '409 error code');
@@ -442,21 +428,21 @@ is_deeply([ sort keys %{ $mock->truth(ids => [ 't-paid', 't-twice', 't-unknown' 
 
 $mock->set_faults([ { fault => 'slow', delay_ms => 600000, times => 1 } ]);
 my $slow_sock = held_request('t-slow', 500);
-ok(poll_until(sub { $mock->truth->{held} == 1 }), 'truth: a held request is counted');
+ok($mock->poll_until(sub { $mock->truth->{held} == 1 }), 'truth: a held request is counted');
 ok(truth_of('t-slow')->{busy}, 'truth: the withdrawal of a held request is busy');
 $mock->release;
 { local $/; <$slow_sock>; }
 close $slow_sock;
-ok(poll_until(sub { !truth_of('t-slow')->{busy} && $mock->truth->{in_flight} == 0 }),
+ok($mock->poll_until(sub { !truth_of('t-slow')->{busy} && $mock->truth->{in_flight} == 0 }),
 	'truth: released and answered, not busy any more');
 
 $mock->set_faults([ { fault => 'hang-after', times => 1 } ]);
 my $hung_sock = held_request('t-hang', 600);
-ok(poll_until(sub { $mock->truth->{hung} == 1 }), 'truth: a hung request is counted');
+ok($mock->poll_until(sub { $mock->truth->{hung} == 1 }), 'truth: a hung request is counted');
 ok(truth_of('t-hang')->{busy}, 'truth: the withdrawal of a hung request is busy');
 is(truth_of('t-hang')->{effective}, 1, 'truth: paid although the answer hangs');
 close $hung_sock;
-ok(poll_until(sub { $mock->truth->{hung} == 0 && !truth_of('t-hang')->{busy} }),
+ok($mock->poll_until(sub { $mock->truth->{hung} == 0 && !truth_of('t-hang')->{busy} }),
 	'truth: the client gave up, not busy any more');
 $mock->set_faults([]);
 

@@ -11,12 +11,13 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 
 for my $workers (2, 4)
 {
-	mock_post($mock, '/_control/reset');
+	$mock->post('/_control/reset');
 	# The faults below are a count of answers, not a period of time: with
 	# the circuit breaker on, its single probes would use them up one per
 	# open period, minutes apart.  036_breaker tests the breaker.
@@ -28,7 +29,7 @@ for my $workers (2, 4)
 	  or die 'workers missing';
 	pass("$workers workers running");
 
-	mock_post($mock, '/_control/faults', { rules => [
+	$mock->post('/_control/faults', { rules => [
 		{ fault => 'truncated', times => 40 },
 		{ fault => 'reset-after', times => 40 },
 		{ fault => '502-after', times => 40 },
@@ -50,10 +51,10 @@ for my $workers (2, 4)
 # statement per batch: every one ends submitted with the processor's
 # reference and exactly one audit row, and no statement failed on the way.
 {
-	mock_post($mock, '/_control/reset');
+	$mock->post('/_control/reset');
 	my $node = dispatch_node('pending', $mock, workers => 2,
 		conf => "withdrawal.batch_size = 50\nwithdrawal.poll_after = '1h'\n");
-	mock_post($mock, '/_control/faults', { rules => [ { fault => 'pending' } ] });
+	$mock->post('/_control/faults', { rules => [ { fault => 'pending' } ] });
 	request_many($node, 600, 'bank', prefix => 'p');
 	$node->poll_query_until('postgres', q{
 		SELECT count(*) = 0 FROM withdrawal.withdrawal WHERE status IN ('queued', 'dispatching')})
@@ -92,11 +93,11 @@ for my $workers (2, 4)
 }
 
 # Rate limit: 10/s with a burst of 3, in-flight cap 2, shared by 3 workers.
-mock_post($mock, '/_control/reset');
+$mock->post('/_control/reset');
 my $node = dispatch_node('rate', $mock, workers => 3);
 $node->safe_psql('postgres',
 	q{UPDATE withdrawal.channel SET rate_per_second = 10, burst = 3, max_in_flight = 2 WHERE name = 'bank'});
-mock_post($mock, '/_control/faults', { rules => [ { fault => 'slow', delay_ms => 50 } ] });
+$mock->post('/_control/faults', { rules => [ { fault => 'slow', delay_ms => 50 } ] });
 request_many($node, 50, 'bank', prefix => 'r');
 wait_all_settled($node, 'rate limited');
 my $s = no_double_payout($node, $mock, 'rate limit');
@@ -104,7 +105,7 @@ books_match_processor($node, $mock, 'rate limit', settled => 1);
 cmp_ok($s->{max_payout_requests_per_second}, '<=', 13, 'no 1 s window above rate + burst (10 + 3)');
 cmp_ok($s->{max_payout_requests_per_second}, '>=', 5, 'and the channel did run near its rate');
 cmp_ok($s->{max_in_flight}, '<=', 2, 'in-flight cap of the channel held across workers');
-my $log = mock_get($mock, '/_control/requests');
+my $log = $mock->get('/_control/requests');
 my @t = sort { $a <=> $b } map { $_->{t_ms} } grep { $_->{method} eq 'POST' } @$log;
 cmp_ok($t[-1] - $t[0], '>=', (50 - 3) / 10 * 1000 - 100, '50 payouts took at least (50 - burst) / rate seconds');
 $node->stop;

@@ -11,14 +11,15 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 my $node = dispatch_node('crash', $mock, workers => 2,
 	conf => "withdrawal.max_attempts = 100\nrestart_after_crash = on\n");
 
 # Every answer takes 200 ms, so that many payouts are on the wire (and
 # recorded by the processor but not yet by us) at any moment.
-mock_post($mock, '/_control/faults', { rules => [ { fault => 'slow', delay_ms => 200 } ] });
+$mock->post('/_control/faults', { rules => [ { fault => 'slow', delay_ms => 200 } ] });
 
 sub settle_and_check
 {
@@ -54,7 +55,7 @@ $node->stop('immediate');
 $node->start;
 settle_and_check('immediate stop of the postmaster', 2000);
 
-my $s = mock_get($mock, '/_control/stats?keys=0');
+my $s = $mock->get('/_control/stats?keys=0');
 cmp_ok($s->{payout_requests}, '>', 2000, 'some payouts were re-sent after the crashes');
 $node->stop;
 $mock->stop;

@@ -15,8 +15,9 @@ use JSON::PP;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock('--api-key', 'sk_test_0123456789abcdef');
+my $mock = WithdrawalMock->new(api_key => 'sk_test_0123456789abcdef');
 my $node = dispatch_node('http_faults', $mock, conf => qq{
 withdrawal.max_attempts = 6
 withdrawal.max_busy_answers = 5
@@ -47,7 +48,7 @@ sub effective
 {
 	my ($label) = @_;
 	my $id = $node->safe_psql('postgres', "SELECT id FROM w WHERE label = '$label'");
-	return mock_get($mock, '/_control/stats')->{withdrawals}{$id} // 0;
+	return $mock->get('/_control/stats')->{withdrawals}{$id} // 0;
 }
 
 # Happy paths.
@@ -56,14 +57,14 @@ wait_status('http_ok', 'paid');
 wait_status('stripe_ok', 'paid');
 like($node->safe_psql('postgres', q{SELECT processor_ref FROM withdrawal.withdrawal x JOIN w ON w.id = x.withdrawal_id WHERE label = 'stripe_ok'}),
 	qr/^tr_/, 'stripe transfer id stored as processor_ref');
-my $log = mock_get($mock, '/_control/requests');
+my $log = $mock->get('/_control/requests');
 my ($first) = grep { $_->{path} eq '/payouts' } @$log;
 my $http_id = $node->safe_psql('postgres', q{SELECT id FROM w WHERE label = 'http_ok'});
 is($first->{key}, $http_id, 'the withdrawal id is the Idempotency-Key');
-is(mock_get($mock, '/_control/stats?keys=0')->{unauthorized}, 0, 'bearer key from the secrets file accepted');
+is($mock->get('/_control/stats?keys=0')->{unauthorized}, 0, 'bearer key from the secrets file accepted');
 
 # Faults, one amount each.
-mock_post($mock, '/_control/faults', { rules => [
+$mock->post('/_control/faults', { rules => [
 	{ fault => '500', amount => 2001, times => 2 },
 	{ fault => '503', amount => 2002, times => 1 },
 	{ fault => '429', amount => 2003, times => 1, retry_after => 1 },
@@ -100,7 +101,7 @@ wait_status('503', 'paid');
 wait_status('429', 'paid');
 {
 	my $id = $node->safe_psql('postgres', q{SELECT id FROM w WHERE label = '429'});
-	my @t = map { $_->{t_ms} } grep { ($_->{withdrawal_id} // '') eq $id } @{ mock_get($mock, '/_control/requests') };
+	my @t = map { $_->{t_ms} } grep { ($_->{withdrawal_id} // '') eq $id } @{ $mock->get('/_control/requests') };
 	ok(@t >= 2 && $t[1] - $t[0] >= 990, '429: Retry-After (1 s) honoured before the resend')
 	  or diag("times: @t");
 }
@@ -133,12 +134,12 @@ like($node->safe_psql('postgres', q{SELECT attempts || ' ' || last_error FROM wi
 
 # pending, then the status query after poll_after finds it paid.
 wait_status('pending', 'submitted');
-mock_post($mock, '/_control/settle', { id => $node->safe_psql('postgres', q{SELECT id FROM w WHERE label = 'pending'}), status => 'paid' });
+$mock->post('/_control/settle', { id => $node->safe_psql('postgres', q{SELECT id FROM w WHERE label = 'pending'}), status => 'paid' });
 wait_status('pending', 'paid');
-ok((grep { $_->{method} eq 'GET' } @{ mock_get($mock, '/_control/requests') }), 'submitted payout was queried with GET');
+ok((grep { $_->{method} eq 'GET' } @{ $mock->get('/_control/requests') }), 'submitted payout was queried with GET');
 
 # Ops retry of the dead one, once the processor is healthy again.
-mock_post($mock, '/_control/faults', { rules => [] });
+$mock->post('/_control/faults', { rules => [] });
 is($node->safe_psql('postgres', q{SELECT withdrawal.retry(id) FROM w WHERE label = 'always500'}), 'queued', 'retry() re-queues a dead payout');
 wait_status('always500', 'paid');
 my ($rc, $out, $err) = $node->psql('postgres', qq{\\set VERBOSITY verbose\nSELECT withdrawal.retry(id) FROM w WHERE label = 'http_ok'});
@@ -196,7 +197,7 @@ wait_status('insecure', 'paid');
 
 # The decline tables: only a documented decline refunds; everything else
 # keeps the funds held (SPEC section 5, docs/processors.md).
-mock_post($mock, '/_control/faults', { rules => [
+$mock->post('/_control/faults', { rules => [
 	# Stripe: "a request with this key is in progress", as 400 and as 409:
 	# asked again with the same key, not counted as attempts
 	{ fault => 'in-progress', status => 400, amount => 3101, times => 3, protocol => 'stripe' },
@@ -246,10 +247,10 @@ like(row('stripe_lost', q{(SELECT string_agg(action, ' ' ORDER BY audit_id) FROM
 	WHERE a.withdrawal_id = x.withdrawal_id)}), qr/dispatch_dead dispatch_query_paid$/,
 	'every answer lost: dead, then found paid by the status query');
 is(effective('stripe_lost'), 1, 'paid once');
-ok((grep { $_->{method} eq 'GET' && $_->{path} eq '/v1/transfers' } @{ mock_get($mock, '/_control/requests') }),
+ok((grep { $_->{method} eq 'GET' && $_->{path} eq '/v1/transfers' } @{ $mock->get('/_control/requests') }),
 	'the stripe status query lists the transfer group, it creates nothing');
 {
-	my @stripe = grep { $_->{protocol} eq 'stripe' } @{ mock_get($mock, '/_control/requests') };
+	my @stripe = grep { $_->{protocol} eq 'stripe' } @{ $mock->get('/_control/requests') };
 	ok(@stripe > 0 && !(grep { ($_->{stripe_version} // '') ne '2024-06-20' } @stripe),
 		'every stripe request, create or query, pins Stripe-Version: 2024-06-20');
 }
@@ -261,7 +262,7 @@ like(row('http_unknown_code', 'last_error'), qr/HTTP 400: something_new \(not a 
 wait_status('huge_ref', 'paid');
 like(row('huge_ref', q{coalesce(processor_ref, '(none)') || ' ' || last_error}),
 	qr/^\(none\) processor reference not stored: 8000 bytes/, 'a reference of 8000 bytes: paid, not stored, said so');
-mock_post($mock, '/_control/faults', { rules => [] });
+$mock->post('/_control/faults', { rules => [] });
 
 wait_all_settled($node, 'all faults');
 no_double_payout($node, $mock, 'faults');

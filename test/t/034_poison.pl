@@ -18,8 +18,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 my $node = dispatch_node('poison', $mock, workers => 2,
 	conf => "withdrawal.park_after = 3\nrestart_after_crash = on\n");
 
@@ -77,12 +78,12 @@ is($s->{effective_payouts}, 2000, 'resuming paid nothing twice');
 
 # 2. A worker dies each time a payout is on the wire: hang it at the
 # processor, kill -9 the workers, three times.
-mock_post($mock, '/_control/faults', { rules => [ { fault => 'hang', amount => 7777 } ] });
+$mock->post('/_control/faults', { rules => [ { fault => 'hang', amount => 7777 } ] });
 $node->safe_psql('postgres', q{SELECT withdrawal.request('acct1', 'USD', 7777, 'bank', '{"iban": "x"}', 'killer')});
 for my $death (1 .. 3)
 {
 	wait_for("the payout hung at the processor before death $death",
-		sub { mock_get($mock, '/_control/stats?keys=0')->{hung} >= 1 });
+		sub { $mock->get('/_control/stats?keys=0')->{hung} >= 1 });
 	my $log_offset = -s $node->logfile;
 	kill 'KILL', $_ for split /\n/, $node->safe_psql('postgres',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'});
@@ -92,14 +93,14 @@ for my $death (1 .. 3)
 		SELECT failures FROM withdrawal.outbox o JOIN withdrawal.withdrawal w USING (withdrawal_id)
 		 WHERE w.idempotency_key = 'killer'}), $death, "death $death counted against the payout");
 	# the hung connection died with the worker
-	wait_for('the mock to notice', sub { mock_get($mock, '/_control/stats?keys=0')->{hung} == 0 });
+	wait_for('the mock to notice', sub { $mock->get('/_control/stats?keys=0')->{hung} == 0 });
 }
 is($node->safe_psql('postgres', q{
 	SELECT p.status || ' ' || (p.park_reason LIKE 'a worker died 3 times%') FROM withdrawal.parked_payouts p
 	  JOIN withdrawal.withdrawal w USING (withdrawal_id) WHERE w.idempotency_key = 'killer'}),
 	'dispatching true', 'parked after the third death, with the reason');
-mock_post($mock, '/_control/faults', { rules => [] });
-mock_post($mock, '/_control/reset', {});
+$mock->post('/_control/faults', { rules => [] });
+$mock->post('/_control/reset', {});
 
 # 3. Sealing fails every other time; the chain is still right.
 $node->safe_psql('postgres', q{

@@ -20,8 +20,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 my $node = dispatch_node('breaker', $mock, workers => 2, conf => qq{
 withdrawal.breaker_failures = 5
 withdrawal.breaker_open_time = '4s'
@@ -31,7 +32,7 @@ withdrawal.max_attempts = 30
 # The flaky channel has its own processor row on the same mock, and sends
 # one request at a time at first, so that the failures come one by one.
 $node->safe_psql('postgres', qq{
-	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('flakyproc', 'http', '$mock->{base}');
+	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('flakyproc', 'http', '@{[ $mock->url ]}');
 	INSERT INTO withdrawal.channel (name, processor, max_in_flight) VALUES ('flaky', 'flakyproc', 1);
 });
 
@@ -41,7 +42,7 @@ sub requests_of
 {
 	my ($amount) = @_;
 	return grep { ($_->{amount} // 0) == $amount && $_->{method} eq 'POST' }
-	  @{ mock_get($mock, '/_control/requests') };
+	  @{ $mock->get('/_control/requests') };
 }
 
 # The breaker's columns of monitor_channels (an error says it has none)
@@ -62,20 +63,25 @@ sub log_count
 # Waits until the server log after $offset matches $re, or $give_up (a
 # sub) says it never will; returns whether it matched.  Without a breaker
 # the channel is retried every few milliseconds, so the processor's count
-# passing what the breaker allows ends the wait at once.
+# passing what the breaker allows ends the wait at once.  The log is read
+# again once $give_up is true: the server logs before it acts, so a line
+# written between the first read and $give_up is seen.
 sub log_or_give_up
 {
 	my ($re, $offset, $give_up) = @_;
 	my $seen = 0;
 	wait_for("$re in the server log", sub {
 		$seen = slurp_file($node->logfile, $offset) =~ $re;
-		return $seen || $give_up->();
+		return 1 if $seen;
+		return 0 unless $give_up->();
+		$seen = slurp_file($node->logfile, $offset) =~ $re;
+		return 1;
 	});
 	return $seen;
 }
 
 # 1. The processor is down for the flaky channel.
-mock_post($mock, '/_control/faults', { rules => [ { fault => '503', amount => 7000 } ] });
+$mock->post('/_control/faults', { rules => [ { fault => '503', amount => 7000 } ] });
 my $offset = -s $node->logfile;
 request_many($node, 10, 'flaky', amount => '7000', prefix => 'flaky');
 ok(log_or_give_up(qr/withdrawal channel "flaky" circuit breaker opened after 5 consecutive failures/, $offset,
@@ -126,7 +132,7 @@ is(breaker(), 'open 6 2', 'monitor_channels: open again, opened twice');
 my $t6 = $flaky[5]{t_ms};
 
 # 3. The processor heals: the next probe closes the breaker; the channel drains.
-mock_post($mock, '/_control/faults', { rules => [] });
+$mock->post('/_control/faults', { rules => [] });
 ok(log_or_give_up(qr/withdrawal channel "flaky" circuit breaker closed: the probe was answered/, $offset,
 	sub { $node->safe_psql('postgres', q{
 		SELECT count(*) FILTER (WHERE status NOT IN ('queued', 'dispatching')) = 10

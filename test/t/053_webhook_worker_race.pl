@@ -13,9 +13,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
 my $n = 2000;
-my $mock = start_mock('--status', 'pending');
+my $mock = WithdrawalMock->new(status => 'pending');
 my $node = dispatch_node('race', $mock, workers => 2, conf => "max_connections = 60\n");
 use_secrets($node, race_hook => 'race-secret');
 $node->safe_psql('postgres', q{
@@ -28,7 +29,7 @@ $node->safe_psql('postgres', q{
 
 # Every answer ("pending": accepted, recorded set-based) takes a while, so
 # that hundreds of outcomes are recorded while the events arrive.
-mock_post($mock, '/_control/faults', { rules => [ { fault => 'slow', delay_ms => 150 } ] });
+$mock->post('/_control/faults', { rules => [ { fault => 'slow', delay_ms => 150 } ] });
 # Two accounts only, so that every batch a worker records moves the same
 # wallets as the events do.
 $node->safe_psql('postgres', qq{

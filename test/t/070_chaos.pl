@@ -30,6 +30,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
 my $seed = $ENV{CHAOS_SEED} // (int(time) ^ $$) & 0x7fffffff;
 srand($seed);
@@ -47,7 +48,7 @@ PostgreSQL::Test::Utils::append_to_file($secrets_file,
 	"chaos_http = $secret{mockhttp}\nchaos_stripe = $secret{mockstripe}\n");
 chmod 0600, $secrets_file;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 my $node = dispatch_node('chaos', $mock, workers => 2, conf => qq{
 withdrawal.max_attempts = 4
 withdrawal.http_timeout = '1s'
@@ -160,7 +161,7 @@ sub truth
 	my ($statuses, @ids) = @_;
 	my $q = 'status=' . join(',', @$statuses);
 	$q .= '&ids=' . join(',', @ids) if @ids;
-	my $truth = mock_get($mock, "/_control/truth?$q")->{withdrawals};
+	my $truth = $mock->get("/_control/truth?$q")->{withdrawals};
 	delete $truth->{$_} for grep { $truth->{$_}{busy} } keys %$truth;
 	return $truth;
 }
@@ -304,7 +305,7 @@ sub settle
 {
 	my ($id, $status) = @_;
 	my $ok = eval {
-		mock_post($mock, '/_control/settle', { id => $id, status => $status, failure_code => 'account_closed' });
+		$mock->post('/_control/settle', { id => $id, status => $status, failure_code => 'account_closed' });
 		1;
 	};
 	$calls{"settle at the processor"}{ $ok ? $status : 'refused' }++;
@@ -367,7 +368,7 @@ sub op_faults
 			push @rules, \%rule;
 		}
 	}
-	mock_post($mock, '/_control/faults', { rules => \@rules });
+	$mock->post('/_control/faults', { rules => \@rules });
 	$calls{faults}{ @rules ? 'set' : 'cleared' }++;
 }
 
@@ -383,7 +384,7 @@ sub on_the_wire
 	my $deadline = time + 10;
 	while (time < $deadline)
 	{
-		return 1 if mock_get($mock, '/_control/stats?keys=0')->{in_flight} > 0;
+		return 1 if $mock->get('/_control/stats?keys=0')->{in_flight} > 0;
 		sleep 0.02;
 	}
 	return 0;
@@ -497,12 +498,12 @@ my $soak = time - $t0;
 
 # ---- settle: no more faults, the mock decides, the workers finish ----
 
-mock_post($mock, '/_control/faults', { rules => [] });
+$mock->post('/_control/faults', { rules => [] });
 my $settle_deadline = time + $timeout;
 my $settled = 0;
 while (time < $settle_deadline)
 {
-	mock_post($mock, '/_control/release');
+	$mock->post('/_control/release');
 	settle_pending(1, 0);
 	my $returned = truth(['returned']);
 	my @open = split /\n/, query(
@@ -514,7 +515,7 @@ while (time < $settle_deadline)
 		my ($id, $status) = split / /;
 		$status ne 'submitted' || !$returned->{$id}
 	} @open;
-	my $quiet = mock_get($mock, '/_control/stats?keys=0');
+	my $quiet = $mock->get('/_control/stats?keys=0');
 	if (!@moving && !$quiet->{in_flight} && !$quiet->{held} && !$quiet->{hung})
 	{
 		$settled = 1;
@@ -552,7 +553,7 @@ for my $op (sort keys %calls)
 	note("seed $seed: $op: " . join(', ', map { "$_ $calls{$op}{$_}" } sort keys %{ $calls{$op} }));
 	note("    $_: $message{$op}{$_}") for sort keys %{ $message{$op} // {} };
 }
-my $s = mock_get($mock, '/_control/stats?keys=0');
+my $s = $mock->get('/_control/stats?keys=0');
 note("seed $seed: processor: $s->{payout_requests} payout requests, $s->{status_requests} status queries, "
 	  . "$s->{effective_payouts} effective payouts, $s->{replays} replays, $s->{conflicts} conflicts; faults: "
 	  . join(', ', map { "$_ $s->{faults}{$_}" } sort keys %{ $s->{faults} }));

@@ -18,8 +18,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep);
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
+my $mock = WithdrawalMock->new();
 my $conf = qq{
 shared_preload_libraries = 'withdrawal'
 withdrawal.database = 'app'
@@ -58,7 +59,7 @@ sub mock_requests_for
 {
 	my (@ids) = @_;
 	my %want = map { $_ => 1 } @ids;
-	my $log = mock_get($mock, '/_control/requests?limit=100000');
+	my $log = $mock->get('/_control/requests?limit=100000');
 	$log = $log->{requests} if ref $log eq 'HASH';
 	return scalar grep {
 		my $r = $_;
@@ -88,7 +89,7 @@ $origin->safe_psql('app', qq{
 	CREATE EXTENSION withdrawal;
 	CREATE ROLE app_user LOGIN IN ROLE withdrawal_app;
 	CREATE ROLE ops_user LOGIN IN ROLE withdrawal_ops;
-	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('acme', 'http', '$mock->{base}');
+	INSERT INTO withdrawal.processor (name, driver, base_url) VALUES ('acme', 'http', '@{[ $mock->url ]}');
 	INSERT INTO withdrawal.channel (name, processor) VALUES ('bank', 'acme');
 	SELECT withdrawal.credit('acct' || a, 'USD', 10000000, 'fund' || a) FROM generate_series(1, 5) a;
 	SELECT withdrawal.request('acct1', 'USD', 1000 + i, 'bank', '{"iban": "DE00"}', 'paid-bank' || i)
@@ -338,7 +339,7 @@ is(qry($standby, 'app', q{SELECT held FROM withdrawal.dispatch_binding()}), 'f',
 $standby->stop;
 
 # Never paid twice, by the processor's truth.
-cmp_ok(mock_get($mock, '/_control/stats?keys=0')->{max_effective_per_key}, '<=', 1,
+cmp_ok($mock->get('/_control/stats?keys=0')->{max_effective_per_key}, '<=', 1,
 	'the processor paid no key twice');
 
 $mock->stop;

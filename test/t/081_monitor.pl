@@ -26,9 +26,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock();
-my $hung = start_mock();
+my $mock = WithdrawalMock->new();
+my $hung = WithdrawalMock->new();
 my $node = dispatch_node('monitor', $mock, workers => 2, conf => qq{
 withdrawal.max_in_flight = 8
 withdrawal.channel_share = 50
@@ -43,9 +44,9 @@ $node->safe_psql('postgres', qq{
 	CREATE ROLE ops LOGIN IN ROLE withdrawal_ops;
 	CREATE ROLE app LOGIN IN ROLE withdrawal_app;
 	INSERT INTO withdrawal.processor (name, driver, base_url, request_timeout_ms) VALUES
-		('hungproc', 'http', '$hung->{base}', 600000);
+		('hungproc', 'http', '@{[ $hung->url ]}', 600000);
 	INSERT INTO withdrawal.processor (name, driver, base_url, api_secret) VALUES
-		('keyless', 'http', '$mock->{base}', 'missing_key');
+		('keyless', 'http', '@{[ $mock->url ]}', 'missing_key');
 	INSERT INTO withdrawal.channel (name, processor) VALUES
 		('slowbank', 'hungproc'), ('off', 'mockhttp'), ('nokey', 'keyless');
 	INSERT INTO withdrawal.channel (name, processor, rate_per_second, burst) VALUES ('metered', 'mockhttp', 2, 3);
@@ -97,8 +98,8 @@ ok($node->poll_query_until('postgres', q{
 	'monitor_channels: why a channel cannot dispatch');
 
 # The load.
-mock_post($hung, '/_control/faults', { rules => [ { fault => 'hang' } ] });
-mock_post($mock, '/_control/faults', { rules => [
+$hung->post('/_control/faults', { rules => [ { fault => 'hang' } ] });
+$mock->post('/_control/faults', { rules => [
 	{ fault => '429', retry_after => 60, times => 1, amount => 5555 },
 	{ fault => '503', amount => 7777 },
 	{ fault => 'reject', amount => 8888, status => 400, code => 'account_closed' },
@@ -134,10 +135,10 @@ ok($node->poll_query_until('postgres', qq{
 
 # The hung channel: its requests on the wire, as the processor holds them.
 wait_for('the hung channel to fill its share', sub {
-	my $held = mock_get($hung, '/_control/stats?keys=0')->{hung};
+	my $held = $hung->get('/_control/stats?keys=0')->{hung};
 	$held > 0 && mon(q{SELECT in_flight FROM withdrawal.monitor_channels WHERE channel = 'slowbank'}) eq $held;
 });
-my $held = mock_get($hung, '/_control/stats?keys=0')->{hung};
+my $held = $hung->get('/_control/stats?keys=0')->{hung};
 cmp_ok($held, '>', 0, "the hung processor holds $held requests");
 is(mon(q{SELECT in_flight FROM withdrawal.monitor_channels WHERE channel = 'slowbank'}),
 	$held, 'monitor_channels: in_flight of the hung channel is what the processor holds');
@@ -317,7 +318,7 @@ for my $name (sort keys %$queries)
 }
 
 # Released: the hung channel empties.
-mock_post($hung, '/_control/reset', {});
+$hung->post('/_control/reset', {});
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 12 FROM withdrawal.withdrawal WHERE channel = 'slowbank' AND status = 'paid'}),
 	'the hung channel is paid once its processor answers');
