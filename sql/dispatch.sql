@@ -101,5 +101,5 @@ SET ROLE withdrawal_auditor;
 SELECT count(*) FROM withdrawal.drivers();
 RESET ROLE;
 SET ROLE withdrawal_app;
-SELECT count(*) FROM withdrawal.drivers();
+SELECT try($$SELECT count(*) FROM withdrawal.drivers()$$);
 RESET ROLE;

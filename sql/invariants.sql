@@ -6,11 +6,14 @@
 -- at, and those a change of the kind breaks with it), with their detail
 -- where that does not name a random id.
 --
--- a database of its own: the other suites share theirs
 CREATE DATABASE regress_invariants;
 \c regress_invariants
-CREATE EXTENSION withdrawal;
 SET client_min_messages = warning;
+CREATE EXTENSION withdrawal;
+\set ECHO none
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/helpers.psql
+\set ECHO all
 
 -- broken(): the checks that fail, with their violations and detail
 CREATE FUNCTION broken() RETURNS TABLE (check_name text, violations bigint, detail text)
