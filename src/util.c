@@ -26,6 +26,8 @@
 #include "datatype/timestamp.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "commands/trigger.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -410,6 +412,31 @@ WithdrawalNewUuid(void)
 	/* RFC 4122 version 4, variant 1 */
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	return uuid;
+}
+
+/*
+ * A fresh random UUID whose first byte is the account's logical partition:
+ * the first byte of SHA-256 of the account id in UTF-8.  A sharded
+ * deployment's router (router/withdrawal_router.sql) sends a call keyed by
+ * such an id straight to the shard that holds the account, without asking
+ * every shard; on one server the byte is merely not random.  The UUID stays
+ * a valid version 4 one with 114 random bits.
+ */
+pg_uuid_t *
+WithdrawalNewAccountUuid(const char *account_id)
+{
+	pg_uuid_t  *uuid = WithdrawalNewUuid();
+	const char *utf8 = pg_server_to_any(account_id, strlen(account_id), PG_UTF8);
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) utf8, strlen(utf8)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute a SHA-256 digest: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	uuid->data[0] = digest[0];
 	return uuid;
 }
 

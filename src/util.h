@@ -76,6 +76,9 @@ extern void WithdrawalRaiseUnknownWithdrawal(const pg_uuid_t *id) pg_attribute_n
 /* A fresh random (version 4) UUID */
 extern pg_uuid_t *WithdrawalNewUuid(void);
 
+/* A fresh random UUID carrying the account's logical partition (sharding) */
+extern pg_uuid_t *WithdrawalNewAccountUuid(const char *account_id);
+
 /*
  * Prepared statements kept for the life of the backend.  *plan is set on
  * first use; the plan cache re-plans after DDL.
