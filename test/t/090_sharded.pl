@@ -17,8 +17,9 @@
 #    configuration (rate / 2 each): the processor never sees more than the
 #    cluster's rate + bursts in a 1 s window, and the payouts take at least
 #    as long as the cluster's rate allows.
-# 5. 2 -> 4 shards: each shard is copied (pg_dump / pg_restore; the copy
-#    holds dispatch), each copy parks the payouts of the partitions it does
+# 5. 2 -> 4 shards (docs/sharding.md): dispatch stops, the router closes
+#    the old shards, each is copied (pg_dump / pg_restore; the copy holds
+#    dispatch), each copy parks the payouts of the partitions it does
 #    not own, the router maps the 256 partitions onto 4 shards, and the
 #    payouts queued before the split are sent exactly once, by their new
 #    owner; balances and withdrawals read through the router are those of
@@ -301,6 +302,22 @@ is($r->safe_psql('router', "SELECT (withdrawal.request('u2', 'USD', 5, 'bank', '
 is(on_all(\@shards, q{SELECT count(*) FROM withdrawal.withdrawal WHERE idempotency_key = 'as-app' AND requested_by = 'app'}),
 	1, 'the shard saw the caller\'s role');
 
+# the other routed calls: a payout method's id carries its account's
+# partition, so verifying and removing it reach the account's shard
+my $method = $r->safe_psql('router', q{SELECT withdrawal.add_payout_method('u3', 'bank', '{"iban": "DE11"}')});
+is($r->safe_psql('router', "SELECT withdrawal_router.id_partition('$method') = withdrawal_router.account_partition('u3')"),
+	't', 'a payout method id carries its account\'s partition');
+is($r->safe_psql('router', "SELECT withdrawal.verify_payout_method('$method')"), 'verified',
+	'verify_payout_method() through the router');
+is($r->safe_psql('router', "SELECT withdrawal.remove_payout_method('$method')"), 'removed',
+	'remove_payout_method() through the router');
+$r->safe_psql('router', q{SELECT withdrawal.set_account('u4', 2)});
+is(on_all(\@shards, q{SELECT count(*) FROM withdrawal.account WHERE account_id = 'u4' AND kyc_level = 2}), 1,
+	'set_account() through the router');
+is($r->safe_psql('router', q{SELECT count(*) FROM withdrawal.statement('u4', 'USD')}),
+	$shards[ $r->safe_psql('router', "SELECT withdrawal_router.account_partition('u4') % 2") ]->safe_psql('postgres',
+		q{SELECT count(*) FROM withdrawal.statement('u4', 'USD')}), 'statement() through the router');
+
 # ------------------------------------------------ the cluster-wide rate
 
 for my $node (@shards)
@@ -351,7 +368,15 @@ for my $node (@shards)
 	$node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM withdrawal.outbox
 		WHERE lease_until > now()}) or die 'a lease still open';
 }
-# 2. each old shard i is copied to new shard i + 2 (the copy holds dispatch)
+# 2. the router closes the old shards' partitions while they are copied, so
+#    that nothing written after the copy's snapshot is left behind; a call
+#    fails as when a shard is down, and a client retries it later
+is($r->safe_psql('router', "SELECT withdrawal_router.configure(ARRAY['"
+	  . join("', '", map { connstr($_) . '_closed_for_split' } @shards) . "'])"), '2',
+	'router: the shards being split are closed');
+($ret, $stdout, $stderr) = $r->psql('router', "SELECT withdrawal.balance('u1', 'USD')");
+like($stderr, qr/postgres_closed_for_split/, 'a call to a closed shard fails');
+# 3. each old shard i is copied to new shard i + 2 (the copy holds dispatch)
 my @new;
 for my $i (0, 1)
 {
@@ -367,7 +392,7 @@ for my $i (0, 1)
 		'the copy holds dispatch');
 	push @new, $node;
 }
-# 3. each copy parks the payouts of the partitions it does not own
+# 4. each copy parks the payouts of the partitions it does not own
 my $fence = q{
 	INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind, parked_at, park_reason)
 	SELECT w.withdrawal_id, w.channel,
@@ -384,12 +409,12 @@ for my $k (0 .. 3)
 	my $other = ($k + 2) % 4;
 	$all[$k]->safe_psql('postgres', sprintf($fence, $other));
 }
-# 4. the router maps partition p onto shard p % 4
+# 5. the router maps partition p onto shard p % 4
 is($r->safe_psql('router', "SELECT withdrawal_router.configure(ARRAY['"
 	  . join("', '", map { connstr($_) } @all) . "'])"), '4', 'router configured with 4 shards');
 is($r->safe_psql('router', q{SELECT count(DISTINCT shard) FROM withdrawal_router.partition_map()}), '4',
 	'the partitions are on 4 shards');
-# 5. dispatch resumes: the new shards are bound to themselves, channels enabled
+# 6. dispatch resumes: the new shards are bound to themselves, channels enabled
 $_->safe_psql('postgres', q{SELECT withdrawal.resume_dispatch('split from 2 to 4 shards')}) for @new;
 $_->safe_psql('postgres', 'UPDATE withdrawal.channel SET enabled = true') for @all;
 
