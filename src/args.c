@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 
 #include "args.h"
+#include "crypto.h"
 #include "withdrawal.h"
 
 /*
@@ -315,6 +316,26 @@ WithdrawalNewUuid(void)
 	/* RFC 4122 version 4, variant 1 */
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	return uuid;
+}
+
+/*
+ * A fresh random UUID whose first byte is the account's logical partition:
+ * the first byte of SHA-256 of the account id in UTF-8.  A sharded
+ * deployment's router (router/withdrawal_router.sql) sends a call keyed by
+ * such an id straight to the shard that holds the account, without asking
+ * every shard; on one server the byte is merely not random.  The UUID stays
+ * a valid version 4 one with 114 random bits.
+ */
+pg_uuid_t *
+WithdrawalNewAccountUuid(const char *account_id)
+{
+	pg_uuid_t  *uuid = WithdrawalNewUuid();
+	const char *utf8 = pg_server_to_any(account_id, strlen(account_id), PG_UTF8);
+	uint8		digest[WITHDRAWAL_SHA256_LEN];
+
+	WithdrawalSha256(utf8, strlen(utf8), digest);
+	uuid->data[0] = digest[0];
 	return uuid;
 }
 

@@ -83,6 +83,9 @@ extern void WithdrawalRaiseUnknownWithdrawal(const pg_uuid_t *id) pg_attribute_n
 /* A fresh random (version 4) UUID */
 extern pg_uuid_t *WithdrawalNewUuid(void);
 
+/* A fresh random UUID carrying the account's logical partition (sharding) */
+extern pg_uuid_t *WithdrawalNewAccountUuid(const char *account_id);
+
 /* The session user's name, for audit and approvals */
 extern char *WithdrawalActor(void);
 

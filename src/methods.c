@@ -117,7 +117,7 @@ withdrawal_add_payout_method(PG_FUNCTION_ARGS)
 					  "  'method_id', $1, 'channel', $3, 'destination', $4, 'label', $5) FROM m)"
 					  "SELECT count(*) FROM m",
 					  6, types);
-	id = WithdrawalNewUuid();
+	id = WithdrawalNewAccountUuid(account_id);
 	namestrcpy(&actor, WithdrawalActor());
 	values[0] = UUIDPGetDatum(id);
 	values[1] = CStringGetTextDatum(account_id);

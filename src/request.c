@@ -404,7 +404,7 @@ withdrawal_request(PG_FUNCTION_ARGS)
 	 */
 	WithdrawalPrepare(&write_plan, write_sql, 15, types);
 
-	id = WithdrawalNewUuid();
+	id = WithdrawalNewAccountUuid(req.account_id);
 	namestrcpy(&actor, WithdrawalActor());
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = UUIDPGetDatum(id);

@@ -2,14 +2,15 @@
 # Installs what building and testing withdrawal needs on a Debian 12 machine:
 # the PostgreSQL 15 server and its PGXS headers, libcurl and OpenSSL headers,
 # Perl's IPC::Run for the TAP tests, pg_cron, and the Node.js packages of the
-# mock processor and the webhook interoperability tests, and wrk for the
-# benchmarks.  Quiet when everything is already there; needs root only when
-# something is missing.
+# mock processor and the webhook interoperability tests, wrk for the
+# benchmarks, and PL/Proxy for the sharding router (router/, 090_sharded).
+# Quiet when everything is already there; needs root only when something
+# is missing.
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           libcurl4-openssl-dev libssl-dev libipc-run-perl
-          build-essential nodejs npm ca-certificates wrk)
+          build-essential nodejs npm ca-certificates wrk postgresql-15-plproxy)
 
 missing=()
 for p in "${packages[@]}"; do
