@@ -13,11 +13,14 @@ OBJS = \
 	src/indexscan.o \
 	src/cache.o \
 	src/config.o \
+	src/config_seed.o \
+	src/config_audit.o \
 	src/audit.o \
 	src/audit_verify.o \
 	src/crypto.o \
 	src/binding.o \
 	src/ledger.o \
+	src/credit_many.o \
 	src/statement.o \
 	src/lock.o \
 	src/lifecycle.o \

@@ -38,10 +38,9 @@
 #include "audit.h"
 #include "blocklist.h"
 #include "cache.h"
-#include "config.h"
+#include "config_audit.h"
 #include "indexscan.h"
 #include "json.h"
-#include "review.h"
 #include "spi.h"
 #include "withdrawal.h"
 

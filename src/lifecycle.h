@@ -89,11 +89,4 @@ extern bool WithdrawalTransition(const pg_uuid_t *withdrawal_id,
  */
 extern void WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n);
 
-/*
- * retry(withdrawal_id), the rule for one payout, which retry_dead() calls
- * per payout.  Defined with sweep() in ops.c (the operators' entry points
- * of dispatch); declared here so that lifecycle.c needs no worker header.
- */
-extern PGDLLEXPORT Datum withdrawal_retry(PG_FUNCTION_ARGS);
-
 #endif							/* WITHDRAWAL_LIFECYCLE_H */

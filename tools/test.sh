@@ -28,6 +28,7 @@ esac
 
 "$here/check-version.sh"
 "$here/check-docs.sh"
+"$here/check-layers.sh"
 
 work=$(make_workdir)
 trap 'echo "test: work directory kept at $work" >&2' ERR

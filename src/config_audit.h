@@ -1,17 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * config.h
- *	  The triggers of the ops-editable configuration tables (config.c).
+ * config_audit.h
+ *	  The audit of changes to the ops-editable configuration tables (config_audit.c).
  *
  * Copyright (c) 2026, withdrawal developers
  *
  * IDENTIFICATION
- *	  src/config.h
+ *	  src/config_audit.h
  *
  *-------------------------------------------------------------------------
  */
-#ifndef WITHDRAWAL_CONFIG_H
-#define WITHDRAWAL_CONFIG_H
+#ifndef WITHDRAWAL_CONFIG_AUDIT_H
+#define WITHDRAWAL_CONFIG_AUDIT_H
 
 /*
  * Called with true just before, and false just after, a statement of
@@ -21,4 +21,4 @@
  */
 extern void WithdrawalConfigApiWrite(bool on);
 
-#endif							/* WITHDRAWAL_CONFIG_H */
+#endif							/* WITHDRAWAL_CONFIG_AUDIT_H */
