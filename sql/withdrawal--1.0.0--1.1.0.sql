@@ -1721,3 +1721,6 @@ REVOKE ALL ON withdrawal.settlement_batch FROM PUBLIC;
 
 /* Dumped with all its rows (see 90_dump.sql) */
 SELECT pg_catalog.pg_extension_config_dump('withdrawal.settlement_batch', '');
+
+/* processor.settings was never read, written or documented (issue 12) */
+ALTER TABLE withdrawal.processor DROP COLUMN settings;

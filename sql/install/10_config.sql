@@ -30,7 +30,6 @@ CREATE TABLE withdrawal.processor (
 				CHECK (webhook_tolerance > '0'::interval),
 	connect_timeout_ms integer NOT NULL DEFAULT 2000 CHECK (connect_timeout_ms > 0),
 	request_timeout_ms integer NOT NULL DEFAULT 10000 CHECK (request_timeout_ms > 0),
-	settings	jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
 	seed		withdrawal.seed_state,
 	recon_tolerance_abs bigint NOT NULL DEFAULT 0 CHECK (recon_tolerance_abs >= 0),
 	recon_tolerance_bps integer NOT NULL DEFAULT 0
