@@ -11,7 +11,7 @@
  * state is missing and shows as NULL (channels) or no rows (workers).
  */
 
-/* The shared flow-control state of the channels (shmem.c), for monitor_channels() */
+/* The shared flow-control state of the channels (flow.c), for monitor_channels() */
 CREATE FUNCTION withdrawal.channel_state(OUT channel text, OUT rate_per_second double precision,
 										 OUT burst integer, OUT tokens double precision,
 										 OUT blocked_until timestamptz, OUT throttled bigint,

@@ -3,7 +3,7 @@
 # mallory is a plain login role, a member of withdrawal_app, and owns the
 # database the worker runs in (so, in PG15, its public schema).  She plants,
 # in public, an operator or function under every name the worker's SQL uses
-# (src/worker.c and what it calls in lifecycle.c, ledger.c, audit.c,
+# (src/worker.c, claim.c, record.c, ops.c and what they call in lifecycle.c, ledger.c, audit.c,
 # processor_sandbox.c and cache.c), for every operand type it uses (text,
 # name, uuid, timestamptz, interval, the integer types and the extension's
 # domains), puts public before pg_catalog in the database's search_path,
