@@ -465,7 +465,7 @@ audit_pending(int64 straggler_floor)
 	if (straggler_floor >= 0)
 	{
 		args[0] = Int64GetDatum(straggler_floor);
-		WithdrawalExecuteOnce(AUDIT_STRAGGLER_SQL, 2, types, args, NULL, SPI_OK_SELECT);
+		WithdrawalExecuteFreshPlan(AUDIT_STRAGGLER_SQL, 2, types, args, NULL, SPI_OK_SELECT);
 	}
 	else
 	{

@@ -165,7 +165,7 @@ withdrawal_audit_head(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	SPI_connect();
-	WithdrawalExecuteOnce("SELECT seq, audit_id, chain_hash, sealed_at FROM withdrawal.audit_seal "
+	WithdrawalExecuteFreshPlan("SELECT seq, audit_id, chain_hash, sealed_at FROM withdrawal.audit_seal "
 						  "ORDER BY seq DESC LIMIT 1",
 						  0, NULL, NULL, NULL, SPI_OK_SELECT);
 	memset(zeros, 0, sizeof(zeros));

@@ -148,7 +148,7 @@ queued_before(TimestampTz since)
 	if (since == 0)
 		return false;
 	values[0] = TimestampTzGetDatum(since);
-	WithdrawalExecuteOnce("SELECT FROM withdrawal.outbox WHERE enqueued_at < $1 LIMIT 1",
+	WithdrawalExecuteFreshPlan("SELECT FROM withdrawal.outbox WHERE enqueued_at < $1 LIMIT 1",
 						  1, types, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }

@@ -155,7 +155,7 @@ withdrawal_config_audit(PG_FUNCTION_ARGS)
 		/* the rows as they leave: how many, not each (a list may be long) */
 		types[0] = TEXTOID;
 		values[0] = CStringGetTextDatum(table);
-		WithdrawalExecuteOnce(psprintf("SELECT pg_catalog.jsonb_build_object('table', $1::text, 'rows', count(*))"
+		WithdrawalExecuteFreshPlan(psprintf("SELECT pg_catalog.jsonb_build_object('table', $1::text, 'rows', count(*))"
 									   "  FROM %s.%s",
 									   quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
 									   quote_identifier(table)),
@@ -174,7 +174,7 @@ withdrawal_config_audit(PG_FUNCTION_ARGS)
 		nulls[1] = before ? ' ' : 'n';
 		values[2] = after ? heap_copy_tuple_as_datum(after, tupdesc) : (Datum) 0;
 		nulls[2] = after ? ' ' : 'n';
-		WithdrawalExecuteOnce("WITH i AS ("
+		WithdrawalExecuteFreshPlan("WITH i AS ("
 							  "  SELECT pg_catalog.to_jsonb($2) AS b, pg_catalog.to_jsonb($3) AS a),"
 							  " r AS ("
 							  "  SELECT CASE WHEN i.b OPERATOR(pg_catalog.->>) 'base_url'"

@@ -522,7 +522,7 @@ withdrawal_check_invariants(PG_FUNCTION_ARGS)
 {
 	SPI_connect();
 	/* raises 55000 when the database's extension version differs */
-	WithdrawalExecuteOnce("SELECT", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	WithdrawalExecuteFreshPlan("SELECT", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	SPI_finish();
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -67,7 +67,7 @@ WithdrawalSweep(Interval *older_than)
 	 * now, same key, counting the loss (see worker.c, release_leases)
 	 */
 	values[0] = Int32GetDatum(withdrawal_park_after);
-	WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+	WithdrawalExecuteFreshPlan("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
 						  " next_attempt_at = pg_catalog.now(), failures = failures + 1,"
 						  " parked_at = CASE WHEN failures + 1 >= $1 THEN pg_catalog.now() END,"
 						  " park_reason = CASE WHEN failures + 1 >= $1"
@@ -78,7 +78,7 @@ WithdrawalSweep(Interval *older_than)
 	moved += (int) SPI_processed;
 
 	/* outbox rows whose withdrawal needs no dispatch any more */
-	WithdrawalExecuteOnce("DELETE FROM withdrawal.outbox WHERE withdrawal_id IN ("
+	WithdrawalExecuteFreshPlan("DELETE FROM withdrawal.outbox WHERE withdrawal_id IN ("
 						  " SELECT o.withdrawal_id FROM withdrawal.outbox o"
 						  "   JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
 						  "  WHERE o.lease_until IS NULL"
@@ -89,7 +89,7 @@ WithdrawalSweep(Interval *older_than)
 						  0, NULL, NULL, NULL, SPI_OK_DELETE);
 
 	/* queued or dispatching without an outbox row: back on the queue */
-	WithdrawalExecuteOnce("INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
+	WithdrawalExecuteFreshPlan("INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
 						  " SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w"
 						  "  WHERE w.status IN ('queued', 'dispatching')"
 						  "    AND NOT EXISTS (SELECT FROM withdrawal.outbox o"
@@ -104,7 +104,7 @@ WithdrawalSweep(Interval *older_than)
 	 * two-person resolution) settles or refunds them.
 	 */
 	values[0] = Int32GetDatum(withdrawal_poll_after_seconds);
-	WithdrawalExecuteOnce("INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
+	WithdrawalExecuteFreshPlan("INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
 						  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
 						  "  WHERE (w.status = 'submitted' OR (w.status = 'dead' AND w.sent_at IS NOT NULL))"
 						  "    AND w.updated_at < (pg_catalog.now() - pg_catalog.make_interval(secs => $1))"
@@ -121,7 +121,7 @@ WithdrawalSweep(Interval *older_than)
 	if (older_than == NULL)
 		return moved;
 	values[0] = IntervalPGetDatum(older_than);
-	WithdrawalExecuteOnce("SELECT w.withdrawal_id FROM withdrawal.outbox o"
+	WithdrawalExecuteFreshPlan("SELECT w.withdrawal_id FROM withdrawal.outbox o"
 						  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
 						  " WHERE w.status = 'queued' AND w.sent_at IS NULL"
 						  "   AND o.lease_until IS NULL AND o.kind = 'send'"

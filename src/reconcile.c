@@ -90,18 +90,12 @@ require_processor(const char *processor)
 				 errmsg("unknown processor \"%s\"", processor)));
 }
 
-/*
- * Raises 22023 for a bad field of the report.
- */
-static void
-pg_attribute_noreturn()
-bad_row(uint64 line, const char *fmt, const char *arg)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid settlement report line " UINT64_FORMAT ": %s", line,
-					psprintf(fmt, arg))));
-}
+/* Raises 22023 for a bad field of the report: a printf-style message */
+#define bad_row(line, ...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), \
+			 errmsg("invalid settlement report line " UINT64_FORMAT ": %s", (line), \
+					psprintf(__VA_ARGS__))))
 
 typedef struct ReportArrays
 {
@@ -132,9 +126,9 @@ add_row(ReportArrays *a, char **fields, int nfields, uint64 line)
 	Datum		d;
 
 	if (nfields != REPORT_COLUMNS)
-		bad_row(line, "expected 6 fields, got %s", psprintf("%d", nfields));
+		bad_row(line, "expected 6 fields, got %d", nfields);
 	if (ref == NULL || strlen(ref) == 0 || strlen(ref) > MAX_PROCESSOR_REF)
-		bad_row(line, "processor_ref must have 1 to 255 bytes%s", "");
+		bad_row(line, "processor_ref must have 1 to 255 bytes");
 	a->ref = accumArrayResult(a->ref, CStringGetTextDatum(ref), false, TEXTOID, cxt);
 
 	if (wid == NULL || wid[0] == '\0')
@@ -146,7 +140,7 @@ add_row(ReportArrays *a, char **fields, int nfields, uint64 line)
 	}
 
 	if (amount == NULL)
-		bad_row(line, "amount is missing%s", "");
+		bad_row(line, "amount is missing");
 	d = DirectFunctionCall1(int8in, CStringGetDatum(amount));
 	if (DatumGetInt64(d) <= 0)
 		bad_row(line, "amount must be a positive number of minor units, got %s", amount);
@@ -163,7 +157,7 @@ add_row(ReportArrays *a, char **fields, int nfields, uint64 line)
 	a->status = accumArrayResult(a->status, CStringGetTextDatum(status), false, TEXTOID, cxt);
 
 	if (settled_at == NULL)
-		bad_row(line, "settled_at is missing%s", "");
+		bad_row(line, "settled_at is missing");
 	d = DirectFunctionCall3(timestamptz_in, CStringGetDatum(settled_at),
 							ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
@@ -225,7 +219,7 @@ parse_report(const char *report, size_t len, ReportArrays *a)
 		 */
 		if (!cstate->input_reached_eof || INPUT_BUF_BYTES(cstate) > 0 ||
 			report_pos < report_len)
-			bad_row(line, "a line \"\\.\" (the end-of-data marker of COPY) is not allowed in a report%s", "");
+			bad_row(line, "a line \"\\.\" (the end-of-data marker of COPY) is not allowed in a report");
 	}
 	PG_CATCH();
 	{

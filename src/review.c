@@ -396,7 +396,7 @@ WithdrawalExpireReviews(int limit)
 	 */
 	values[0] = Int32GetDatum(limit);
 	nulls[0] = limit > 0 ? ' ' : 'n';
-	WithdrawalExecuteOnce("SELECT e.withdrawal_id, e.expires_after,"
+	WithdrawalExecuteFreshPlan("SELECT e.withdrawal_id, e.expires_after,"
 						  "  (SELECT count(*) FROM withdrawal.approval a"
 						  "    WHERE a.withdrawal_id = e.withdrawal_id)"
 						  " FROM (SELECT w.withdrawal_id, w.account_id, w.currency,"

@@ -132,7 +132,7 @@ WithdrawalExecute(SPIPlanPtr plan, Datum *values, const char *nulls,
 }
 
 void
-WithdrawalExecuteOnce(const char *sql, int nargs, Oid *argtypes,
+WithdrawalExecuteFreshPlan(const char *sql, int nargs, Oid *argtypes,
 					  Datum *values, const char *nulls, int expected)
 {
 	int			rc;

@@ -38,7 +38,7 @@ extern SPIPlanPtr WithdrawalPrepareCustom(SPIPlanPtr *plan, const char *sql,
  * tables whose size swings.  A kept plan could date from when a table was
  * nearly empty and join it as if it still were, for a whole statement.
  */
-extern void WithdrawalExecuteOnce(const char *sql, int nargs, Oid *argtypes,
+extern void WithdrawalExecuteFreshPlan(const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls, int expected);
 
 /*

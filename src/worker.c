@@ -271,7 +271,7 @@ release_leases(void *arg)
 	values[1] = Int32GetDatum(withdrawal_retry_base_ms);
 	values[2] = Int32GetDatum(withdrawal_retry_cap_ms);
 	values[3] = Int32GetDatum(withdrawal_park_after);
-	WithdrawalExecuteOnce("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
+	WithdrawalExecuteFreshPlan("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
 						  " failures = failures + 1,"
 						  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs =>"
 						  "   pg_catalog.random() * LEAST($3::float8, $2 * pg_catalog.power(2, failures)) / 1000.0),"
