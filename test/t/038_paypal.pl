@@ -16,8 +16,9 @@ use JSON::PP;
 use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
+use WithdrawalMock;
 
-my $mock = start_mock('--api-key', 'paypal_token_0123456789');
+my $mock = WithdrawalMock->new(api_key => 'paypal_token_0123456789');
 my $node = dispatch_node('paypal', $mock, conf => qq{
 withdrawal.max_attempts = 6
 withdrawal.max_busy_answers = 5
@@ -27,7 +28,7 @@ withdrawal.sweep_interval = '1s'
 use_secrets($node, paypal_token => 'paypal_token_0123456789');
 $node->safe_psql('postgres', qq{
 	INSERT INTO withdrawal.processor (name, driver, base_url, api_secret, request_timeout_ms)
-		VALUES ('mockpaypal', 'paypal', '$mock->{base}', 'paypal_token', 700);
+		VALUES ('mockpaypal', 'paypal', '$mock->{url}', 'paypal_token', 700);
 	INSERT INTO withdrawal.channel (name, processor) VALUES ('paypal', 'mockpaypal');
 	SELECT withdrawal.credit('acct1', c, 100000000, 'fund-' || c) FROM unnest(ARRAY['JPY', 'HUF']) c;
 	CREATE TABLE w (label text PRIMARY KEY, id uuid);
@@ -60,7 +61,7 @@ sub truth_of
 {
 	my ($label) = @_;
 	my $id = $node->safe_psql('postgres', "SELECT id FROM w WHERE label = '$label'");
-	return mock_get($mock, "/_control/truth?ids=$id")->{withdrawals}{$id}
+	return $mock->get("/_control/truth?ids=$id")->{withdrawals}{$id}
 	  // { effective => 0, entries => 0 };
 }
 
@@ -68,10 +69,10 @@ sub requests_of
 {
 	my ($label) = @_;
 	my $id = $node->safe_psql('postgres', "SELECT id FROM w WHERE label = '$label'");
-	return grep { ($_->{withdrawal_id} // '') eq $id } @{ mock_get($mock, '/_control/requests') };
+	return grep { ($_->{withdrawal_id} // '') eq $id } @{ $mock->get('/_control/requests') };
 }
 
-mock_post($mock, '/_control/faults', { rules => [
+$mock->post('/_control/faults', { rules => [
 	{ fault => 'reject', status => 422, code => 'INSUFFICIENT_FUNDS', amount => 5002, protocol => 'paypal' },
 	{ fault => 'failed', code => 'RECEIVER_UNREGISTERED', amount => 5003, protocol => 'paypal' },
 	{ fault => 'reject', status => 400, code => 'USER_BUSINESS_ERROR', amount => 5004, protocol => 'paypal' },
@@ -126,9 +127,9 @@ wait_status('pending', 'submitted');
 my $pending_ref = col('pending', 'processor_ref');
 wait_for('a status query of the pending payout', sub {
 	grep { $_->{method} eq 'GET' && $_->{path} eq "/v1/payments/payouts/$pending_ref" }
-	  @{ mock_get($mock, '/_control/requests') } });
+	  @{ $mock->get('/_control/requests') } });
 is(col('pending', 'status'), 'submitted', 'still pending at PayPal: still submitted');
-mock_post($mock, '/_control/settle', { id => col('pending', 'withdrawal_id'), status => 'paid' });
+$mock->post('/_control/settle', { id => col('pending', 'withdrawal_id'), status => 'paid' });
 wait_status('pending', 'paid');
 like(col('pending', q{(SELECT string_agg(action, ' ' ORDER BY audit_id) FROM withdrawal.audit_log a
 	WHERE a.withdrawal_id = (row_of('pending')).withdrawal_id)}), qr/dispatch_query_paid$/,
@@ -141,7 +142,7 @@ wait_status('huf', 'dead');
 like(col('huf', 'last_error'), qr/^currency HUF is not paid through PayPal/, 'HUF (no decimals at PayPal): held, not sent');
 is(scalar(requests_of('no_email')) + scalar(requests_of('huf')), 0, 'neither reached the processor');
 
-mock_post($mock, '/_control/faults', { rules => [] });
+$mock->post('/_control/faults', { rules => [] });
 wait_all_settled($node, 'paypal');
 no_double_payout($node, $mock, 'paypal');
 books_match_processor($node, $mock, 'paypal', settled => 1);
