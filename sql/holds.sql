@@ -176,7 +176,7 @@ SELECT status FROM withdrawal.request('bo', 'CNY', 100, 'bank', '{"card": "B"}',
 RESET SESSION AUTHORIZATION;
 SELECT u.channel, u.day = (now() AT TIME ZONE c.timezone)::date AS today_there, u.requests, u.amount
   FROM withdrawal.channel_usage u JOIN withdrawal.channel c ON c.name = u.channel
- WHERE u.channel = 'bank' ORDER BY u.day;
+ WHERE u.channel = 'bank' ORDER BY today_there DESC;  -- the new day, then the old one
 
 -- the operators see the counters; the app does not
 SET SESSION AUTHORIZATION regress_hd_ops1;
