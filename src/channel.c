@@ -11,8 +11,6 @@
  * The policy and channel tables are small and read on every request, so
  * each backend keeps a copy, loaded whole on first use and reloaded after
  * the config_changed trigger invalidates a table (the scheme of cache.h).
- * The dispatcher's view of the enabled channels and their processors is a
- * second copy with the same scheme (WithdrawalChannelsForDispatch).
  *
  * Daily caps of channels are a counter row per channel and channel day
  * (withdrawal.channel_usage) rather than a count: a channel's day may hold
@@ -73,13 +71,6 @@ static WithdrawalCache config_cache = WITHDRAWAL_CACHE("policy", "channel");
 static MemoryContext policy_cxt = NULL;
 static HTAB *policy_cache = NULL;
 static HTAB *channel_cache = NULL;
-
-/* The dispatcher's view (WithdrawalChannelsForDispatch) */
-static WithdrawalCache dispatch_cache = WITHDRAWAL_CACHE("channel", "processor");
-static MemoryContext dispatch_cxt = NULL;
-static WithdrawalChannelDispatch *dispatch_channels = NULL;
-static int	dispatch_count = 0;
-static uint64 dispatch_generation = 0;
 
 static int64
 nullable_int8(int row, int col)
@@ -575,79 +566,6 @@ WithdrawalChannelCheck(const WithdrawalRequestData *req)
 				 errdetail("The channel is being released to %d%% of accounts.",
 						   c->release_percent)));
 	check_channel_caps(req, c);
-}
-
-/*
- * Loads the dispatcher's view, in the caller's SPI connection: the query
- * the worker runs at every claim (worker.c, load_channels).
- */
-static void
-load_dispatch_channels(void)
-{
-	static SPIPlanPtr plan = NULL;
-	uint64		begin = WithdrawalCacheLoadBegin(&dispatch_cache);
-	MemoryContext cxt;
-	MemoryContext old;
-	WithdrawalChannelDispatch *channels;
-	int			n;
-	int			i;
-
-	WithdrawalPrepare(&plan,
-					  "SELECT c.name, c.rate_per_second, c.burst, c.max_in_flight,"
-					  "       p.name, p.driver, p.base_url, p.api_secret,"
-					  "       p.connect_timeout_ms, p.request_timeout_ms"
-					  "  FROM withdrawal.channel c JOIN withdrawal.processor p"
-					  "    ON p.name = c.processor"
-					  " WHERE c.enabled",
-					  0, NULL);
-	WithdrawalExecute(plan, NULL, NULL, true, 0, SPI_OK_SELECT);
-
-	/* as in load_caches: attached to the cache context once complete */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "withdrawal dispatch channels",
-								ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	n = (int) SPI_processed;
-	channels = palloc0(sizeof(WithdrawalChannelDispatch) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		WithdrawalChannelDispatch *c = &channels[i];
-		bool		isnull;
-		Datum		d;
-
-		c->name = WithdrawalSpiGetText(i, 1);
-		d = WithdrawalSpiGet(i, 2, &isnull);
-		c->rate = isnull ? 0 : DatumGetFloat8(d);
-		c->burst = DatumGetInt32(WithdrawalSpiGet(i, 3, &isnull));
-		d = WithdrawalSpiGet(i, 4, &isnull);
-		c->max_in_flight = isnull ? 0 : DatumGetInt32(d);
-		c->processor = WithdrawalSpiGetText(i, 5);
-		c->driver = WithdrawalSpiGetText(i, 6);
-		c->base_url = WithdrawalSpiGetText(i, 7);
-		c->api_secret = WithdrawalSpiGetText(i, 8);
-		c->connect_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 9, &isnull));
-		c->request_timeout_ms = DatumGetInt32(WithdrawalSpiGet(i, 10, &isnull));
-	}
-	MemoryContextSwitchTo(old);
-
-	MemoryContextSetParent(cxt, CacheMemoryContext);
-	if (dispatch_cxt)
-		MemoryContextDelete(dispatch_cxt);
-	dispatch_cxt = cxt;
-	dispatch_channels = channels;
-	dispatch_count = n;
-	dispatch_generation++;
-	WithdrawalCacheLoadEnd(&dispatch_cache, begin);
-}
-
-int
-WithdrawalChannelsForDispatch(const WithdrawalChannelDispatch **channels,
-							  uint64 *generation)
-{
-	if (!WithdrawalCacheValid(&dispatch_cache))
-		load_dispatch_channels();
-	*channels = dispatch_channels;
-	*generation = dispatch_generation;
-	return dispatch_count;
 }
 
 /*

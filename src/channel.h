@@ -89,34 +89,4 @@ extern void WithdrawalChannelTakeCap(const WithdrawalRequestData *req);
  */
 extern char *WithdrawalChannelCapHold(const char *channel);
 
-/*
- * What the dispatcher needs of an enabled channel and its processor.  The
- * worker loads the same rows by SQL at every claim today (worker.c,
- * ChannelConfig); this is the cached copy it can use instead.
- */
-typedef struct WithdrawalChannelDispatch
-{
-	const char *name;
-	double		rate;			/* <= 0: no rate limit */
-	int			burst;
-	int			max_in_flight;	/* <= 0: no cluster-wide cap */
-	const char *processor;
-	const char *driver;
-	const char *base_url;		/* NULL when none */
-	const char *api_secret;		/* NULL when none */
-	int			connect_timeout_ms;
-	int			request_timeout_ms;
-} WithdrawalChannelDispatch;
-
-/*
- * The enabled channels with their processors, in the caller's transaction
- * and SPI connection, reloaded only after a change of withdrawal.channel
- * or withdrawal.processor (config_changed).  *channels points into the
- * cache and stays valid until the next call; *generation changes exactly
- * when the rows were reloaded, so that a caller can keep state derived
- * from them (and copy what it keeps longer) until it changes.
- */
-extern int	WithdrawalChannelsForDispatch(const WithdrawalChannelDispatch **channels,
-										  uint64 *generation);
-
 #endif							/* WITHDRAWAL_CHANNEL_H */
