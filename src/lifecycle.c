@@ -154,7 +154,6 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr enqueue_plan = NULL;
 	static SPIPlanPtr dequeue_plan = NULL;
-	Oid			lock_types[1] = {UUIDOID};
 	Oid			update_types[7] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Oid			enqueue_types[2] = {UUIDOID, TEXTOID};
 	Datum		values[7];
@@ -171,19 +170,13 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 
 	Assert(data != NULL && data->action != NULL);
 
-	WithdrawalPrepare(&lock_plan,
-					  "SELECT status, account_id, currency, amount, channel, sent_at IS NOT NULL,"
-					  " returned_amount"
-					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
-					  1, lock_types);
-	values[0] = UUIDPGetDatum(withdrawal_id);
-	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		if (data->missing_ok)
-			return false;
-		WithdrawalRaiseUnknownWithdrawal(withdrawal_id);
-	}
+	if (!WithdrawalSelectWithdrawal(&lock_plan,
+									"SELECT status, account_id, currency, amount, channel,"
+									" sent_at IS NOT NULL, returned_amount"
+									" FROM withdrawal.withdrawal WHERE withdrawal_id = $1"
+									" FOR NO KEY UPDATE",
+									withdrawal_id, false, data->missing_ok))
+		return false;
 	from_name = WithdrawalSpiGetText(0, 1);
 	account_id = WithdrawalSpiGetText(0, 2);
 	currency = WithdrawalSpiGetText(0, 3);
@@ -250,7 +243,7 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	{
 		WithdrawalPrepare(&dequeue_plan,
 						  "DELETE FROM withdrawal.outbox WHERE withdrawal_id = $1",
-						  1, lock_types);
+						  1, update_types);
 		WithdrawalExecute(dequeue_plan, values, NULL, false, 0, SPI_OK_DELETE);
 	}
 

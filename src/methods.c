@@ -152,6 +152,38 @@ withdrawal_add_payout_method(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Runs a status change of one payout method: change_sql takes the method
+ * id ($1) and the actor ($2), writes its audit row and answers how many
+ * methods it changed.  When it changed none, returns the method's status
+ * (WD007 when there is no such method); NULL when it changed the method.
+ */
+static char *
+change_method_status(SPIPlanPtr *plan, const char *change_sql, pg_uuid_t *id)
+{
+	static SPIPlanPtr status_plan = NULL;
+	Oid			types[2] = {UUIDOID, NAMEOID};
+	Datum		values[2];
+	NameData	actor;
+	bool		isnull;
+
+	WithdrawalPrepare(plan, change_sql, 2, types);
+	namestrcpy(&actor, WithdrawalActor());
+	values[0] = UUIDPGetDatum(id);
+	values[1] = NameGetDatum(&actor);
+	WithdrawalExecute(*plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) > 0)
+		return NULL;
+
+	WithdrawalPrepare(&status_plan,
+					  "SELECT status FROM withdrawal.payout_method WHERE method_id = $1",
+					  1, types);
+	WithdrawalExecute(status_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		raise_unknown_method(id);
+	return WithdrawalSpiGetText(0, 1);
+}
+
+/*
  * verify_payout_method(method_id): ops only (docs/security.md: whoever can
  * verify can pay anywhere, so not the role a stolen session speaks
  * through).  Verifying a verified method changes nothing; a removed one
@@ -161,49 +193,30 @@ Datum
 withdrawal_verify_payout_method(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr status_plan = NULL;
-	Oid			types[2] = {UUIDOID, NAMEOID};
-	Datum		values[2];
 	pg_uuid_t  *id;
-	NameData	actor;
 	char	   *status;
-	bool		isnull;
 
 	id = WithdrawalArgUuid(fcinfo, 0, "method_id");
 	SPI_connect();
-	WithdrawalPrepare(&plan,
-					  "WITH m AS ("
-					  " UPDATE withdrawal.payout_method"
-					  " SET status = 'verified', verified_at = pg_catalog.now()"
-					  " WHERE method_id = $1 AND status = 'pending'"
-					  " RETURNING account_id, channel),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.audit_log"
-					  "  (actor, action, account_id, before_status, after_status, detail)"
-					  " SELECT $2, 'method_verify', account_id, 'pending', 'verified',"
-					  "  pg_catalog.jsonb_build_object('method_id', $1, 'channel', channel) FROM m)"
-					  "SELECT count(*) FROM m",
-					  2, types);
-	namestrcpy(&actor, WithdrawalActor());
-	values[0] = UUIDPGetDatum(id);
-	values[1] = NameGetDatum(&actor);
-	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) == 0)
-	{
-		WithdrawalPrepare(&status_plan,
-						  "SELECT status FROM withdrawal.payout_method WHERE method_id = $1",
-						  1, types);
-		WithdrawalExecute(status_plan, values, NULL, false, 1, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			raise_unknown_method(id);
-		status = WithdrawalSpiGetText(0, 1);
-		if (strcmp(status, "verified") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_WD_INVALID_TRANSITION),
-					 errmsg("payout method %s is %s", WithdrawalUuidText(id), status),
-					 errdetail("Only a pending payout method can be verified."),
-					 errhint("Add the destination again with add_payout_method().")));
-	}
+	status = change_method_status(&plan,
+								  "WITH m AS ("
+								  " UPDATE withdrawal.payout_method"
+								  " SET status = 'verified', verified_at = pg_catalog.now()"
+								  " WHERE method_id = $1 AND status = 'pending'"
+								  " RETURNING account_id, channel),"
+								  "a AS ("
+								  " INSERT INTO withdrawal.audit_log"
+								  "  (actor, action, account_id, before_status, after_status, detail)"
+								  " SELECT $2, 'method_verify', account_id, 'pending', 'verified',"
+								  "  pg_catalog.jsonb_build_object('method_id', $1, 'channel', channel) FROM m)"
+								  "SELECT count(*) FROM m",
+								  id);
+	if (status != NULL && strcmp(status, "verified") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WD_INVALID_TRANSITION),
+				 errmsg("payout method %s is %s", WithdrawalUuidText(id), status),
+				 errdetail("Only a pending payout method can be verified."),
+				 errhint("Add the destination again with add_payout_method().")));
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("verified"));
 }
@@ -218,45 +231,27 @@ Datum
 withdrawal_remove_payout_method(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr exists_plan = NULL;
-	Oid			types[2] = {UUIDOID, NAMEOID};
-	Datum		values[2];
 	pg_uuid_t  *id;
-	NameData	actor;
-	bool		isnull;
 
 	id = WithdrawalArgUuid(fcinfo, 0, "method_id");
 	SPI_connect();
-	WithdrawalPrepare(&plan,
-					  "WITH o AS ("
-					  " SELECT method_id, status FROM withdrawal.payout_method"
-					  " WHERE method_id = $1 AND status OPERATOR(pg_catalog.<>) 'removed'"
-					  " FOR UPDATE),"
-					  "m AS ("
-					  " UPDATE withdrawal.payout_method p"
-					  " SET status = 'removed', removed_at = pg_catalog.now()"
-					  " FROM o WHERE p.method_id = o.method_id AND p.status OPERATOR(pg_catalog.<>) 'removed'"
-					  " RETURNING p.account_id, p.channel, o.status AS before),"
-					  "a AS ("
-					  " INSERT INTO withdrawal.audit_log"
-					  "  (actor, action, account_id, before_status, after_status, detail)"
-					  " SELECT $2, 'method_remove', account_id, before, 'removed',"
-					  "  pg_catalog.jsonb_build_object('method_id', $1, 'channel', channel) FROM m)"
-					  "SELECT count(*) FROM m",
-					  2, types);
-	namestrcpy(&actor, WithdrawalActor());
-	values[0] = UUIDPGetDatum(id);
-	values[1] = NameGetDatum(&actor);
-	WithdrawalExecute(plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull)) == 0)
-	{
-		WithdrawalPrepare(&exists_plan,
-						  "SELECT FROM withdrawal.payout_method WHERE method_id = $1",
-						  1, types);
-		WithdrawalExecute(exists_plan, values, NULL, false, 1, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			raise_unknown_method(id);
-	}
+	(void) change_method_status(&plan,
+								"WITH o AS ("
+								" SELECT method_id, status FROM withdrawal.payout_method"
+								" WHERE method_id = $1 AND status OPERATOR(pg_catalog.<>) 'removed'"
+								" FOR UPDATE),"
+								"m AS ("
+								" UPDATE withdrawal.payout_method p"
+								" SET status = 'removed', removed_at = pg_catalog.now()"
+								" FROM o WHERE p.method_id = o.method_id AND p.status OPERATOR(pg_catalog.<>) 'removed'"
+								" RETURNING p.account_id, p.channel, o.status AS before),"
+								"a AS ("
+								" INSERT INTO withdrawal.audit_log"
+								"  (actor, action, account_id, before_status, after_status, detail)"
+								" SELECT $2, 'method_remove', account_id, before, 'removed',"
+								"  pg_catalog.jsonb_build_object('method_id', $1, 'channel', channel) FROM m)"
+								"SELECT count(*) FROM m",
+								id);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("removed"));
 }

@@ -205,15 +205,12 @@ withdrawal_retry(PG_FUNCTION_ARGS)
 	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
 
 	SPI_connect();
-	WithdrawalPrepare(&lock_plan,
-					  "SELECT w.status, o.parked_at IS NOT NULL FROM withdrawal.withdrawal w"
-					  "  LEFT JOIN withdrawal.outbox o ON o.withdrawal_id = w.withdrawal_id"
-					  " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
-					  1, types);
+	WithdrawalSelectWithdrawal(&lock_plan,
+							   "SELECT w.status, o.parked_at IS NOT NULL FROM withdrawal.withdrawal w"
+							   "  LEFT JOIN withdrawal.outbox o ON o.withdrawal_id = w.withdrawal_id"
+							   " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
+							   id, false, false);
 	values[0] = UUIDPGetDatum(id);
-	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
 	parked = DatumGetBool(WithdrawalSpiGet(0, 2, &isnull));
 

@@ -500,20 +500,14 @@ Datum
 withdrawal_get(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {UUIDOID};
-	Datum		values[1];
 	pg_uuid_t  *id;
 	Datum		result;
 
 	id = WithdrawalArgUuid(fcinfo, 0, "withdrawal_id");
 	SPI_connect();
-	WithdrawalPrepare(&plan,
-					  "SELECT * FROM withdrawal.withdrawals WHERE withdrawal_id = $1",
-					  1, types);
-	values[0] = UUIDPGetDatum(id);
-	WithdrawalExecute(plan, values, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		WithdrawalRaiseUnknownWithdrawal(id);
+	WithdrawalSelectWithdrawal(&plan,
+							   "SELECT * FROM withdrawal.withdrawals WHERE withdrawal_id = $1",
+							   id, true, false);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
 	PG_RETURN_DATUM(result);

@@ -73,7 +73,6 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr approve_plan = NULL;
 	static SPIPlanPtr count_plan = NULL;
-	Oid			lock_types[1] = {UUIDOID};
 	Oid			approve_types[3] = {UUIDOID, NAMEOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
@@ -101,17 +100,14 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	actor = WithdrawalActor();
 
 	SPI_connect();
-	WithdrawalPrepare(&lock_plan,
-					  "SELECT w.status, w.requested_by, w.currency, w.amount, w.account_id,"
-					  " coalesce(a.frozen, false)"
-					  " FROM withdrawal.withdrawal w"
-					  " LEFT JOIN withdrawal.account a ON a.account_id = w.account_id"
-					  " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
-					  1, lock_types);
+	WithdrawalSelectWithdrawal(&lock_plan,
+							   "SELECT w.status, w.requested_by, w.currency, w.amount, w.account_id,"
+							   " coalesce(a.frozen, false)"
+							   " FROM withdrawal.withdrawal w"
+							   " LEFT JOIN withdrawal.account a ON a.account_id = w.account_id"
+							   " WHERE w.withdrawal_id = $1 FOR NO KEY UPDATE OF w",
+							   id, false, false);
 	values[0] = UUIDPGetDatum(id);
-	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
 	requested_by = WithdrawalSpiGetText(0, 2);
 	currency = WithdrawalSpiGetText(0, 3);
@@ -154,7 +150,7 @@ withdrawal_approve(PG_FUNCTION_ARGS)
 	/* A fresh snapshot: sees approvals committed while we waited for the row */
 	WithdrawalPrepare(&count_plan,
 					  "SELECT count(*) FROM withdrawal.approval WHERE withdrawal_id = $1",
-					  1, lock_types);
+					  1, approve_types);
 	WithdrawalExecute(count_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	approvals = DatumGetInt64(WithdrawalSpiGet(0, 1, &isnull));
 
@@ -238,7 +234,6 @@ withdrawal_resolve(PG_FUNCTION_ARGS)
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr vote_plan = NULL;
 	static SPIPlanPtr count_plan = NULL;
-	Oid			lock_types[1] = {UUIDOID};
 	Oid			vote_types[4] = {UUIDOID, NAMEOID, TEXTOID, TEXTOID};
 	Oid			count_types[2] = {UUIDOID, TEXTOID};
 	Datum		values[4];
@@ -268,14 +263,11 @@ withdrawal_resolve(PG_FUNCTION_ARGS)
 	actor = WithdrawalActor();
 
 	SPI_connect();
-	WithdrawalPrepare(&lock_plan,
-					  "SELECT status, requested_by, account_id, sent_at IS NOT NULL"
-					  " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
-					  1, lock_types);
+	WithdrawalSelectWithdrawal(&lock_plan,
+							   "SELECT status, requested_by, account_id, sent_at IS NOT NULL"
+							   " FROM withdrawal.withdrawal WHERE withdrawal_id = $1 FOR NO KEY UPDATE",
+							   id, false, false);
 	values[0] = UUIDPGetDatum(id);
-	WithdrawalExecute(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		WithdrawalRaiseUnknownWithdrawal(id);
 	status = WithdrawalSpiGetText(0, 1);
 	requested_by = WithdrawalSpiGetText(0, 2);
 	account_id = WithdrawalSpiGetText(0, 3);

@@ -19,11 +19,13 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
 
+#include "args.h"
 #include "spi.h"
 
 /*
@@ -173,6 +175,24 @@ WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values, const char *nulls,
 	}
 	PG_END_TRY();
 	return caught;
+}
+
+/* See spi.h */
+bool
+WithdrawalSelectWithdrawal(SPIPlanPtr *plan, const char *sql,
+						   const pg_uuid_t *id, bool read_only, bool missing_ok)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	WithdrawalPrepare(plan, sql, 1, types);
+	values[0] = UUIDPGetDatum(id);
+	WithdrawalExecute(*plan, values, NULL, read_only, 1, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		return true;
+	if (!missing_ok)
+		WithdrawalRaiseUnknownWithdrawal(id);
+	return false;
 }
 
 Datum

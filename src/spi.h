@@ -15,6 +15,7 @@
 #define WITHDRAWAL_SPI_H
 
 #include "executor/spi.h"
+#include "utils/uuid.h"
 
 /*
  * Prepared statements kept for the life of the backend.  *plan is set on
@@ -61,6 +62,17 @@ extern int	WithdrawalExecuteMapped(SPIPlanPtr plan, Datum *values,
 									const char *nulls, long count,
 									int expected, const int *codes,
 									int ncodes);
+
+/*
+ * Runs a kept statement (prepared on first use) whose one parameter, $1,
+ * is a withdrawal id, and answers whether it returned a row: the lookup,
+ * usually with a row lock, that starts every call on one withdrawal.
+ * Without a row it raises WD007 unless missing_ok.  The row is in
+ * SPI_tuptable.
+ */
+extern bool WithdrawalSelectWithdrawal(SPIPlanPtr *plan, const char *sql,
+									   const pg_uuid_t *id, bool read_only,
+									   bool missing_ok);
 
 /* Accessors for the first row of SPI_tuptable */
 extern Datum WithdrawalSpiGet(int row, int col, bool *isnull);

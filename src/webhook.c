@@ -48,6 +48,7 @@
 
 #include "args.h"
 #include "audit.h"
+#include "json.h"
 #include "ledger.h"
 #include "lifecycle.h"
 #include "secrets.h"
@@ -72,6 +73,31 @@ set_text(Datum *values, char *nulls, int i, const char *value)
 }
 
 /*
+ * The members of a flat JSON object (WithdrawalDetail) being collected;
+ * add_member() leaves out a NULL value unless keep_null.
+ */
+typedef struct JsonMembers
+{
+	int			n;
+	const char *keys[8];
+	const char *values[8];
+	uint32		numbers;
+} JsonMembers;
+
+static void
+add_member(JsonMembers *m, const char *key, const char *value, bool number,
+		   bool keep_null)
+{
+	if (value == NULL && !keep_null)
+		return;
+	Assert(m->n < lengthof(m->keys));
+	if (number)
+		m->numbers |= 1U << m->n;
+	m->keys[m->n] = key;
+	m->values[m->n++] = value;
+}
+
+/*
  * The audit detail of a webhook: which event, and the disagreement if any.
  */
 static Jsonb *
@@ -79,29 +105,18 @@ event_detail(const char *processor, const char *event_id,
 			 const char *event_type, const char *discrepancy,
 			 const char *amount, const char *currency, int64 part)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
-	Datum		values[7];
-	char		nulls[7];
-	bool		isnull;
+	JsonMembers m = {0};
 
-	WithdrawalPrepare(&plan,
-					  "SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-					  "'processor', $1, 'event_id', $2, 'event_type', $3,"
-					  " 'discrepancy', $4, 'event_amount', $5, 'event_currency', $6,"
-					  " 'partial_return', $7))",
-					  7, types);
-	set_text(values, nulls, 0, processor);
-	set_text(values, nulls, 1, event_id);
-	set_text(values, nulls, 2, event_type);
-	set_text(values, nulls, 3, discrepancy);
-	set_text(values, nulls, 4, amount);
-	set_text(values, nulls, 5, currency);
+	add_member(&m, "processor", processor, false, false);
+	add_member(&m, "event_id", event_id, false, false);
+	add_member(&m, "event_type", event_type, false, false);
+	add_member(&m, "discrepancy", discrepancy, false, false);
+	add_member(&m, "event_amount", amount, false, false);
+	add_member(&m, "event_currency", currency, false, false);
 	/* what the event returned (Stripe's event_amount is a running total) */
-	values[6] = Int64GetDatum(part);
-	nulls[6] = part > 0 ? ' ' : 'n';
-	WithdrawalExecute(plan, values, nulls, true, 1, SPI_OK_SELECT);
-	return DatumGetJsonbP(WithdrawalSpiGet(0, 1, &isnull));
+	add_member(&m, "partial_return", part > 0 ? psprintf(INT64_FORMAT, part) : NULL,
+			   true, false);
+	return WithdrawalDetail(m.n, m.keys, m.values, m.numbers);
 }
 
 
@@ -294,28 +309,21 @@ apply_outcome(const char *processor, WebhookEvent *ev, WebhookOutcome *out)
 static Datum
 outcome_json(WebhookEvent *ev, WebhookOutcome *out)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6];
-	bool		isnull;
+	JsonMembers m = {0};
 
-	WithdrawalPrepare(&plan,
-					  "SELECT pg_catalog.jsonb_build_object('result', $1, 'withdrawal_id', $2,"
-					  " 'status', $3, 'event_id', $4) OPERATOR(pg_catalog.||)"
-					  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-					  " 'reason', $5, 'discrepancy', $6))",
-					  6, types);
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(out->d.result);
-	values[1] = out->withdrawal_id ? UUIDPGetDatum(out->withdrawal_id) : (Datum) 0;
-	nulls[1] = out->withdrawal_id ? ' ' : 'n';
-	set_text(values, nulls, 2, out->status_after ? out->status_after : out->status_now);
-	values[3] = CStringGetTextDatum(ev->id);
-	set_text(values, nulls, 4, out->d.reason);
-	set_text(values, nulls, 5, out->d.discrepancy);
-	WithdrawalExecute(plan, values, nulls, true, 1, SPI_OK_SELECT);
-	return SPI_datumTransfer(WithdrawalSpiGet(0, 1, &isnull), false, -1);
+	add_member(&m, "result", out->d.result, false, true);
+	add_member(&m, "withdrawal_id",
+			   out->withdrawal_id ? WithdrawalUuidText(out->withdrawal_id) : NULL,
+			   false, true);
+	add_member(&m, "status", out->status_after ? out->status_after : out->status_now,
+			   false, true);
+	add_member(&m, "event_id", ev->id, false, true);
+	add_member(&m, "reason", out->d.reason, false, false);
+	add_member(&m, "discrepancy", out->d.discrepancy, false, false);
+	/* out of the SPI memory context that SPI_finish() is about to free */
+	return SPI_datumTransfer(JsonbPGetDatum(WithdrawalDetail(m.n, m.keys, m.values,
+															 m.numbers)),
+							 false, -1);
 }
 
 /*
