@@ -100,13 +100,18 @@ SELECT c.relname AS worker_sequences FROM pg_class c
  WHERE c.relnamespace = 'withdrawal'::regnamespace AND c.relkind = 'S'
    AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('withdrawal_worker', c.oid, 'USAGE, UPDATE, SELECT') END
  ORDER BY 1;
-SELECT count(*) AS worker_functions FROM pg_proc p
+SELECT p.oid::regprocedure AS worker_functions, p.prosecdef FROM pg_proc p
  WHERE p.pronamespace = 'withdrawal'::regnamespace
    AND has_function_privilege('withdrawal_worker', p.oid, 'EXECUTE');
 SELECT has_schema_privilege('withdrawal_worker', 'withdrawal', 'CREATE') AS worker_can_create;
 -- every function is SECURITY DEFINER with a pinned search_path (trigger
--- functions run as the caller of the DML, which only the owner can do)
-SELECT p.proname FROM pg_proc p
+-- functions run as the caller of the DML, which only the owner can do),
+-- but the sweep's rules, which run with their caller's rights (the
+-- worker's, or the owner's inside sweep()) and are granted to no role
+-- but the worker's: they are listed here, so that a new exception shows
+SELECT p.proname, p.prosecdef,
+	   p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'] AS pinned
+  FROM pg_proc p
  WHERE p.pronamespace = 'withdrawal'::regnamespace AND p.prorettype <> 'trigger'::regtype
    AND NOT (p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'])
  ORDER BY 1;
@@ -166,7 +171,9 @@ SELECT * FROM attacks(ARRAY[
 	$$DELETE FROM withdrawal.audit_log$$,
 	$$SELECT * FROM withdrawal.wallet$$,
 	$$SELECT withdrawal.request('eve', 'USD', 100, 'sandbox', '{}', 'ac-ops')$$,
-	$$SELECT withdrawal.transition(public.big(), 'queued')$$
+	$$SELECT withdrawal.transition(public.big(), 'queued')$$,
+	$$SELECT withdrawal._sweep_requeue(0, 1)$$,
+	$$SELECT * FROM withdrawal._sweep_unsent('1 second')$$
 ]);
 SELECT count(*) AS blocklist_rows_visible FROM withdrawal.blocklist;
 RESET SESSION AUTHORIZATION;

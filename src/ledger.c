@@ -59,12 +59,6 @@ static const struct
 	[WITHDRAWAL_MOVE_PARTIAL_RETURN] = {"partial_return", "settled", "available"},
 };
 
-const char *
-WithdrawalMovementName(WithdrawalMovement kind)
-{
-	return movements[kind].name;
-}
-
 /* Errors of the wallet update reported in the terms of the API */
 static const int mapped_errors[] = {ERRCODE_CHECK_VIOLATION, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE};
 
@@ -293,7 +287,7 @@ credit_find(FunctionCallInfo fcinfo, const char *key, const CreditParams *given,
 
 	keys[0] = CStringGetTextDatum(given->account_id);
 	keys[1] = CStringGetTextDatum(key);
-	if (!WithdrawalIndexFetch("credit", "credit_account_id_idempotency_key_key", 2, keys,
+	if (!WithdrawalIndexFetch("credit", WITHDRAWAL_INDEX_CREDIT_KEY, 2, keys,
 							  lengthof(credit_columns), credit_columns, values, nulls))
 		return false;
 
@@ -310,7 +304,7 @@ credit_find(FunctionCallInfo fcinfo, const char *key, const CreditParams *given,
 	/* leg 2 of the credit's ledger transaction is the wallet's own */
 	keys[0] = values[5];
 	keys[1] = Int16GetDatum(2);
-	if (!WithdrawalIndexFetch("ledger_entry", "ledger_entry_pkey", 2, keys,
+	if (!WithdrawalIndexFetch("ledger_entry", WITHDRAWAL_INDEX_LEDGER_ENTRY_PKEY, 2, keys,
 							  1, entry_columns, &available, &available_null) ||
 		available_null)
 		elog(ERROR, "credit %s has no ledger entry for its wallet",

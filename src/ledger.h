@@ -40,8 +40,6 @@ typedef enum WithdrawalMovement
 	WITHDRAWAL_MOVE_PARTIAL_RETURN
 } WithdrawalMovement;
 
-extern const char *WithdrawalMovementName(WithdrawalMovement kind);
-
 /*
  * Posts a movement for a withdrawal in the caller's transaction and SPI
  * connection, updating the wallet row; returns the ledger txn_id.  Raises

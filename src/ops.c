@@ -42,101 +42,43 @@ PG_FUNCTION_INFO_V1(withdrawal_retry_dead);
 /*
  * Pushes stuck payouts forward; runs in the caller's transaction and SPI
  * connection (the worker's, or sweep()'s).  Returns how many payouts it
- * moved.  older_than NULL skips failing the never-sent ones.  Rows someone
- * else holds are skipped (they are being worked on), so that the sweep
- * neither waits on a worker nor takes locks out of the extension's order.
+ * moved.  older_than NULL skips failing the never-sent ones.  Which
+ * payouts move is the SQL of _sweep_requeue() and _sweep_unsent()
+ * (30_dispatch.sql); the failed ones move their money here, through the
+ * lifecycle.
  */
 int
 WithdrawalSweep(Interval *older_than)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Oid			age_types[1] = {INTERVALOID};
+	static SPIPlanPtr requeue_plan = NULL;
+	static SPIPlanPtr unsent_plan = NULL;
+	Oid			requeue_types[2] = {INT4OID, INT4OID};
+	Oid			unsent_types[1] = {INTERVALOID};
 	Datum		values[2];
-	int			moved = 0;
+	bool		isnull;
+	int			moved;
 	int			n;
 	int			i;
 	pg_uuid_t  *ids;
 
-	/*
-	 * Every statement is planned when it runs: the sweep is rare, and a kept
-	 * plan could join today's tables as they were when they were empty.
-	 */
-
-	/*
-	 * dispatching with an expired lease: its worker died or stalled; resend
-	 * now, same key, counting the loss (see worker.c, release_leases)
-	 */
-	values[0] = Int32GetDatum(withdrawal_park_after);
-	WithdrawalExecuteFreshPlan("UPDATE withdrawal.outbox SET lease_until = NULL, claimed_by = NULL,"
-						  " next_attempt_at = pg_catalog.now(), failures = failures + 1,"
-						  " parked_at = CASE WHEN failures + 1 >= $1 THEN pg_catalog.now() END,"
-						  " park_reason = CASE WHEN failures + 1 >= $1"
-						  "   THEN 'its lease expired ' || (failures + 1) || ' times' END"
-						  " WHERE withdrawal_id IN (SELECT withdrawal_id FROM withdrawal.outbox"
-						  "   WHERE lease_until < pg_catalog.now() FOR UPDATE SKIP LOCKED)",
-						  1, types, values, NULL, SPI_OK_UPDATE);
-	moved += (int) SPI_processed;
-
-	/* outbox rows whose withdrawal needs no dispatch any more */
-	WithdrawalExecuteFreshPlan("DELETE FROM withdrawal.outbox WHERE withdrawal_id IN ("
-						  " SELECT o.withdrawal_id FROM withdrawal.outbox o"
-						  "   JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
-						  "  WHERE o.lease_until IS NULL"
-						  "    AND NOT CASE WHEN o.kind = 'send'"
-						  "                 THEN w.status IN ('queued', 'dispatching')"
-						  "                 ELSE w.status IN ('submitted', 'dead') END"
-						  "    FOR UPDATE OF o SKIP LOCKED)",
-						  0, NULL, NULL, NULL, SPI_OK_DELETE);
-
-	/* queued or dispatching without an outbox row: back on the queue */
-	WithdrawalExecuteFreshPlan("INSERT INTO withdrawal.outbox (withdrawal_id, channel)"
-						  " SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w"
-						  "  WHERE w.status IN ('queued', 'dispatching')"
-						  "    AND NOT EXISTS (SELECT FROM withdrawal.outbox o"
-						  "                     WHERE o.withdrawal_id = w.withdrawal_id)"
-						  " ON CONFLICT DO NOTHING",
-						  0, NULL, NULL, NULL, SPI_OK_INSERT);
-	moved += (int) SPI_processed;
-
-	/*
-	 * submitted with no final word after poll_after, and dead ones that may
-	 * have been sent: ask the processor.  Only its answer (or an operator's
-	 * two-person resolution) settles or refunds them.
-	 */
+	WithdrawalPrepare(&requeue_plan,
+					  "SELECT withdrawal._sweep_requeue($1, $2)", 2, requeue_types);
 	values[0] = Int32GetDatum(withdrawal_poll_after_seconds);
-	WithdrawalExecuteFreshPlan("INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)"
-						  " SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w"
-						  "  WHERE (w.status = 'submitted' OR (w.status = 'dead' AND w.sent_at IS NOT NULL))"
-						  "    AND w.updated_at < (pg_catalog.now() - pg_catalog.make_interval(secs => $1))"
-						  " ON CONFLICT DO NOTHING",
-						  1, types, values, NULL, SPI_OK_INSERT);
-	moved += (int) SPI_processed;
+	values[1] = Int32GetDatum(withdrawal_park_after);
+	WithdrawalExecute(requeue_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	moved = DatumGetInt32(WithdrawalSpiGet(0, 1, &isnull));
 
-	/*
-	 * queued longer than older_than and never sent: nothing reached a
-	 * processor, so failing and refunding is safe.  Both rows are locked,
-	 * so no worker claims it meanwhile.  The worker's scheduled sweep passes
-	 * NULL and leaves this to operators.
-	 */
+	/* the worker's scheduled sweep leaves failing to operators */
 	if (older_than == NULL)
 		return moved;
+	WithdrawalPrepare(&unsent_plan,
+					  "SELECT withdrawal_id FROM withdrawal._sweep_unsent($1) AS u(withdrawal_id)", 1, unsent_types);
 	values[0] = IntervalPGetDatum(older_than);
-	WithdrawalExecuteFreshPlan("SELECT w.withdrawal_id FROM withdrawal.outbox o"
-						  "  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
-						  " WHERE w.status = 'queued' AND w.sent_at IS NULL"
-						  "   AND o.lease_until IS NULL AND o.kind = 'send'"
-						  "   AND w.created_at < (pg_catalog.now() - $1)"
-						  " ORDER BY w.withdrawal_id"
-						  " FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED",
-						  1, age_types, values, NULL, SPI_OK_SELECT);
+	WithdrawalExecute(unsent_plan, values, NULL, false, 0, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
 		ids[i] = *DatumGetUUIDP(WithdrawalSpiGet(i, 1, &isnull));
-	}
 	for (i = 0; i < n; i++)
 	{
 		WithdrawalTransitionData data;

@@ -86,6 +86,99 @@ COMMENT ON FUNCTION withdrawal.sweep(interval) IS
 	'ops: re-sends payouts whose lease expired, queries the processor about payouts submitted longer than withdrawal.poll_after ago and about dead ones that may have been sent, re-queues payouts missing from the outbox, and fails and refunds payouts queued longer than older_than that were never sent; returns how many it moved';
 
 GRANT EXECUTE ON FUNCTION withdrawal.retry(uuid), withdrawal.sweep(interval) TO withdrawal_ops;
+
+/*
+ * The rules of the sweep, in SQL so that they read from psql (\sf).  The
+ * worker runs both every withdrawal.sweep_interval, sweep() on demand;
+ * ops.c passes the settings and moves the money of what _sweep_unsent()
+ * returns through the lifecycle, as every status change of a single
+ * withdrawal.  Sent means maybe paid: nothing here refunds a payout that
+ * may have been sent; it only re-sends it with the same key or asks the
+ * processor about it.
+ *
+ * Both run with the rights of their caller: the workers' role, which may
+ * do exactly this (96_worker.sql), or the owner inside sweep().  Rows
+ * someone else holds are skipped (they are being worked on), so that the
+ * sweep neither waits on a worker nor takes locks out of the extension's
+ * order.  Every statement is planned when it runs (plan_cache_mode): the
+ * sweep is rare, and a kept plan could join today's tables as they were
+ * when they were empty.
+ */
+CREATE FUNCTION withdrawal._sweep_requeue(poll_after_seconds integer, park_after integer)
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	moved integer := 0;
+	n integer;
+BEGIN
+	-- dispatching with an expired lease: its worker died or stalled; resend
+	-- now, with the same key, counting the loss; park it after park_after
+	UPDATE withdrawal.outbox
+	   SET lease_until = NULL, claimed_by = NULL, next_attempt_at = now(),
+		   failures = failures + 1,
+		   parked_at = CASE WHEN failures + 1 >= park_after THEN now() END,
+		   park_reason = CASE WHEN failures + 1 >= park_after
+						 THEN 'its lease expired ' || (failures + 1) || ' times' END
+	 WHERE withdrawal_id IN (SELECT withdrawal_id FROM withdrawal.outbox
+							  WHERE lease_until < now() FOR UPDATE SKIP LOCKED);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	moved := moved + n;
+
+	-- outbox rows whose withdrawal needs no dispatch any more
+	DELETE FROM withdrawal.outbox
+	 WHERE withdrawal_id IN (
+		SELECT o.withdrawal_id FROM withdrawal.outbox o
+		  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id
+		 WHERE o.lease_until IS NULL
+		   AND NOT CASE WHEN o.kind = 'send' THEN w.status IN ('queued', 'dispatching')
+						ELSE w.status IN ('submitted', 'dead') END
+		   FOR UPDATE OF o SKIP LOCKED);
+
+	-- queued or dispatching without an outbox row: back on the queue
+	INSERT INTO withdrawal.outbox (withdrawal_id, channel)
+	SELECT w.withdrawal_id, w.channel FROM withdrawal.withdrawal w
+	 WHERE w.status IN ('queued', 'dispatching')
+	   AND NOT EXISTS (SELECT FROM withdrawal.outbox o WHERE o.withdrawal_id = w.withdrawal_id)
+	ON CONFLICT DO NOTHING;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	moved := moved + n;
+
+	-- submitted with no final word after poll_after, and dead ones that may
+	-- have been sent: ask the processor.  Only its answer (or an operator's
+	-- two-person resolution) settles or refunds them.
+	INSERT INTO withdrawal.outbox (withdrawal_id, channel, kind)
+	SELECT w.withdrawal_id, w.channel, 'query' FROM withdrawal.withdrawal w
+	 WHERE (w.status = 'submitted' OR (w.status = 'dead' AND w.sent_at IS NOT NULL))
+	   AND w.updated_at < now() - make_interval(secs => poll_after_seconds)
+	ON CONFLICT DO NOTHING;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN moved + n;
+END
+$$;
+COMMENT ON FUNCTION withdrawal._sweep_requeue(integer, integer) IS
+	'internal (workers, sweep()): re-sends payouts whose lease expired, drops outbox rows no longer needed, re-queues payouts missing from the outbox, queues status queries; returns how many payouts it moved';
+
+CREATE FUNCTION withdrawal._sweep_unsent(older_than interval)
+	RETURNS SETOF uuid
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	-- queued longer than older_than and never sent: nothing reached a
+	-- processor, so failing and refunding is safe.  Both rows are locked
+	-- until the end of the transaction, so no worker claims it meanwhile.
+	SELECT w.withdrawal_id FROM withdrawal.outbox o
+	  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id
+	 WHERE w.status = 'queued' AND w.sent_at IS NULL
+	   AND o.lease_until IS NULL AND o.kind = 'send'
+	   AND w.created_at < now() - older_than
+	 ORDER BY w.withdrawal_id
+	   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED
+$$;
+COMMENT ON FUNCTION withdrawal._sweep_unsent(interval) IS
+	'internal (sweep()): locks and returns the payouts queued longer than older_than that were never sent, which sweep() fails and refunds';
 GRANT SELECT ON withdrawal.outbox TO withdrawal_auditor;
 GRANT SELECT ON withdrawal.parked_payouts TO withdrawal_ops, withdrawal_auditor;
 

@@ -40,3 +40,6 @@ GRANT USAGE ON SEQUENCE withdrawal.status_event_seq TO withdrawal_worker;
 -- review expiry (expire_reviews() reads the policy and the approvals) and
 -- the daily caps of channels, checked before claims
 GRANT SELECT ON withdrawal.policy, withdrawal.approval, withdrawal.channel_usage TO withdrawal_worker;
+
+-- the scheduled sweep (30_dispatch.sql), with the rights above
+GRANT EXECUTE ON FUNCTION withdrawal._sweep_requeue(integer, integer) TO withdrawal_worker;

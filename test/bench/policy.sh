@@ -46,7 +46,7 @@ SELECT gen_random_uuid(), 'h-' || a || '-' || k, 'acct' || a, 'USD', 100 + (rand
   FROM generate_series(1, $accounts) a, generate_series(1, $history) k,
 	   LATERAL (SELECT (1 + random() * 199999)::int + 0 * a AS r) x;
 -- the full configuration, kept aside while the empty one runs
-CREATE TABLE bench.full_policy AS SELECT * FROM withdrawal.policy WHERE false;
+CREATE TABLE bench.full_policy (LIKE withdrawal.policy INCLUDING DEFAULTS);
 INSERT INTO bench.full_policy (currency, min_amount, max_amount, daily_amount_limit, daily_count_limit,
 		velocity_window, velocity_account_limit, velocity_device_limit, velocity_ip_limit,
 		review_threshold, kyc_threshold, kyc_level_required, four_eyes_threshold, timezone)
@@ -92,8 +92,10 @@ EOS
 # run CONFIG SECONDS: prints the tps; fails loudly if any transaction failed
 run() {
 	local config=$1 secs=$2 out
-	bench_psql -c "SELECT bench.configure($config)" >/dev/null
-	bench_psql -c "VACUUM ANALYZE withdrawal.blocklist, withdrawal.policy, withdrawal.channel" >/dev/null
+	# command substitution does not inherit errexit: a failed
+	# reconfiguration must stop the run, not measure the other one twice
+	bench_psql -c "SELECT bench.configure($config)" >/dev/null || exit 1
+	bench_psql -c "VACUUM ANALYZE withdrawal.blocklist, withdrawal.policy, withdrawal.channel" >/dev/null || exit 1
 	out=$(as_run_user "$bench_bindir/pgbench" -n -T "$secs" -c "$clients" -j "$clients" -f "$scripts/request.sql" 2>&1)
 	if grep -q "aborted\|ERROR" <<<"$out"; then
 		echo "pgbench reported errors with full=$config:" >&2
@@ -115,6 +117,10 @@ for round in $(seq 1 "$rounds"); do
 	awk "BEGIN{exit !($e > $best_empty)}" && best_empty=$e
 	awk "BEGIN{exit !($f > $best_full)}" && best_full=$f
 done
+# the full configuration is in place after the last round: prove it
+bench_psql -Atc "SELECT 'full configuration: ' || (SELECT count(*) FROM withdrawal.policy WHERE currency = 'USD') || ' USD policy, '
+	|| (SELECT count(*) FROM withdrawal.blocklist) || ' blocklist entries, window '
+	|| (SELECT coalesce(open_from::text || '-' || open_until::text, 'none') FROM withdrawal.channel WHERE name = 'bench')"
 printf 'best     %12.0f %12.0f   ratio full/empty = %.2f (target >= 0.85)\n' "$best_empty" "$best_full" \
 	"$(awk "BEGIN{print $best_full / $best_empty}")"
 bench_psql -Atc "SELECT 'new withdrawals by status: ' || string_agg(status || '=' || n, ', ') FROM (SELECT status, count(*) n FROM withdrawal.withdrawal WHERE idempotency_key NOT LIKE 'h-%' GROUP BY 1 ORDER BY 1) s"
