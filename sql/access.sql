@@ -173,7 +173,8 @@ SELECT * FROM attacks(ARRAY[
 	$$SELECT withdrawal.request('eve', 'USD', 100, 'sandbox', '{}', 'ac-ops')$$,
 	$$SELECT withdrawal.transition(public.big(), 'queued')$$,
 	$$SELECT withdrawal._sweep_requeue(0, 1)$$,
-	$$SELECT * FROM withdrawal._sweep_unsent('1 second')$$
+	$$SELECT * FROM withdrawal._sweep_unsent('1 second')$$,
+	$$SELECT * FROM withdrawal._webhook_fields('{}', false, '{}')$$
 ]);
 SELECT count(*) AS blocklist_rows_visible FROM withdrawal.blocklist;
 RESET SESSION AUTHORIZATION;

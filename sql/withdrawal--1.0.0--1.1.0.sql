@@ -1822,3 +1822,49 @@ COMMENT ON FUNCTION withdrawal._sweep_unsent(interval) IS
 REVOKE ALL ON FUNCTION withdrawal._sweep_requeue(integer, integer),
 	withdrawal._sweep_unsent(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdrawal._sweep_requeue(integer, integer) TO withdrawal_worker;
+
+/*
+ * The fields receive_webhook() reads from an event whose signature it has
+ * verified, in the shape of the processor's scheme: Stripe's data.object
+ * (our id in metadata.withdrawal_id; the amount is amount_reversed for
+ * transfer.reversed) or the http protocol's data (data.payout_id).  A
+ * field of the wrong JSON type is NULL.
+ *
+ * jsonb keeps a number's value, not its spelling: 1.114e3 becomes 1114.
+ * The amount is therefore taken as written, through the json type, which
+ * keeps the text (and, like jsonb, takes the last of duplicate keys), so
+ * that the C code sees the literal the processor sent and can refuse one
+ * that is not an integer.  Granted to nobody: receive_webhook() calls it
+ * as the owner.
+ */
+CREATE FUNCTION withdrawal._webhook_fields(payload jsonb, stripe boolean, body text,
+										   OUT event_id text, OUT event_type text,
+										   OUT withdrawal_id text, OUT processor_ref text,
+										   OUT amount_type text, OUT amount text,
+										   OUT currency text)
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	object jsonb := CASE WHEN stripe THEN payload->'data'->'object' ELSE payload->'data' END;
+	amount_key text := CASE WHEN stripe AND payload->>'type' = 'transfer.reversed'
+						   THEN 'amount_reversed' ELSE 'amount' END;
+BEGIN
+	event_id := CASE WHEN jsonb_typeof(payload->'id') = 'string' THEN payload->>'id' END;
+	event_type := CASE WHEN jsonb_typeof(payload->'type') = 'string' THEN payload->>'type' END;
+	withdrawal_id := CASE WHEN stripe THEN object->'metadata'->>'withdrawal_id'
+						  ELSE object->>'payout_id' END;
+	processor_ref := CASE WHEN jsonb_typeof(object->'id') = 'string' THEN object->>'id' END;
+	amount_type := jsonb_typeof(object->amount_key);
+	amount := CASE WHEN amount_type = 'number'
+				   THEN (CASE WHEN stripe THEN body::json->'data'->'object'
+							  ELSE body::json->'data' END)->>amount_key
+				   ELSE object->>amount_key END;
+	currency := CASE WHEN jsonb_typeof(object->'currency') = 'string' THEN object->>'currency' END;
+END
+$$;
+COMMENT ON FUNCTION withdrawal._webhook_fields(jsonb, boolean, text) IS
+	'internal (receive_webhook()): the fields of a verified event in the shape of its scheme, the amount as written';
+
+/* PUBLIC gets nothing (95_privileges does the same for a fresh install) */
+REVOKE ALL ON FUNCTION withdrawal._webhook_fields(jsonb, boolean, text) FROM PUBLIC;

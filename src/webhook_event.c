@@ -258,16 +258,9 @@ decide(WebhookAction action, WithdrawalStatus from, WebhookDecision *d)
 }
 
 /*
- * Extracts the event's fields with jsonb operators, in the shape of the
- * scheme: Stripe's data.object (our id in metadata.withdrawal_id; the
- * amount is amount_reversed for transfer.reversed, NULL when absent) or
- * the http protocol's data
- * (data.payout_id).  Raises 22023 when the event has no usable id.
- *
- * jsonb keeps a number's value, not its spelling: 1.114e3 becomes 1114.
- * The amount is therefore taken as written, through the json type, which
- * keeps the text (and, like jsonb, takes the last of duplicate keys), so
- * that parse_amount sees the literal the processor sent.
+ * Reads the event's fields with withdrawal._webhook_fields() (40_webhook.sql,
+ * which says which field each scheme puts where), and raises 22023 when
+ * the event has no usable id.
  */
 void
 WithdrawalWebhookExtractEvent(Jsonb *payload, const char *body, bool stripe,
@@ -279,22 +272,8 @@ WithdrawalWebhookExtractEvent(Jsonb *payload, const char *body, bool stripe,
 	int			i;
 
 	WithdrawalPrepare(&plan,
-					  "SELECT CASE WHEN pg_catalog.jsonb_typeof($1->'id') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN $1->>'id' END,"
-					  " CASE WHEN pg_catalog.jsonb_typeof($1->'type') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN $1->>'type' END,"
-					  " CASE WHEN $2 THEN o->'metadata'->>'withdrawal_id' ELSE o->>'payout_id' END,"
-					  " CASE WHEN pg_catalog.jsonb_typeof(o->'id') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN o->>'id' END,"
-					  " pg_catalog.jsonb_typeof(o->a),"
-					  " CASE WHEN pg_catalog.jsonb_typeof(o->a) OPERATOR(pg_catalog.=) 'number'"
-					  "  THEN (CASE WHEN $2 THEN $3::pg_catalog.json->'data'->'object'"
-					  "   ELSE $3::pg_catalog.json->'data' END)->>a ELSE o->>a END,"
-					  " CASE WHEN pg_catalog.jsonb_typeof(o->'currency') OPERATOR(pg_catalog.=) 'string'"
-					  "  THEN o->>'currency' END"
-					  " FROM (SELECT CASE WHEN $2 THEN $1->'data'->'object' ELSE $1->'data' END AS o,"
-					  "  CASE WHEN $2 AND $1->>'type' OPERATOR(pg_catalog.=) 'transfer.reversed'"
-					  "   THEN 'amount_reversed' ELSE 'amount' END AS a) s",
+					  "SELECT event_id, event_type, withdrawal_id, processor_ref, amount_type,"
+					  " amount, currency FROM withdrawal._webhook_fields($1, $2, $3)",
 					  3, types);
 	values[0] = JsonbPGetDatum(payload);
 	values[1] = BoolGetDatum(stripe);

@@ -4,6 +4,9 @@
 # ratios against a baseline measured in the same run: these machines are
 # noisy, absolute numbers are not comparable between runs.
 set -euo pipefail
+# a failure inside $(...) fails the benchmark too: a swallowed error once
+# made policy.sh measure the same configuration twice
+shopt -s inherit_errexit
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/tools/common.sh"
 "$src_root/tools/setup.sh"
 
@@ -39,8 +42,16 @@ bench_psql() {
 
 # pgbench_tps SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the tps
 pgbench_tps() {
-	local seconds=$1 clients=$2 script=$3
+	local seconds=$1 clients=$2 script=$3 out
 	shift 3
-	as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$seconds" -c "$clients" -j "$clients" \
-		-f "$script" "$@" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+	out=$(as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$seconds" -c "$clients" -j "$clients" \
+		-f "$script" "$@" 2>&1)
+	# a client that hit an error stops, and the others' tps would pass
+	# for the script's
+	if grep -qE "aborted|ERROR" <<<"$out"; then
+		echo "pgbench reported errors running $script:" >&2
+		echo "$out" | head -n 20 >&2
+		return 1
+	fi
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
 }
