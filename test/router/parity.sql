@@ -357,6 +357,34 @@ SET SESSION AUTHORIZATION parity_ops2;
 SELECT withdrawal.approve(:'w5');
 RESET SESSION AUTHORIZATION;
 
+-- at the four-eyes threshold: two distinct approvers; the same one twice
+-- does not count; a frozen account's withdrawal cannot be approved
+SET SESSION AUTHORIZATION parity_app;
+SELECT available FROM withdrawal.credit('nils', 'NOK', 100000, 'nils-c1');
+SELECT status FROM withdrawal.request('nils', 'NOK', 4999, 'sandbox', '{"iban": "NO93"}', 'nils-w1');
+SELECT status FROM withdrawal.request('nils', 'NOK', 5000, 'sandbox', '{"iban": "NO93"}', 'nils-w2');
+SELECT status FROM withdrawal.request('nils', 'NOK', 6000, 'sandbox', '{"iban": "NO93"}', 'nils-w3');
+SELECT withdrawal_id AS n1 FROM withdrawal.request('nils', 'NOK', 4999, 'sandbox', '{"iban": "NO93"}', 'nils-w1') \gset
+SELECT withdrawal_id AS n2 FROM withdrawal.request('nils', 'NOK', 5000, 'sandbox', '{"iban": "NO93"}', 'nils-w2') \gset
+SELECT withdrawal_id AS n3 FROM withdrawal.request('nils', 'NOK', 6000, 'sandbox', '{"iban": "NO93"}', 'nils-w3') \gset
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION parity_ops;
+SELECT withdrawal.approve(:'n1', 'looks fine');
+SELECT withdrawal.approve(:'n2', 'first look');
+SELECT try_anon(format('SELECT withdrawal.approve(%L)', :'n2'));
+SELECT status FROM withdrawal.get(:'n2');
+SELECT withdrawal.set_account('nils', frozen => true);
+SELECT try_anon(format('SELECT withdrawal.approve(%L)', :'n3'));
+SELECT try_anon(format('SELECT withdrawal.approve(%L, %L)', :'n3', repeat('x', 1025)));
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION parity_ops2;
+SELECT try_anon(format('SELECT withdrawal.approve(%L)', :'n3'));
+SELECT withdrawal.reject(:'n3', 'frozen');
+SELECT withdrawal.set_account('nils', frozen => false);
+SELECT withdrawal.approve(:'n2', 'second look');
+SELECT * FROM withdrawal.balance('nils', 'NOK');
+RESET SESSION AUTHORIZATION;
+
 SET SESSION AUTHORIZATION parity_auditor;
 SELECT * FROM withdrawal.balance('rita', 'CHF');
 SELECT status FROM withdrawal.get(:'w5');
@@ -471,6 +499,13 @@ SELECT try($$SELECT withdrawal.import_settlement('acme', NULL)$$);
 SELECT try($$SELECT withdrawal.import_settlement('acme', 'not,a,settlement,header')$$);
 SELECT try($$SELECT * FROM withdrawal.reconcile('acme', now(), now() - interval '1 day')$$);
 SELECT kind, count(*) FROM withdrawal.reconcile('acme') GROUP BY kind ORDER BY kind;
+-- a settlement report through the router is split by shard: one line of
+-- alice's paid payout with a wrong amount, one of an unknown payout
+SELECT processor_ref AS hook_ref FROM withdrawal.get(:'w_hook') \gset
+SELECT withdrawal.import_settlement('acme', format(E'processor_ref,withdrawal_id,amount,currency,status,settled_at\n%s,%s,1001,USD,paid,%s\nref_x,ffffffff-0000-4000-8000-000000000000,5,USD,paid,%s\n',
+	:'hook_ref', :'w_hook', now(), now()));
+SELECT kind, ledger_amount, processor_amount, ledger_status, processor_status
+  FROM withdrawal.reconcile('acme') ORDER BY kind, processor_amount;
 SELECT check_name, violations FROM withdrawal.check_invariants();
 -- (not the workers, which are per cluster, nor the audit columns: each
 -- shard's audit chain also holds the configuration parity_config.sql

@@ -10,6 +10,8 @@
 INSERT INTO withdrawal.policy (currency, min_amount, max_amount) VALUES ('GBP', 100, 5000);
 -- CHF: review at 1000 and above (approve, reject, the four-eyes rule)
 INSERT INTO withdrawal.policy (currency, review_threshold) VALUES ('CHF', 1000);
+-- NOK: review at 1000, two distinct approvers at 5000 and above
+INSERT INTO withdrawal.policy (currency, review_threshold, four_eyes_threshold) VALUES ('NOK', 1000, 5000);
 -- SEK: two withdrawals per account and hour (WD003 on the third)
 INSERT INTO withdrawal.policy (currency, velocity_account_limit) VALUES ('SEK', 2);
 -- a disabled channel (WD004)
