@@ -446,8 +446,8 @@ $$;
  * are those of the caller's arrays.  Not atomic across shards; each item
  * is idempotent, so a failed batch is sent again whole and the items that
  * were credited replay.  Arrays the router cannot split (NULL, different
- * lengths, a NULL account) go whole to one shard, which refuses them as
- * one server would.
+ * lengths, more than one dimension, a NULL account) go whole to one
+ * shard, which refuses them as one server would.
  */
 CREATE FUNCTION withdrawal_router.credit_many_by_shard(account_ids text[], currencies text[], amounts bigint[],
 									   idempotency_keys text[], "references" text[], metadata jsonb[])
@@ -459,7 +459,12 @@ DECLARE
 	n integer := cardinality(account_ids);
 	g record;
 BEGIN
-	IF n IS NULL OR n = 0 OR array_position(account_ids, NULL) IS NOT NULL
+	IF n IS NULL OR n = 0
+	   OR coalesce(array_ndims(account_ids), 1) <> 1 OR coalesce(array_ndims(currencies), 1) <> 1
+	   OR coalesce(array_ndims(amounts), 1) <> 1 OR coalesce(array_ndims(idempotency_keys), 1) <> 1
+	   OR coalesce(array_ndims("references"), 1) <> 1 OR coalesce(array_ndims(metadata), 1) <> 1
+	   /* array_position() refuses a multidimensional array (0A000): only after the above */
+	   OR (CASE WHEN array_ndims(account_ids) = 1 THEN array_position(account_ids, NULL) IS NOT NULL END)
 	   OR cardinality(currencies) IS DISTINCT FROM n OR cardinality(amounts) IS DISTINCT FROM n
 	   OR cardinality(idempotency_keys) IS DISTINCT FROM n
 	   OR ("references" IS NOT NULL AND cardinality("references") <> n)

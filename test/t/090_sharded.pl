@@ -35,35 +35,20 @@ use Test::More;
 use WithdrawalBooks;
 use WithdrawalDispatchTest;
 use WithdrawalMock;
+use WithdrawalShards;
 
 my $mock = WithdrawalMock->new(status => 'pending');
 my $hook_secret = 'shard-hook-secret';
 my $naccounts = 40;
 
-# A shard: the library preloaded, one worker, the mock's "http" processor
-# with a webhook secret and channels "bank" (no limit) and "slow" (half of
-# the cluster's 8/s), the same login roles as the router's cluster.
-sub shard_node
+# A shard (WithdrawalShards::shard_node, with the webhook secret); then
+# install_shard(): the mock's "http" processor with that secret and channels
+# "bank" (no limit) and "slow" (half of the cluster's 8/s), the same login
+# roles as the router's cluster.
+sub shard
 {
 	my ($name) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'withdrawal'
-withdrawal.database = 'postgres'
-withdrawal.workers = 1
-withdrawal.allow_insecure_loopback = on
-withdrawal.retry_base = '20ms'
-withdrawal.retry_cap = '200ms'
-withdrawal.http_timeout = '2s'
-withdrawal.lease = '5s'
-withdrawal.poll_after = '1h'
-max_connections = 40
-log_line_prefix = '%m [%p] %b '
-});
-	$node->start;
-	use_secrets($node, hook => $hook_secret);
-	return $node;
+	return shard_node($name, secrets => { hook => $hook_secret });
 }
 
 sub install_shard
@@ -79,12 +64,6 @@ sub install_shard
 		INSERT INTO withdrawal.channel (name, processor, rate_per_second, burst)
 			VALUES ('slow', 'mockhttp', 4, 1);
 	});
-}
-
-sub connstr
-{
-	my ($node) = @_;
-	return 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
 }
 
 # Runs @sqls at the same time, one psql each, on $db of $node; returns
@@ -118,14 +97,10 @@ sub on_all
 	return $sum;
 }
 
-my @shards = map { shard_node("shard$_") } 0 .. 1;
+my @shards = map { shard("shard$_") } 0 .. 1;
 install_shard($_) for @shards;
 my $r = $shards[0];    # the router database lives in shard 0's cluster
-$r->safe_psql('postgres', 'CREATE DATABASE router');
-$r->safe_psql('router', 'CREATE EXTENSION plproxy');
-$r->safe_psql('router', PostgreSQL::Test::Utils::slurp_file('router/withdrawal_router.sql'));
-is($r->safe_psql('router', "SELECT withdrawal_router.configure(ARRAY['"
-	  . connstr($shards[0]) . "', '" . connstr($shards[1]) . "'])"), '2', 'router configured with 2 shards');
+is(install_router($r, 'router', map { shard_connstr($_) } @shards), '2', 'router configured with 2 shards');
 
 # ---------------------------------------------------------------- the storm
 
@@ -373,7 +348,7 @@ for my $node (@shards)
 #    that nothing written after the copy's snapshot is left behind; a call
 #    fails as when a shard is down, and a client retries it later
 is($r->safe_psql('router', "SELECT withdrawal_router.configure(ARRAY['"
-	  . join("', '", map { connstr($_) . '_closed_for_split' } @shards) . "'])"), '2',
+	  . join("', '", map { shard_connstr($_) . '_closed_for_split' } @shards) . "'])"), '2',
 	'router: the shards being split are closed');
 ($ret, $stdout, $stderr) = $r->psql('router', "SELECT withdrawal.balance('u1', 'USD')");
 like($stderr, qr/postgres_closed_for_split/, 'a call to a closed shard fails');
@@ -384,7 +359,7 @@ for my $i (0, 1)
 	my $dump = PostgreSQL::Test::Utils::tempdir . "/shard$i.dump";
 	$shards[$i]->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $shards[$i]->connstr('postgres') ],
 		"pg_dump of shard $i");
-	my $node = shard_node('shard' . ($i + 2));
+	my $node = shard('shard' . ($i + 2));
 	ok($node->run_log([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('postgres'), $dump ]),
 		"shard $i restored as shard " . ($i + 2));
 	$node->safe_psql('postgres', q{CREATE ROLE app LOGIN IN ROLE withdrawal_app;
@@ -412,7 +387,7 @@ for my $k (0 .. 3)
 }
 # 5. the router maps partition p onto shard p % 4
 is($r->safe_psql('router', "SELECT withdrawal_router.configure(ARRAY['"
-	  . join("', '", map { connstr($_) } @all) . "'])"), '4', 'router configured with 4 shards');
+	  . join("', '", map { shard_connstr($_) } @all) . "'])"), '4', 'router configured with 4 shards');
 is($r->safe_psql('router', q{SELECT count(DISTINCT shard) FROM withdrawal_router.partition_map()}), '4',
 	'the partitions are on 4 shards');
 # 6. dispatch resumes: the new shards are bound to themselves, channels enabled
