@@ -52,6 +52,7 @@
 #include "dispatch.h"
 #include "flow.h"
 #include "indexscan.h"
+#include "lifecycle.h"
 #include "processor.h"
 #include "spi.h"
 #include "withdrawal.h"
@@ -226,58 +227,19 @@ scan_due(const char *channel, const char *kind, TimestampTz now, int want,
  * Claims up to "limit" of the candidate rows, in their order: locks both
  * rows (skipping those another worker holds), checks them again, leases the
  * outbox row, and moves a send to dispatching with attempts + 1 and
- * sent_at, the durable fact that it may reach the processor.  Every table
- * is reached by key; the plan is made for each claim, with the number of
- * candidates known, so that no plan kept from when the tables were empty
- * can hash or scan a whole table.  Appends the claimed payouts to w->list;
+ * sent_at, the durable fact that it may reach the processor
+ * (WithdrawalClaimPayouts).  Appends the claimed payouts to w->list;
  * returns how many.
  */
 static int
 claim_candidates(ClaimWork *w, ChannelClaim *cc, Datum *ids, int nids, int limit)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {UUIDARRAYOID, INT4OID, INT4OID, INT4OID};
-	Datum		values[4];
 	WithdrawalWorkerChannel *c = cc->channel;
 	int			i;
 	int			n;
 
-	WithdrawalPrepareCustom(&plan,
-							"WITH c AS ("
-							"  SELECT o.withdrawal_id FROM withdrawal.outbox o"
-							"    JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
-							"   WHERE o.withdrawal_id = ANY ($1)"
-							"     AND o.next_attempt_at <= pg_catalog.now()"
-							"     AND (o.lease_until IS NULL OR o.lease_until < pg_catalog.now())"
-							"     AND o.parked_at IS NULL"
-							"     AND CASE WHEN o.kind = 'send' THEN w.status IN ('queued', 'dispatching')"
-							"              ELSE w.status IN ('submitted', 'dead') END"
-							"   ORDER BY pg_catalog.array_position($1, o.withdrawal_id) LIMIT $2"
-							"   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED"
-							"), l AS ("
-							"  UPDATE withdrawal.outbox o"
-							"     SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3), claimed_by = $4"
-							"   WHERE o.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM c))"
-							"  RETURNING o.withdrawal_id, o.kind, o.lease_until, o.busy_answers"
-							")"
-							" UPDATE withdrawal.withdrawal w"
-							"    SET status = CASE WHEN l.kind = 'send' THEN 'dispatching' ELSE w.status END,"
-							"        attempts = w.attempts + CASE WHEN l.kind = 'send' THEN 1 ELSE 0 END,"
-							"        sent_at = CASE WHEN l.kind = 'send' THEN coalesce(w.sent_at, pg_catalog.now())"
-							"                  ELSE w.sent_at END,"
-							"        updated_at = pg_catalog.now()"
-							"   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
-							"    AND w.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM l))"
-							" RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
-							"   w.amount, w.attempts, w.destination, w.processor_ref, l.busy_answers",
-							4, types);
-	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	values[1] = Int32GetDatum(limit);
-	values[2] = Int32GetDatum(withdrawal_lease_seconds);
-	values[3] = Int32GetDatum(MyWithdrawalWorker.index);
-	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
-
-	n = (int) SPI_processed;
+	n = (int) WithdrawalClaimPayouts(ids, nids, limit, withdrawal_lease_seconds,
+									  MyWithdrawalWorker.index);
 	for (i = 0; i < n; i++)
 	{
 		MemoryContext cxt = AllocSetContextCreate(MyWithdrawalWorker.cxt, "withdrawal payout",

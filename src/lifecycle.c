@@ -5,7 +5,9 @@
  *	  money movement and outbox change each transition implies.
  *
  * WithdrawalTransition() is the only code path that changes the status of
- * an existing withdrawal together with its money; the status_guard trigger
+ * an existing withdrawal together with its money; the worker's claim and
+ * its set-based record of accepted sends, which move no money, are the
+ * two statements here that change many at once.  The status_guard trigger
  * refuses undocumented transitions even for statements that bypass it, and
  * the ledger's unique index refuses a second refund, settle or return.
  *
@@ -296,6 +298,119 @@ WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n)
 	values[0] = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_SELECT);
 	pfree(elems);
+}
+
+/*
+ * Every table is reached by key; the plan is made for each claim, with the
+ * number of candidates known, so that no plan kept from when the tables
+ * were empty can hash or scan a whole table.
+ */
+uint64
+WithdrawalClaimPayouts(Datum *ids, int nids, int limit, int lease_seconds,
+					   int worker_index)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {UUIDARRAYOID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4];
+
+	WithdrawalPrepareCustom(&plan,
+							"WITH c AS ("
+							"  SELECT o.withdrawal_id FROM withdrawal.outbox o"
+							"    JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id"
+							"   WHERE o.withdrawal_id = ANY ($1)"
+							"     AND o.next_attempt_at <= pg_catalog.now()"
+							"     AND (o.lease_until IS NULL OR o.lease_until < pg_catalog.now())"
+							"     AND o.parked_at IS NULL"
+							"     AND CASE WHEN o.kind = 'send' THEN w.status IN ('queued', 'dispatching')"
+							"              ELSE w.status IN ('submitted', 'dead') END"
+							"   ORDER BY pg_catalog.array_position($1, o.withdrawal_id) LIMIT $2"
+							"   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED"
+							"), l AS ("
+							"  UPDATE withdrawal.outbox o"
+							"     SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3), claimed_by = $4"
+							"   WHERE o.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM c))"
+							"  RETURNING o.withdrawal_id, o.kind, o.lease_until, o.busy_answers"
+							")"
+							" UPDATE withdrawal.withdrawal w"
+							"    SET status = CASE WHEN l.kind = 'send' THEN 'dispatching' ELSE w.status END,"
+							"        attempts = w.attempts + CASE WHEN l.kind = 'send' THEN 1 ELSE 0 END,"
+							"        sent_at = CASE WHEN l.kind = 'send' THEN coalesce(w.sent_at, pg_catalog.now())"
+							"                  ELSE w.sent_at END,"
+							"        updated_at = pg_catalog.now()"
+							"   FROM l WHERE w.withdrawal_id = l.withdrawal_id"
+							"    AND w.withdrawal_id = ANY (ARRAY(SELECT withdrawal_id FROM l))"
+							" RETURNING w.withdrawal_id, l.kind, l.lease_until, w.account_id, w.currency,"
+							"   w.amount, w.attempts, w.destination, w.processor_ref, l.busy_answers",
+							4, types);
+	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = Int32GetDatum(limit);
+	values[2] = Int32GetDatum(lease_seconds);
+	values[3] = Int32GetDatum(worker_index);
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+	return SPI_processed;
+}
+
+/*
+ * The status test is a function call, not an operator, so that it cannot
+ * use withdrawal_open: that index's 'dispatching' range holds an entry for
+ * every payout recently claimed, and the planner, which expects none,
+ * would scan it instead of looking the batch up by key.
+ */
+void
+WithdrawalSubmitPayouts(const pg_uuid_t *ids, const TimestampTz *leases,
+						char *const *refs, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
+	Datum	   *id_elems;
+	Datum	   *lease_elems;
+	Datum	   *ref_elems;
+	bool	   *ref_nulls;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	if (n == 0)
+		return;
+	id_elems = palloc(sizeof(Datum) * n);
+	lease_elems = palloc(sizeof(Datum) * n);
+	ref_elems = palloc(sizeof(Datum) * n);
+	ref_nulls = palloc(sizeof(bool) * n);
+	for (i = 0; i < n; i++)
+	{
+		id_elems[i] = UUIDPGetDatum(&ids[i]);
+		lease_elems[i] = TimestampTzGetDatum(leases[i]);
+		ref_nulls[i] = refs[i] == NULL;
+		ref_elems[i] = refs[i] ? CStringGetTextDatum(refs[i]) : (Datum) 0;
+	}
+	WithdrawalPrepareCustom(&plan,
+					  "WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+					  "                                    pg_catalog.unnest($3)) AS r(id, lease, ref)"
+					  "            ORDER BY id),"
+					  " o AS (DELETE FROM withdrawal.outbox o USING r"
+					  "        WHERE o.withdrawal_id = r.id"
+					  "          AND o.lease_until = r.lease"
+					  "          AND o.kind = 'send'"
+					  "       RETURNING r.id, r.ref),"
+					  " w AS (UPDATE withdrawal.withdrawal w SET status = 'submitted',"
+					  "        processor_ref = coalesce(o.ref, w.processor_ref), updated_at = pg_catalog.now()"
+					  "         FROM o WHERE w.withdrawal_id = o.id"
+					  "          AND pg_catalog.texteq(w.status, 'dispatching')"
+					  "       RETURNING w.withdrawal_id, w.account_id, w.processor_ref)"
+					  " INSERT INTO withdrawal.audit_log"
+					  "   (actor, action, withdrawal_id, account_id, before_status, after_status, detail)"
+					  " SELECT pg_catalog.session_user(), 'dispatch_submitted', w.withdrawal_id, w.account_id,"
+					  "        'dispatching', 'submitted',"
+					  "        pg_catalog.jsonb_build_object('processor_ref', w.processor_ref)"
+					  "   FROM w",
+					  3, types);
+	values[0] = PointerGetDatum(construct_array(id_elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = PointerGetDatum(construct_array(lease_elems, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_md_array(ref_elems, ref_nulls, 1, dims, lbs, TEXTOID, -1,
+												   false, TYPALIGN_INT));
+	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_INSERT);
 }
 
 /*

@@ -16,6 +16,7 @@
 
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 typedef enum WithdrawalStatus
@@ -88,5 +89,29 @@ extern bool WithdrawalTransition(const pg_uuid_t *withdrawal_id,
  * transactions can deadlock.
  */
 extern void WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n);
+
+/*
+ * The worker's two set-based transitions, which move no money and so are
+ * made in one statement each for throughput; the status_guard trigger
+ * still checks every row.
+ *
+ * WithdrawalClaimPayouts claims up to "limit" of the ids (their order is
+ * the claim's) whose outbox row is due: locks both rows, skipping those
+ * another worker holds, leases the outbox row to worker "worker_index" for
+ * lease_seconds, and moves a send to dispatching with attempts + 1 and
+ * sent_at (a status query keeps its status).  SPI_tuptable then holds the
+ * claimed rows: withdrawal_id, kind, lease_until, account_id, currency,
+ * amount, attempts, destination, processor_ref, busy_answers.
+ *
+ * WithdrawalSubmitPayouts moves n accepted sends from dispatching to
+ * submitted with their processor references (NULL keeps the one stored),
+ * removes their outbox rows if still leased with the lease given, and
+ * appends a dispatch_submitted audit row for each.
+ */
+extern uint64 WithdrawalClaimPayouts(Datum *ids, int nids, int limit,
+									 int lease_seconds, int worker_index);
+extern void WithdrawalSubmitPayouts(const pg_uuid_t *ids,
+									const TimestampTz *leases,
+									char *const *refs, int n);
 
 #endif							/* WITHDRAWAL_LIFECYCLE_H */

@@ -317,28 +317,16 @@ submitted_in_bulk(const WithdrawalPayout *p)
 }
 
 /*
- * Records every accepted send of the list in one statement: the outbox row
- * (still leased by us) leaves, the withdrawal becomes submitted with its
- * processor reference, and an audit row is appended; no money moves, so
- * this is the transition lifecycle.c would make, done set-based for
- * throughput.  The status_guard trigger still checks every row.  The
- * status test is a function call, not an operator, so that it cannot use
- * withdrawal_open: that index's 'dispatching' range holds an entry for
- * every payout recently claimed, and the planner, which expects none,
- * would scan it instead of looking the batch up by key.
+ * Records every accepted send of the list in one statement
+ * (WithdrawalSubmitPayouts): the outbox row, still leased by us, leaves and
+ * the withdrawal becomes submitted with its processor reference.
  */
 static void
 apply_submitted_bulk(WithdrawalPayout *list)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
-	Datum		values[3];
-	Datum	   *ids;
-	Datum	   *leases;
-	Datum	   *refs;
-	bool	   *ref_nulls;
-	int			dims[1];
-	int			lbs[1] = {1};
+	pg_uuid_t  *ids;
+	TimestampTz *leases;
+	char	  **refs;
 	int			n = 0;
 	WithdrawalPayout *p;
 
@@ -347,48 +335,20 @@ apply_submitted_bulk(WithdrawalPayout *list)
 			n++;
 	if (n == 0)
 		return;
-	ids = palloc(sizeof(Datum) * n);
-	leases = palloc(sizeof(Datum) * n);
-	refs = palloc(sizeof(Datum) * n);
-	ref_nulls = palloc(sizeof(bool) * n);
+	ids = palloc(sizeof(pg_uuid_t) * n);
+	leases = palloc(sizeof(TimestampTz) * n);
+	refs = palloc(sizeof(char *) * n);
 	n = 0;
 	for (p = list; p; p = p->next)
 	{
 		if (!submitted_in_bulk(p))
 			continue;
-		ids[n] = UUIDPGetDatum(&p->id);
-		leases[n] = TimestampTzGetDatum(p->lease_until);
-		ref_nulls[n] = p->processor_ref == NULL;
-		refs[n] = p->processor_ref ? CStringGetTextDatum(p->processor_ref) : (Datum) 0;
+		ids[n] = p->id;
+		leases[n] = p->lease_until;
+		refs[n] = p->processor_ref;
 		n++;
 	}
-	dims[0] = n;
-
-	WithdrawalPrepareCustom(&plan,
-					  "WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-					  "                                    pg_catalog.unnest($3)) AS r(id, lease, ref)"
-					  "            ORDER BY id),"
-					  " o AS (DELETE FROM withdrawal.outbox o USING r"
-					  "        WHERE o.withdrawal_id = r.id"
-					  "          AND o.lease_until = r.lease"
-					  "          AND o.kind = 'send'"
-					  "       RETURNING r.id, r.ref),"
-					  " w AS (UPDATE withdrawal.withdrawal w SET status = 'submitted',"
-					  "        processor_ref = coalesce(o.ref, w.processor_ref), updated_at = pg_catalog.now()"
-					  "         FROM o WHERE w.withdrawal_id = o.id"
-					  "          AND pg_catalog.texteq(w.status, 'dispatching')"
-					  "       RETURNING w.withdrawal_id, w.account_id, w.processor_ref)"
-					  " INSERT INTO withdrawal.audit_log"
-					  "   (actor, action, withdrawal_id, account_id, before_status, after_status, detail)"
-					  " SELECT pg_catalog.session_user(), 'dispatch_submitted', w.withdrawal_id, w.account_id,"
-					  "        'dispatching', 'submitted',"
-					  "        pg_catalog.jsonb_build_object('processor_ref', w.processor_ref)"
-					  "   FROM w",
-					  3, types);
-	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	values[1] = PointerGetDatum(construct_md_array(leases, NULL, 1, dims, lbs, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[2] = PointerGetDatum(construct_md_array(refs, ref_nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	WithdrawalExecute(plan, values, NULL, false, 0, SPI_OK_INSERT);
+	WithdrawalSubmitPayouts(ids, leases, refs, n);
 }
 
 /*

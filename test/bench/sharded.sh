@@ -100,8 +100,10 @@ cpu_ticks() {
 	local d pm total=0 t
 	for d in "$@"; do
 		pm=$(head -n 1 "$bench_work/$d/postmaster.pid")
+		# a child may exit between ps and the read of its stat: skip it
 		t=$( { echo "$pm"; ps -o pid= --ppid "$pm"; } | while read -r pid; do
-			[ -r "/proc/$pid/stat" ] && sed 's/^.*) //' "/proc/$pid/stat" | awk -v pm="$pm" -v pid="$pid" \
+			stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+			echo "${stat##*) }" | awk -v pm="$pm" -v pid="$pid" \
 				'{ print $12 + $13 + (pid == pm ? $14 + $15 : 0) }'
 		done | awk '{ s += $1 } END { print s + 0 }')
 		total=$((total + t))

@@ -21,8 +21,12 @@ use WithdrawalDispatchTest;
 use WithdrawalMock;
 
 my $mock = WithdrawalMock->new();
+# The hung payout of part 2 must stay on the wire until the test kills the
+# worker, however slow the machine: a timeout far beyond the test's
+# reaction time, and a lease longer than the timeout.
 my $node = dispatch_node('poison', $mock, workers => 2,
-	conf => "withdrawal.park_after = 3\nrestart_after_crash = on\n");
+	conf => "withdrawal.park_after = 3\nrestart_after_crash = on\n"
+	  . "withdrawal.http_timeout = '60s'\nwithdrawal.lease = '90s'\n");
 
 # Recording the outcome of an amount ending in 666 always fails.
 $node->safe_psql('postgres', q{
