@@ -68,7 +68,7 @@ REGRESS_OPTS = --inputdir=. --temp-instance=tmp_check_regress --temp-config=test
 # Isolation specs (specs/*.spec, expected/*.out): the documented races,
 # interleaved step by step by PostgreSQL's isolation tester, on a temporary
 # instance of their own with the same settings.
-ISOLATION = idempotency daily_limit four_eyes webhook_race
+ISOLATION = idempotency daily_limit four_eyes webhook_race sweep_lock_order
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress.conf
 
 SHLIB_LINK += -lcurl -lssl -lcrypto

@@ -84,8 +84,9 @@ extern bool WithdrawalTransition(const pg_uuid_t *withdrawal_id,
  * Locks the rows of n withdrawals in id order, in the caller's transaction
  * and SPI connection.  The lock order of the extension: a transaction that
  * changes several withdrawals locks all their rows first, in id order,
- * then outbox rows, then wallets in account order; one that changes a
- * single withdrawal locks it first.  With one order everywhere no two
+ * then outbox rows, then wallets in account order (account_id, then
+ * currency, in byte order: strcmp() here, COLLATE "C" in SQL); one that
+ * changes a single withdrawal locks it first.  With one order everywhere no two
  * transactions can deadlock.
  */
 extern void WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n);

@@ -471,7 +471,10 @@ free_payouts(WithdrawalPayout *list)
 	}
 }
 
-/* Wallet lock order: by account, then by withdrawal */
+/*
+ * Wallet lock order (lifecycle.h): account_id, then currency, in byte order,
+ * as the SQL that locks wallets sorts them (COLLATE "C"); then withdrawal.
+ */
 static int
 payout_cmp(const void *a, const void *b)
 {
@@ -479,6 +482,8 @@ payout_cmp(const void *a, const void *b)
 	const WithdrawalPayout *pb = *(WithdrawalPayout *const *) b;
 	int			c = strcmp(pa->account_id, pb->account_id);
 
+	if (c == 0)
+		c = strcmp(pa->currency, pb->currency);
 	return c != 0 ? c : strcmp(pa->id_text, pb->id_text);
 }
 

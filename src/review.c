@@ -401,7 +401,7 @@ WithdrawalExpireReviews(int limit)
 						  "     AND w.created_at + p.review_expires_after <= pg_catalog.now()"
 						  "   ORDER BY w.withdrawal_id LIMIT $1"
 						  "   FOR NO KEY UPDATE OF w SKIP LOCKED) e"
-						  " ORDER BY e.account_id, e.currency, e.withdrawal_id",
+						  " ORDER BY e.account_id COLLATE \"C\", e.currency COLLATE \"C\", e.withdrawal_id",
 						  1, types, values, nulls, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	if (n == 0)

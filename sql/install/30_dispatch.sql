@@ -169,12 +169,15 @@ CREATE FUNCTION withdrawal._sweep_unsent(older_than interval)
 	-- queued longer than older_than and never sent: nothing reached a
 	-- processor, so failing and refunding is safe.  Both rows are locked
 	-- until the end of the transaction, so no worker claims it meanwhile.
+	-- Returned in wallet lock order (docs/lifecycle.md#lock-order), the
+	-- order in which sweep() then refunds them: in withdrawal_id order it
+	-- deadlocked with the worker recording outcomes.
 	SELECT w.withdrawal_id FROM withdrawal.outbox o
 	  JOIN withdrawal.withdrawal w ON w.withdrawal_id = o.withdrawal_id
 	 WHERE w.status = 'queued' AND w.sent_at IS NULL
 	   AND o.lease_until IS NULL AND o.kind = 'send'
 	   AND w.created_at < now() - older_than
-	 ORDER BY w.withdrawal_id
+	 ORDER BY w.account_id COLLATE "C", w.currency COLLATE "C", w.withdrawal_id
 	   FOR UPDATE OF o SKIP LOCKED FOR NO KEY UPDATE OF w SKIP LOCKED
 $$;
 COMMENT ON FUNCTION withdrawal._sweep_unsent(interval) IS
