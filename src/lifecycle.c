@@ -277,6 +277,15 @@ WithdrawalTransition(const pg_uuid_t *withdrawal_id, WithdrawalStatus to,
 	return true;
 }
 
+int
+WithdrawalWalletOrder(const char *account_a, const char *currency_a,
+					  const char *account_b, const char *currency_b)
+{
+	int			c = strcmp(account_a, account_b);
+
+	return c != 0 ? c : strcmp(currency_a, currency_b);
+}
+
 void
 WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n)
 {

@@ -85,11 +85,18 @@ extern bool WithdrawalTransition(const pg_uuid_t *withdrawal_id,
  * and SPI connection.  The lock order of the extension: a transaction that
  * changes several withdrawals locks all their rows first, in id order,
  * then outbox rows, then wallets in account order (account_id, then
- * currency, in byte order: strcmp() here, COLLATE "C" in SQL); one that
- * changes a single withdrawal locks it first.  With one order everywhere no two
- * transactions can deadlock.
+ * currency, in byte order: WithdrawalWalletOrder() in C, COLLATE "C" in
+ * SQL); one that changes a single withdrawal locks it first.  With one
+ * order everywhere no two transactions can deadlock.
  */
 extern void WithdrawalLockWithdrawals(const pg_uuid_t *ids, int n);
+
+/*
+ * Compares two wallets in account order, for qsort() comparators of C code
+ * that moves the money of several wallets in one transaction.
+ */
+extern int	WithdrawalWalletOrder(const char *account_a, const char *currency_a,
+								  const char *account_b, const char *currency_b);
 
 /*
  * The worker's two set-based transitions, which move no money and so are

@@ -97,6 +97,7 @@ typedef struct SandboxEvent
 	pg_uuid_t	id;
 	char	   *event;
 	char	   *account_id;
+	char	   *currency;
 	int64		amount;
 } SandboxEvent;
 
@@ -105,7 +106,8 @@ event_cmp(const void *a, const void *b)
 {
 	const SandboxEvent *ea = (const SandboxEvent *) a;
 	const SandboxEvent *eb = (const SandboxEvent *) b;
-	int			c = strcmp(ea->account_id, eb->account_id);
+	int			c = WithdrawalWalletOrder(ea->account_id, ea->currency,
+										  eb->account_id, eb->currency);
 
 	return c != 0 ? c : memcmp(ea->id.data, eb->id.data, UUID_LEN);
 }
@@ -133,10 +135,9 @@ WithdrawalSandboxApplyDue(int limit, const pg_uuid_t *only)
 					  "         WHERE due_at <= pg_catalog.clock_timestamp()"
 					  "           AND ($2 IS NULL OR withdrawal_id = $2)"
 					  "         ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) d"
+					  "  LEFT JOIN withdrawal.withdrawal w ON w.withdrawal_id = d.withdrawal_id"
 					  " WHERE e.withdrawal_id = d.withdrawal_id AND e.event = d.event"
-					  " RETURNING e.withdrawal_id, e.event,"
-					  "  (SELECT w.amount FROM withdrawal.withdrawal w WHERE w.withdrawal_id = e.withdrawal_id),"
-					  "  (SELECT w.account_id FROM withdrawal.withdrawal w WHERE w.withdrawal_id = e.withdrawal_id)",
+					  " RETURNING e.withdrawal_id, e.event, w.amount, w.account_id, w.currency",
 					  2, types);
 	values[0] = Int32GetDatum(limit);
 	values[1] = only ? UUIDPGetDatum(only) : (Datum) 0;
@@ -160,6 +161,9 @@ WithdrawalSandboxApplyDue(int limit, const pg_uuid_t *only)
 		ev[i].account_id = WithdrawalSpiGetText(i, 4);
 		if (ev[i].account_id == NULL)
 			ev[i].account_id = "";
+		ev[i].currency = WithdrawalSpiGetText(i, 5);
+		if (ev[i].currency == NULL)
+			ev[i].currency = "";
 		ids[i] = ev[i].id;
 	}
 	WithdrawalLockWithdrawals(ids, n);

@@ -471,19 +471,15 @@ free_payouts(WithdrawalPayout *list)
 	}
 }
 
-/*
- * Wallet lock order (lifecycle.h): account_id, then currency, in byte order,
- * as the SQL that locks wallets sorts them (COLLATE "C"); then withdrawal.
- */
+/* Wallet lock order (lifecycle.h), then by withdrawal */
 static int
 payout_cmp(const void *a, const void *b)
 {
 	const WithdrawalPayout *pa = *(WithdrawalPayout *const *) a;
 	const WithdrawalPayout *pb = *(WithdrawalPayout *const *) b;
-	int			c = strcmp(pa->account_id, pb->account_id);
+	int			c = WithdrawalWalletOrder(pa->account_id, pa->currency,
+										  pb->account_id, pb->currency);
 
-	if (c == 0)
-		c = strcmp(pa->currency, pb->currency);
 	return c != 0 ? c : strcmp(pa->id_text, pb->id_text);
 }
 
