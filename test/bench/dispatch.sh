@@ -14,7 +14,11 @@
 # quick run), DISPATCH_WORKERS (default 2), MAX_IN_FLIGHT and BATCH_SIZE
 # (withdrawal.max_in_flight and withdrawal.batch_size, default 64 each),
 # LATENCY_RATE (requests/s, default 100), LATENCY_SECONDS (default 10),
-# NODE (default node).
+# NODE (default node).  DISPATCH_STATEMENTS=1 loads pg_stat_statements
+# (track = all, with planning) and prints, after phase 2, the workers'
+# statements with their execution and planning time and buffer hits per
+# payout: where the workers' CPU goes (issue 16).  It slows the workers,
+# so its CPU figures are not comparable with a run without it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster.sh"
@@ -61,8 +65,16 @@ ctl() {
 		req.end();' "$mock_url$2" "$1"
 }
 
+statements=${DISPATCH_STATEMENTS:-0}
+preload=withdrawal
+pss_conf=()
+if [ "$statements" = 1 ]; then
+	preload=withdrawal,pg_stat_statements
+	pss_conf=("pg_stat_statements.track = all" "pg_stat_statements.track_planning = on")
+fi
 start_bench_cluster \
-	"shared_preload_libraries = 'withdrawal'" \
+	"shared_preload_libraries = '$preload'" \
+	${pss_conf[@]+"${pss_conf[@]}"} \
 	"withdrawal.database = 'postgres'" \
 	"withdrawal.workers = $workers" \
 	"withdrawal.allow_insecure_loopback = on" \
@@ -131,6 +143,9 @@ cpu_ticks() {
 
 echo "== 2. dispatch throughput: $n_tp withdrawals committed at once, $workers worker(s), no rate limit"
 ctl POST /_control/reset >/dev/null
+if [ "$statements" = 1 ]; then
+	bench_psql -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 worker_pids=$(bench_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'")
 commit_epoch=$(queue_batch tp "$n_tp" | tail -n 1)
 workers_cpu0=$(cpu_ticks $worker_pids)
@@ -150,6 +165,20 @@ echo "dispatch throughput / mock capacity: $(python3 -c "print(round($tp / $capa
 hz=$(getconf CLK_TCK)
 echo "CPU per payout: workers $(python3 -c "print(round($workers_cpu * 1e6 / $hz / $n_tp))") us," \
 	"mock $(python3 -c "print(round($mock_cpu * 1e6 / $hz / $n_tp))") us ($(nproc) CPUs shared by both)"
+
+if [ "$statements" = 1 ]; then
+	echo "workers' statements in phase 2, per payout (nested ones are also inside their callers' time):"
+	bench_psql -c "
+		SELECT round((1000 * total_exec_time / $n_tp)::numeric, 1) AS exec_us,
+		       round((1000 * total_plan_time / $n_tp)::numeric, 1) AS plan_us,
+		       round(calls::numeric / $n_tp, 2) AS calls,
+		       round(shared_blks_hit::numeric / $n_tp, 1) AS hits,
+		       round(wal_bytes / $n_tp) AS wal_bytes,
+		       left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS statement
+		  FROM pg_stat_statements
+		 WHERE userid = 'withdrawal_worker'::regrole
+		 ORDER BY total_exec_time + total_plan_time DESC LIMIT 12"
+fi
 
 echo "== 3. commit -> request-at-processor latency at $lat_rate requests/s for $lat_seconds s"
 # steady state: the burst of phase 2 fully recorded and sealed first
