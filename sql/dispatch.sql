@@ -103,3 +103,48 @@ RESET ROLE;
 SET ROLE withdrawal_app;
 SELECT try($$SELECT count(*) FROM withdrawal.drivers()$$);
 RESET ROLE;
+
+-- sweep() stays linear in the outbox when the outbox was analyzed while
+-- drained (pages but no live rows: estimated at one row however full it
+-- is).  Its lease cleanup, a locked subquery planned as a semi-join, was
+-- rescanned for every outbox row: 5,000 expired leases took 113M buffer
+-- hits and 117 s.  Counted in buffer hits (work), not in time.  In a
+-- database of its own, so that the outbox is drained when analyzed.
+\c postgres
+CREATE DATABASE regress_sweep_linear;
+\c regress_sweep_linear
+SET client_min_messages = warning;
+CREATE EXTENSION withdrawal;
+SET session_replication_role = replica;
+INSERT INTO withdrawal.withdrawal (withdrawal_id, idempotency_key, account_id, currency, amount,
+								   channel, destination, context, status, requested_by, sent_at)
+SELECT gen_random_uuid(), 'lin-' || g, 'lin', 'USD', 1, 'sandbox', '{}', '{}', 'dispatching',
+	   current_user, now()
+  FROM generate_series(1, 2000) g;
+INSERT INTO withdrawal.outbox (withdrawal_id, channel)
+SELECT withdrawal_id, channel FROM withdrawal.withdrawal WHERE account_id = 'lin';
+DELETE FROM withdrawal.outbox o USING withdrawal.withdrawal w
+ WHERE w.withdrawal_id = o.withdrawal_id AND w.account_id = 'lin';
+ANALYZE withdrawal.outbox;
+INSERT INTO withdrawal.outbox (withdrawal_id, channel, lease_until, claimed_by)
+SELECT withdrawal_id, channel, now() - interval '1 minute', 0
+  FROM withdrawal.withdrawal WHERE account_id = 'lin';
+RESET session_replication_role;
+SELECT relpages > 0 AS has_pages, reltuples = 0 AS thought_empty
+  FROM pg_class WHERE oid = 'withdrawal.outbox'::regclass;
+CREATE FUNCTION pg_temp.buffer_hits(query text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	plan json;
+BEGIN
+	EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || query INTO plan;
+	RETURN (plan -> 0 -> 'Plan' ->> 'Shared Hit Blocks')::bigint +
+		   (plan -> 0 -> 'Plan' ->> 'Shared Read Blocks')::bigint;
+END
+$$;
+-- linear: about 16 hits per row; the semi-join took thousands
+SELECT pg_temp.buffer_hits($$SELECT withdrawal.sweep('4 hours')$$) < 50 * 2000 AS linear_in_outbox;
+SELECT count(*) FILTER (WHERE o.lease_until IS NULL AND o.failures = 1) AS requeued, count(*) AS total
+  FROM withdrawal.outbox o JOIN withdrawal.withdrawal w USING (withdrawal_id)
+ WHERE w.account_id = 'lin';
+\c postgres
+DROP DATABASE regress_sweep_linear;

@@ -13,7 +13,8 @@
  *	2. claims due outbox rows and starts them (claim.c) when
  *	   claim_wanted(): woken, a claim due, or a backlog to refill;
  *	3. runs the timers that are due (the table timers[]): sandbox events,
- *	   and on worker 0 only, the audit seal, review expiry and the sweep.
+ *	   the release of freed memory once idle after work, and on worker 0
+ *	   only, the audit seal, review expiry and the sweep.
  *
  * The wait before a pass lasts until the earliest of what would make one
  * of the three due, computed by the same functions that decide them
@@ -40,6 +41,10 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -97,11 +102,24 @@
 #define EXPIRE_REVIEWS_MS	60000
 #define EXPIRE_REVIEWS_BATCH 1000
 
+/*
+ * Freed memory goes back to the kernel once the worker is idle after work,
+ * at most this often: glibc keeps in its arenas what a burst of payouts
+ * freed (libcurl's, OpenSSL's and the executor's allocations), and a
+ * worker's resident memory would otherwise stay at its peak for good
+ */
+#define RELEASE_MEMORY_MS	1000
+
 /* When the timers of worker.c fall due; 0: not scheduled */
 static TimestampTz next_seal_at = 0;
 static TimestampTz next_straggler_seal_at = 0;
 static TimestampTz next_sweep_at = 0;
 static TimestampTz next_expire_at = 0;
+static TimestampTz next_release_at = 0;
+
+/* The last release of freed memory, and the payouts handled until then */
+static TimestampTz last_release_at = 0;
+static int64 released_after_payouts = 0;
 
 /* ---------- registration ---------- */
 
@@ -314,6 +332,18 @@ step_sweep(TimestampTz now)
 	}
 }
 
+/* Returns the memory freed since the last release to the kernel */
+static void
+step_release_memory(TimestampTz now)
+{
+	next_release_at = 0;
+	last_release_at = now;
+	released_after_payouts = MyWithdrawalWorker.sent + MyWithdrawalWorker.recorded;
+#ifdef __GLIBC__
+	(void) malloc_trim(0);
+#endif
+}
+
 /*
  * After a failed transaction: is the extension still there?  When it was
  * dropped (or replaced by another version), everything on the wire is
@@ -355,6 +385,7 @@ static const WorkerTimer timers[] = {
 	{"sealing the audit log", &next_seal_at, step_seal, true, false},
 	{"expiring reviews", &next_expire_at, step_expire_reviews, true, true},
 	{"sweeping", &next_sweep_at, step_sweep, true, true},
+	{"releasing freed memory", &next_release_at, step_release_memory, false, false},
 };
 
 /* When timer t is due on this worker now; 0: not scheduled here */
@@ -499,6 +530,25 @@ report_progress(void)
 		 w->index, w->sent, w->recorded, WithdrawalDispatchInFlight());
 }
 
+/*
+ * Schedules the release of freed memory when the worker has gone idle
+ * after handling payouts, and unschedules it when work came first.  Only
+ * glibc has malloc_trim(); elsewhere nothing is scheduled.
+ */
+static void
+schedule_memory_release(TimestampTz now)
+{
+#ifdef __GLIBC__
+	WithdrawalWorkerProc *w = &MyWithdrawalWorker;
+
+	if (WithdrawalDispatchInFlight() > 0 || w->claim_backlog || record_due_at(now) != 0 ||
+		w->sent + w->recorded == released_after_payouts)
+		next_release_at = 0;
+	else if (next_release_at == 0)
+		next_release_at = Max(now, TimestampTzPlusMilliseconds(last_release_at, RELEASE_MEMORY_MS));
+#endif
+}
+
 /* ---------- main ---------- */
 
 void
@@ -560,6 +610,7 @@ withdrawal_worker_main(Datum main_arg)
 			(void) WithdrawalRecordDone();
 		}
 		run_due_timers(GetCurrentTimestamp());
+		schedule_memory_release(GetCurrentTimestamp());
 		report_progress();
 	}
 }

@@ -40,8 +40,28 @@ bench_psql() {
 	as_run_user "$bench_bindir/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# pgbench_tps SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the tps
-pgbench_tps() {
+# cpu_ticks DIR...: CPU time (clock ticks) used so far by the servers of
+# these data directories under $bench_work: each postmaster with its
+# reaped children, and its live children (the router's PL/Proxy
+# connections stay open between runs)
+cpu_ticks() {
+	local d pm total=0 t
+	for d in "$@"; do
+		pm=$(head -n 1 "$bench_work/$d/postmaster.pid")
+		# a child may exit between ps and the read of its stat: skip it
+		t=$( { echo "$pm"; ps -o pid= --ppid "$pm"; } | while read -r pid; do
+			stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+			echo "${stat##*) }" | awk -v pm="$pm" -v pid="$pid" \
+				'{ print $12 + $13 + (pid == pm ? $14 + $15 : 0) }'
+		done | awk '{ s += $1 } END { print s + 0 }')
+		total=$((total + t))
+	done
+	echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# pgbench_run SECONDS CLIENTS SCRIPT [extra pgbench args]: pgbench's report
+pgbench_run() {
 	local seconds=$1 clients=$2 script=$3 out
 	shift 3
 	out=$(as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$seconds" -c "$clients" -j "$clients" \
@@ -53,5 +73,31 @@ pgbench_tps() {
 		echo "$out" | head -n 20 >&2
 		return 1
 	fi
+	echo "$out"
+}
+
+# pgbench_tps SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the tps
+pgbench_tps() {
+	local out
+	out=$(pgbench_run "$@")
 	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
+}
+
+# pgbench_tps_cpu SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the
+# tps and the server's CPU time per transaction in microseconds (every
+# process of the cluster in $bench_work/data: backends, WAL writer,
+# checkpointer).  CPU per call is steadier than tps on a shared machine:
+# it does not count the time the server waits for a CPU.
+pgbench_tps_cpu() {
+	local before after out
+	# the sessions of the previous run must have exited and been reaped
+	sleep 0.5
+	before=$(cpu_ticks data)
+	out=$(pgbench_run "$@")
+	sleep 0.5
+	after=$(cpu_ticks data)
+	awk -v hz="$hz" -v ticks=$((after - before)) \
+		-v tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" \
+		-v n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")" \
+		'BEGIN { printf "%s %.1f\n", tps, ticks * 1e6 / hz / (n > 0 ? n : 1) }'
 }

@@ -112,8 +112,11 @@ wait_idle() {
 	done
 }
 
+# read once the workers have been idle for 2 s: a worker returns the
+# memory it freed to the kernel within a second of going idle (worker.c)
 worker_rss_kb() {
 	local total=0 pid
+	sleep 2
 	for pid in $(bench_psql -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'"); do
 		# private memory only: RssAnon leaves out the shared buffers touched
 		total=$((total + $(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")))

@@ -7,8 +7,9 @@
 #          debit, two ledger rows, outbox row)
 #   naive  UPDATE ... WHERE balance >= amount; INSERT ... (two statements)
 # 100k accounts, a random account per call, 4 clients, with durable
-# commits and with synchronous_commit = off.  Prints tps and the ratios of
-# C to each baseline, then the WAL bytes per call of each variant
+# commits and with synchronous_commit = off.  Prints tps and the server's
+# CPU per call, the ratios of C to each baseline by both, then the WAL
+# bytes per call of each variant
 # (BENCH_WAL_CALLS calls from one client, default 2000, full-page images
 # included).  BENCH_SECONDS (default 20) and BENCH_ACCOUNTS
 # (default 100000) scale it; BENCH_CONF adds a postgresql.conf line, e.g.
@@ -55,22 +56,30 @@ INSERT INTO bench.naive_payout (account_id, amount) VALUES ('acct' || :a, :amt);
 COMMIT;
 EOS
 
+# tps and the server's CPU per call of every variant; the ratios by CPU
+# (the baseline's CPU per call over C's, so that, like the tps ratios,
+# above 1 means C is cheaper) move less with the machine's load
 printf '\n%-18s %8s %8s %8s %8s %10s %10s %10s\n' "synchronous_commit" "naive" "minimal" "plpgsql" "C" \
 	"C/minimal" "C/plpgsql" "C/naive"
 for sync in on off; do
 	export PGOPTIONS="-c synchronous_commit=$sync"
-	declare -A tps=()
+	declare -A tps=() cpu=()
 	# interleaved rounds, best of each: drift hits every variant alike
 	for round in 1 2; do
 		for v in naive minimal plpgsql c; do
-			t=$(pgbench_tps $((seconds / 2)) "$clients" "$scripts/$v.sql")
+			r=$(pgbench_tps_cpu $((seconds / 2)) "$clients" "$scripts/$v.sql")
+			t=${r% *} u=${r#* }
 			if [ -z "${tps[$v]:-}" ] || awk "BEGIN{exit !($t > ${tps[$v]})}"; then tps[$v]=$t; fi
+			if [ -z "${cpu[$v]:-}" ] || awk "BEGIN{exit !($u < ${cpu[$v]})}"; then cpu[$v]=$u; fi
 		done
 	done
 	printf '%-18s %8.0f %8.0f %8.0f %8.0f %10.2f %10.2f %10.2f\n' "$sync" "${tps[naive]}" "${tps[minimal]}" \
 		"${tps[plpgsql]}" "${tps[c]}" "$(awk "BEGIN{print ${tps[c]} / ${tps[minimal]}}")" \
 		"$(awk "BEGIN{print ${tps[c]} / ${tps[plpgsql]}}")" "$(awk "BEGIN{print ${tps[c]} / ${tps[naive]}}")"
-	unset tps
+	printf '%-18s %8.0f %8.0f %8.0f %8.0f %10.2f %10.2f %10.2f\n' "  CPU us per call" "${cpu[naive]}" "${cpu[minimal]}" \
+		"${cpu[plpgsql]}" "${cpu[c]}" "$(awk "BEGIN{print ${cpu[minimal]} / ${cpu[c]}}")" \
+		"$(awk "BEGIN{print ${cpu[plpgsql]} / ${cpu[c]}}")" "$(awk "BEGIN{print ${cpu[naive]} / ${cpu[c]}}")"
+	unset tps cpu
 done
 unset PGOPTIONS
 

@@ -93,24 +93,6 @@ as_run_user tee "$scripts/balance.sql" >/dev/null <<EOS
 SELECT withdrawal.balance('acct' || :a, 'USD');
 EOS
 
-# cpu_ticks DIR...: CPU time (clock ticks) used so far by the servers of
-# these data directories: each postmaster with its reaped children, and its
-# live children (the router's PL/Proxy connections stay open between runs)
-cpu_ticks() {
-	local d pm total=0 t
-	for d in "$@"; do
-		pm=$(head -n 1 "$bench_work/$d/postmaster.pid")
-		# a child may exit between ps and the read of its stat: skip it
-		t=$( { echo "$pm"; ps -o pid= --ppid "$pm"; } | while read -r pid; do
-			stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-			echo "${stat##*) }" | awk -v pm="$pm" -v pid="$pid" \
-				'{ print $12 + $13 + (pid == pm ? $14 + $15 : 0) }'
-		done | awk '{ s += $1 } END { print s + 0 }')
-		total=$((total + t))
-	done
-	echo "$total"
-}
-hz=$(getconf CLK_TCK)
 
 # pgbench_once PORT CLIENTS SECONDS SCRIPT DIRS...: "calls cpu_ticks" of
 # one pgbench run, the CPU being that of the servers in DIRS
