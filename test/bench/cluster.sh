@@ -40,11 +40,11 @@ bench_psql() {
 	as_run_user "$bench_bindir/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# cpu_ticks DIR...: CPU time (clock ticks) used so far by the servers of
-# these data directories under $bench_work: each postmaster with its
-# reaped children, and its live children (the router's PL/Proxy
+# server_cpu_ticks DIR...: CPU time (clock ticks) used so far by the
+# servers of these data directories under $bench_work: each postmaster
+# with its reaped children, and its live children (the router's PL/Proxy
 # connections stay open between runs)
-cpu_ticks() {
+server_cpu_ticks() {
 	local d pm total=0 t
 	for d in "$@"; do
 		pm=$(head -n 1 "$bench_work/$d/postmaster.pid")
@@ -92,10 +92,10 @@ pgbench_tps_cpu() {
 	local before after out
 	# the sessions of the previous run must have exited and been reaped
 	sleep 0.5
-	before=$(cpu_ticks data)
+	before=$(server_cpu_ticks data)
 	out=$(pgbench_run "$@")
 	sleep 0.5
-	after=$(cpu_ticks data)
+	after=$(server_cpu_ticks data)
 	awk -v hz="$hz" -v ticks=$((after - before)) \
 		-v tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" \
 		-v n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")" \

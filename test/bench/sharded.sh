@@ -94,18 +94,18 @@ SELECT withdrawal.balance('acct' || :a, 'USD');
 EOS
 
 
-# pgbench_once PORT CLIENTS SECONDS SCRIPT DIRS...: "calls cpu_ticks" of
+# pgbench_once PORT CLIENTS SECONDS SCRIPT DIRS...: "calls server_cpu_ticks" of
 # one pgbench run, the CPU being that of the servers in DIRS
 pgbench_once() {
 	local port=$1 c=$2 t=$3 script=$4 before after calls
 	shift 4
 	# the sessions of the previous run must have exited and been reaped
 	sleep 1
-	before=$(cpu_ticks "$@")
+	before=$(server_cpu_ticks "$@")
 	calls=$(PGPORT=$port as_run_user "$bench_bindir/pgbench" -n -M prepared -T "$t" -c "$c" -j "$c" \
 		-f "$script" 2>&1 | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
 	sleep 1
-	after=$(cpu_ticks "$@")
+	after=$(server_cpu_ticks "$@")
 	echo "$calls $((after - before))"
 }
 
