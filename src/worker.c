@@ -332,7 +332,7 @@ step_sweep(TimestampTz now)
 	}
 }
 
-/* Returns the memory freed since the last release to the kernel */
+/* Hands the memory freed since the last release back to the kernel */
 static void
 step_release_memory(TimestampTz now)
 {
@@ -515,13 +515,20 @@ wait_ms(void)
 	return Min((long) ((wake_at - now + 999) / 1000), (long) WITHDRAWAL_IDLE_WAIT_MS);
 }
 
+/* Nothing on the wire and no backlog to claim from */
+static bool
+worker_idle(void)
+{
+	return WithdrawalDispatchInFlight() == 0 && !MyWithdrawalWorker.claim_backlog;
+}
+
 /* What the pass leaves for pg_stat_activity and monitor_workers */
 static void
 report_progress(void)
 {
 	WithdrawalWorkerProc *w = &MyWithdrawalWorker;
 
-	if (WithdrawalDispatchInFlight() == 0 && !w->claim_backlog)
+	if (worker_idle())
 		pgstat_report_activity(STATE_IDLE, WithdrawalClaimHeld() ?
 							   "withdrawal: dispatch held: the payouts are bound to another installation" : NULL);
 	WithdrawalShmemWorkerProgress(w->index, WithdrawalDispatchInFlight(),
@@ -541,7 +548,7 @@ schedule_memory_release(TimestampTz now)
 #ifdef __GLIBC__
 	WithdrawalWorkerProc *w = &MyWithdrawalWorker;
 
-	if (WithdrawalDispatchInFlight() > 0 || w->claim_backlog || record_due_at(now) != 0 ||
+	if (!worker_idle() || record_due_at(now) != 0 ||
 		w->sent + w->recorded == released_after_payouts)
 		next_release_at = 0;
 	else if (next_release_at == 0)

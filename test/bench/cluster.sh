@@ -76,11 +76,16 @@ pgbench_run() {
 	echo "$out"
 }
 
+# report_tps REPORT: the tps of pgbench's report
+report_tps() {
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$1"
+}
+
 # pgbench_tps SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the tps
 pgbench_tps() {
 	local out
 	out=$(pgbench_run "$@")
-	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
+	report_tps "$out"
 }
 
 # pgbench_tps_cpu SECONDS CLIENTS SCRIPT [extra pgbench args]: prints the
@@ -97,7 +102,7 @@ pgbench_tps_cpu() {
 	sleep 0.5
 	after=$(server_cpu_ticks data)
 	awk -v hz="$hz" -v ticks=$((after - before)) \
-		-v tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" \
+		-v tps="$(report_tps "$out")" \
 		-v n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")" \
 		'BEGIN { printf "%s %.1f\n", tps, ticks * 1e6 / hz / (n > 0 ? n : 1) }'
 }

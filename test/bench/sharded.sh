@@ -93,9 +93,9 @@ as_run_user tee "$scripts/balance.sql" >/dev/null <<EOS
 SELECT withdrawal.balance('acct' || :a, 'USD');
 EOS
 
-
-# pgbench_once PORT CLIENTS SECONDS SCRIPT DIRS...: "calls server_cpu_ticks" of
-# one pgbench run, the CPU being that of the servers in DIRS
+# pgbench_once PORT CLIENTS SECONDS SCRIPT DIRS...: "calls ticks" of one
+# pgbench run, the ticks being the CPU of the servers in DIRS
+# (server_cpu_ticks)
 pgbench_once() {
 	local port=$1 c=$2 t=$3 script=$4 before after calls
 	shift 4
