@@ -1,7 +1,8 @@
 # The dispatcher worker: it waits for CREATE EXTENSION without crashing,
 # shows in pg_stat_activity, pays out through the sandbox (happy path, the
 # declined amount ...13 refunded, the returned amount ...42 credited back),
-# picks up a reloaded setting, and is restarted after pg_terminate_backend.
+# picks up a reloaded setting, releases freed memory once idle after work,
+# and is restarted after pg_terminate_backend.
 use strict;
 use warnings FATAL => 'all';
 
@@ -78,6 +79,19 @@ is($node->safe_psql('postgres', q{
 	SELECT due_at > now() + interval '30 minutes' FROM withdrawal.sandbox_event e JOIN w ON w.id = e.withdrawal_id
 	 WHERE w.label = 'slow'}), 't', 'SIGHUP: the worker uses the reloaded settle delay');
 
+# Idle after payouts, the worker hands the memory it freed back to the
+# kernel (worker.c): once per idle spell, not at every pass of its loop
+# (counted at the end).  The timers' labels are logged at DEBUG2.
+my $release_offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "log_min_messages = debug2\n");
+$node->reload;
+$node->wait_for_log(qr/withdrawal worker 0 reloaded its configuration/, $release_offset);
+$node->safe_psql('postgres', q{
+	INSERT INTO w SELECT 'release', withdrawal_id FROM withdrawal.request('alice', 'USD', 600, 'sandbox', '{"bank": "x"}', 'r4-release');
+});
+$node->wait_for_log(qr/withdrawal worker 0: releasing freed memory/, $release_offset);
+pass('idle after a payout, the worker releases the memory it freed');
+
 # pg_terminate_backend: the postmaster starts the worker again.
 my $pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdrawal worker'});
@@ -144,6 +158,12 @@ my %sandbox = map {
 } split /\n/, $node->safe_psql('postgres',
 	q{SELECT x.withdrawal_id, x.amount FROM w JOIN withdrawal.withdrawal x ON x.withdrawal_id = w.id});
 books_match_processor($node, undef, 'sandbox', truth => { withdrawals => \%sandbox });
+
+# A handful of idle spells after work since the release above (a payout,
+# a restart, a few more payouts), so a handful of releases; a worker that
+# released at every pass of its loop would have logged thousands.
+my $releases = () = substr(slurp_file($node->logfile), $release_offset) =~ /releasing freed memory/g;
+ok($releases >= 1 && $releases <= 20, "memory released once per idle spell ($releases times)");
 
 # DROP EXTENSION under a running worker: it goes back to waiting, quietly,
 # and picks the extension up again after CREATE EXTENSION.
